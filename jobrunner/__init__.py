@@ -1,0 +1,20 @@
+"""jobrunner: a broker-free background job runner. PostgreSQL is the only queue."""
+
+from jobrunner.client import close, configure, enqueue, enqueue_many
+from jobrunner.errors import Cancel, JobrunnerError, Retry
+from jobrunner.models import Job, JobState
+from jobrunner.tasks import Backoff, task
+
+__all__ = [
+    "Backoff",
+    "Cancel",
+    "Job",
+    "JobState",
+    "JobrunnerError",
+    "Retry",
+    "close",
+    "configure",
+    "enqueue",
+    "enqueue_many",
+    "task",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from jobrunner.cli import main
+
+sys.exit(main())

@@ -1,0 +1,173 @@
+"""API accounts and their login sessions; the CLI, the API and the dashboard all call these.
+
+A login opens a session and hands out an access token and a refresh token, both naming it.
+Refreshing spends the refresh token for a new pair; spending one twice revokes the session,
+so a stolen refresh token is good for at most one use, by whichever side uses it first.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from jobrunner.auth import InvalidToken, TokenCodec, hash_password, verify_password
+from jobrunner.db import queries
+from jobrunner.db.pool import Conn
+from jobrunner.errors import JobrunnerError
+
+Role = Literal["user", "admin"]
+USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,64}")  # as the users table's CHECK says
+MIN_PASSWORD, MAX_PASSWORD = 8, 1024
+
+
+class UserExists(JobrunnerError):
+    def __init__(self, username: str) -> None:
+        super().__init__(f"the username {username!r} is taken")
+        self.username = username
+
+
+class InvalidAccount(JobrunnerError):
+    """A username or password that cannot be used."""
+
+
+class LoginFailed(JobrunnerError):
+    """Wrong username or password (deliberately not saying which)."""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    username: str
+    role: Role
+    created_at: datetime
+    webhook_secret: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> User:
+        return cls(row["username"], row["role"], row["created_at"], row["webhook_secret"])
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the user behind a checked access token and its live session."""
+
+    username: str
+    role: Role
+    session_id: uuid.UUID
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+async def create_user(conn: Conn, *, username: str, password: str, admin: bool = False) -> User:
+    if not USERNAME.fullmatch(username):
+        raise InvalidAccount("a username is 3 to 64 letters, digits, '_', '.' or '-'")
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise InvalidAccount(f"a password is {MIN_PASSWORD} to {MAX_PASSWORD} characters")
+    password_hash = await hash_password(password)
+    row = await queries.user_insert(
+        conn,
+        username=username,
+        password_hash=password_hash,
+        role="admin" if admin else "user",
+        webhook_secret=new_webhook_secret(),
+    )
+    if row is None:
+        raise UserExists(username)
+    return User.from_row(row)
+
+
+async def list_users(conn: Conn) -> list[User]:
+    return [User.from_row(row) for row in await queries.user_list(conn)]
+
+
+async def get_user(conn: Conn, username: str) -> User | None:
+    row = await queries.user_get(conn, username)
+    return User.from_row(row) if row is not None else None
+
+
+async def login(conn: Conn, codec: TokenCodec, *, username: str, password: str) -> TokenPair:
+    password_hash = await queries.user_get_password_hash(conn, username)
+    if not await verify_password(password, password_hash):
+        raise LoginFailed("wrong username or password")
+    jti = uuid.uuid4()
+    session_id = await queries.session_create(
+        conn, username=username, ttl=codec.refresh_ttl, refresh_jti=jti
+    )
+    return _pair(codec, username, session_id, jti)
+
+
+async def refresh(conn: Conn, codec: TokenCodec, refresh_token: str) -> TokenPair:
+    """Spend a refresh token for a new pair; a token spent before revokes its session."""
+    claims = codec.decode(refresh_token, "refresh")
+    new_jti = uuid.uuid4()
+    # Two statements, each atomic; not one transaction, since the revocation must stick.
+    spent = await queries.refresh_token_use(
+        conn, jti=claims.jti, session_id=claims.sid, new_jti=new_jti
+    )
+    if spent is None:
+        if await queries.refresh_token_reused(conn, jti=claims.jti, session_id=claims.sid):
+            raise InvalidToken("refresh token used twice: the session is revoked")
+        raise InvalidToken("refresh token expired or revoked")
+    return _pair(codec, spent[0], claims.sid, new_jti)
+
+
+async def logout(conn: Conn, principal: Principal) -> None:
+    await queries.session_revoke(conn, session_id=principal.session_id, username=principal.username)
+
+
+async def authenticate(conn: Conn, codec: TokenCodec, access_token: str) -> Principal:
+    """Check an access token and that its session is still live; the role is read fresh."""
+    claims = codec.decode(access_token, "access")
+    role = await queries.session_principal(conn, session_id=claims.sid, username=claims.sub)
+    if role is None:
+        raise InvalidToken("session ended")
+    return Principal(claims.sub, "admin" if role == "admin" else "user", claims.sid)
+
+
+async def authenticate_and_take(
+    conn: Conn,
+    codec: TokenCodec,
+    access_token: str,
+    bucket_of: Callable[[str], queries.RateBucket],
+) -> tuple[Principal, bool]:
+    """`authenticate`, and a token from the user's rate bucket (`bucket_of(username)`) in one
+    round trip: the principal, and whether the bucket had a token to give."""
+    claims = codec.decode(access_token, "access")
+    found = await queries.session_principal_take(
+        conn, session_id=claims.sid, username=claims.sub, bucket=bucket_of(claims.sub)
+    )
+    if found is None:
+        raise InvalidToken("session ended")
+    role, taken = found
+    return Principal(claims.sub, "admin" if role == "admin" else "user", claims.sid), taken
+
+
+def _pair(codec: TokenCodec, username: str, session_id: uuid.UUID, jti: uuid.UUID) -> TokenPair:
+    return TokenPair(
+        access_token=codec.encode("access", sub=username, sid=session_id),
+        refresh_token=codec.encode("refresh", sub=username, sid=session_id, jti=jti),
+        expires_in=int(codec.access_ttl),
+    )

@@ -1,0 +1,107 @@
+"""The app factory: `create_app(settings)` builds a FastAPI app with everything wired.
+
+Its lifespan checks the JWT secret, opens the API's pool, points `jobrunner.client` at it,
+loads the task modules and starts the one SSE poller of this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from jobrunner import client
+from jobrunner.api import (
+    auth_routes,
+    dashboard,
+    housekeeping,
+    jobs_routes,
+    ops_routes,
+    problems,
+    sse_routes,
+)
+from jobrunner.api.events import EventHub
+from jobrunner.api.limits import UnfinishedJobs
+from jobrunner.api.metrics import RequestMetrics
+from jobrunner.api.middleware import ApiMiddleware
+from jobrunner.auth import TokenCodec
+from jobrunner.db.pool import create_pool, wait_for_database
+from jobrunner.errors import ConfigError
+from jobrunner.settings import Settings
+from jobrunner.tasks import load_task_modules
+
+DESCRIPTION = """
+Submit background jobs and follow them. PostgreSQL is the only queue.
+
+Log in with **Authorize** (or `POST /auth/token`), then call the routes with
+`Authorization: Bearer <access_token>`. Errors are `application/problem+json` (RFC 9457).
+"""
+
+
+def codec_for(settings: Settings) -> TokenCodec:
+    """The token signer; a missing or weak secret outside dev mode fails here, at startup."""
+    return TokenCodec(
+        secret=settings.require_jwt_secret(),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        access_ttl=settings.access_token_ttl,
+        refresh_ttl=settings.refresh_token_ttl,
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    codec = codec_for(settings)  # fail before anything listens
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.database_url:
+            raise ConfigError("JOBRUNNER_DATABASE_URL is not set")
+        load_task_modules(settings.tasks)
+        dsn = settings.database_url
+        pool = await wait_for_database(
+            lambda: create_pool(
+                dsn,
+                role="api",
+                min_size=settings.pool_min_size,
+                max_size=settings.pool_max_size,
+                stateless=True,  # routes run single statements and transactions, nothing more
+            ),
+            wait=settings.startup_wait,
+        )
+        await client.configure(pool)
+        hub = EventHub(pool)
+        app.state.pool, app.state.events = pool, hub
+        background = [
+            asyncio.create_task(hub.run(), name="jobrunner-sse-poller"),
+            asyncio.create_task(
+                housekeeping.run_forever(pool, housekeeping.HousekeepingConfig()),
+                name="jobrunner-api-housekeeping",
+            ),
+        ]
+        try:
+            yield
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await pool.close()
+
+    app = FastAPI(
+        title="jobrunner",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+    app.state.settings, app.state.codec = settings, codec
+    app.state.metrics = RequestMetrics()
+    app.state.unfinished = UnfinishedJobs()
+    problems.install(app)
+    for module in (auth_routes, jobs_routes, sse_routes, ops_routes, dashboard):
+        app.include_router(module.router)
+    app.add_middleware(
+        ApiMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics
+    )
+    return app

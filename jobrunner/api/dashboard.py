@@ -1,0 +1,306 @@
+"""The dashboard at /dashboard: what Flower is to Celery, inside the API process.
+
+Server-rendered pages over the same library calls as the API (`jobrunner.client`,
+`jobrunner.accounts`), with the same accounts: logging in opens an API session whose tokens
+are kept in HttpOnly, SameSite=Strict cookies, refreshed when the access token runs out.
+Admins see every job and the queue overview; users see their own jobs. A little JavaScript
+re-fetches the page's main part every two seconds. Counts are capped per state (no
+full-table count), charts read the per-minute throughput table and a bounded sample.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+from urllib.parse import urlencode, urlsplit
+from uuid import UUID
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from jobrunner import accounts, client
+from jobrunner.accounts import LoginFailed, Principal, TokenPair
+from jobrunner.api import dashboard_html as view
+from jobrunner.api import limits
+from jobrunner.api.deps import CodecDep, ConnDep, SettingsDep
+from jobrunner.api.problems import ApiProblem
+from jobrunner.api.schemas import JobCreate
+from jobrunner.api.submit import INTERNAL_TASK_PREFIX, submit_job
+from jobrunner.auth import InvalidToken
+from jobrunner.db import queries
+from jobrunner.db.pool import Conn
+from jobrunner.errors import JobNotFound, JobrunnerError, JobStateConflict
+from jobrunner.tasks import registered_tasks
+
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
+
+ACCESS_COOKIE, REFRESH_COOKIE = "jobrunner_access", "jobrunner_refresh"
+COUNT_CAP = 10_000
+WINDOW_MINUTES = 30
+STATIC = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
+
+
+Build = Callable[[Conn, Principal], Awaitable[str]]
+
+
+class LoginRequired(Exception):
+    """No valid session: send the browser to the login page."""
+
+
+# ----- sessions in cookies ------------------------------------------------------------
+
+
+async def _principal(
+    request: Request, conn: Conn, codec: CodecDep
+) -> tuple[Principal, TokenPair | None]:
+    """Who is logged in; refreshes an expired access token (returning the new pair)."""
+    access = request.cookies.get(ACCESS_COOKIE)
+    if access:
+        try:
+            return await accounts.authenticate(conn, codec, access), None
+        except InvalidToken:
+            pass
+    refresh = request.cookies.get(REFRESH_COOKIE)
+    if not refresh:
+        raise LoginRequired
+    try:
+        pair = await accounts.refresh(conn, codec, refresh)
+        return await accounts.authenticate(conn, codec, pair.access_token), pair
+    except InvalidToken:
+        raise LoginRequired from None
+
+
+def _set_cookies(response: Response, request: Request, pair: TokenPair, refresh_ttl: float) -> None:
+    secure = request.url.scheme == "https"
+    common = dict(httponly=True, samesite="strict", secure=secure, path="/dashboard")
+    response.set_cookie(ACCESS_COOKIE, pair.access_token, max_age=pair.expires_in, **common)  # type: ignore[arg-type]
+    response.set_cookie(REFRESH_COOKIE, pair.refresh_token, max_age=int(refresh_ttl), **common)  # type: ignore[arg-type]
+
+
+def _same_origin(request: Request) -> bool:
+    """Refuse cross-site form posts (SameSite=Strict already keeps the cookies away).
+
+    Hosts are compared, not schemes: behind a TLS-terminating proxy the browser says https
+    while this process may see http.
+    """
+    origin = request.headers.get("origin")
+    return origin is None or urlsplit(origin).netloc == request.headers.get("host")
+
+
+async def _render(
+    request: Request, conn: Conn, codec: CodecDep, settings: SettingsDep, title: str, build: Build
+) -> Response:
+    try:
+        me, pair = await _principal(request, conn, codec)
+    except LoginRequired:
+        if request.headers.get("x-partial"):
+            return Response(status_code=401)
+        return RedirectResponse("/dashboard/login", status_code=303)
+    main = await build(conn, me)
+    if request.headers.get("x-partial"):
+        response: Response = HTMLResponse(main)
+    else:
+        who = f"{me.username} ({me.role})"
+        response = HTMLResponse(
+            view.page(title, main, who=who, query=request.query_params.get("q", ""))
+        )
+    if pair is not None:
+        _set_cookies(response, request, pair, settings.refresh_token_ttl)
+    return response
+
+
+# ----- pages --------------------------------------------------------------------------
+
+
+@router.get("")
+async def overview(
+    request: Request, conn: ConnDep, codec: CodecDep, settings: SettingsDep
+) -> Response:
+    async def build(conn: Conn, me: Principal) -> str:
+        running = await client.list_jobs(
+            conn=conn,
+            user=me.username,
+            admin=me.is_admin,
+            where=queries.JobFilter(state="running"),
+            limit=50,
+        )
+        failed = await client.list_jobs(
+            conn=conn,
+            user=me.username,
+            admin=me.is_admin,
+            where=queries.JobFilter(state="failed"),
+            limit=20,
+        )
+        now = await queries.clock_now(conn)
+        parts = []
+        if me.is_admin:
+            counts = await client.count_jobs(conn=conn, cap=COUNT_CAP)
+            rows = await client.throughput(conn=conn, minutes=WINDOW_MINUTES)
+            pickup = await queries.job_pickup_by_minute(conn, minutes=WINDOW_MINUTES)
+            parts.append(view.section("Queues", view.queue_counts(counts), attrs='id="queues"'))
+            parts.append(
+                '<div class="grid">'
+                + view.section(
+                    f"Throughput, last {WINDOW_MINUTES} min",
+                    view.throughput_chart(rows),
+                    attrs='id="throughput"',
+                )
+                + view.section("Pickup latency", view.latency_chart(pickup), attrs='id="latency"')
+                + "</div>"
+            )
+        tasks = [t.name for t in registered_tasks() if not t.name.startswith(INTERNAL_TASK_PREFIX)]
+        error = request.query_params.get("error", "")
+        parts.append(
+            view.section("Submit a job", view.submit_form(tasks, error), attrs='id="submit"')
+        )
+        parts.append(view.section("Running", view.running_jobs(running, now), attrs='id="running"'))
+        parts.append(view.section("Failed", view.failed_jobs(failed), attrs='id="failed"'))
+        return "".join(parts)
+
+    return await _render(request, conn, codec, settings, "Overview", build)
+
+
+@router.get("/jobs")
+async def search(
+    request: Request,
+    conn: ConnDep,
+    codec: CodecDep,
+    settings: SettingsDep,
+    q: str = "",
+    state: str | None = None,
+    queue: str | None = None,
+) -> Response:
+    q = q.strip()
+    try:
+        return RedirectResponse(f"/dashboard/jobs/{UUID(q)}", status_code=303)
+    except ValueError:
+        pass
+
+    async def build(conn: Conn, me: Principal) -> str:
+        where = queries.JobFilter(
+            task=q or None,
+            queue=queue or None,
+            state=state if state in view.STATES else None,
+        )
+        jobs = await client.list_jobs(
+            conn=conn, user=me.username, admin=me.is_admin, where=where, limit=100
+        )
+        title = f"Jobs{' of task ' + q if q else ''}{' in ' + (state or '') if state else ''}"
+        return f"<h1>{view.h(title)}</h1>" + view.section("Newest first", view.job_list(jobs))
+
+    return await _render(request, conn, codec, settings, "Jobs", build)
+
+
+@router.get("/jobs/{job_id}")
+async def job_page(
+    request: Request, job_id: UUID, conn: ConnDep, codec: CodecDep, settings: SettingsDep
+) -> Response:
+    async def build(conn: Conn, me: Principal) -> str:
+        try:
+            job = await client.get_job(job_id, conn=conn, user=me.username, admin=me.is_admin)
+        except JobNotFound:
+            return f"<h1>No job {view.h(job_id)}</h1>"
+        return view.job_page(job)
+
+    return await _render(request, conn, codec, settings, "Job", build)
+
+
+@router.post("/submit")
+async def submit(
+    request: Request,
+    conn: ConnDep,
+    codec: CodecDep,
+    settings: SettingsDep,
+    task: Annotated[str, Form()],
+    args: Annotated[str, Form()] = "{}",
+) -> Response:
+    """A job from the form, through the API's own submit path (limits, caps, validation)."""
+    if not _same_origin(request):
+        return Response(status_code=403)
+    try:
+        me, _ = await _principal(request, conn, codec)
+    except LoginRequired:
+        return RedirectResponse("/dashboard/login", status_code=303)
+    try:
+        body = JobCreate.model_validate({"task": task, "args": json.loads(args or "{}")})
+        await limits.check_submit(conn, settings, me.username)
+        unfinished = request.app.state.unfinished
+        job, _ = await submit_job(conn, settings, me, body, None, unfinished)
+    except (ValueError, JobrunnerError) as exc:  # bad JSON, bad arguments, limits
+        message = exc.detail if isinstance(exc, ApiProblem) else str(exc)
+        return RedirectResponse(f"/dashboard?{urlencode({'error': message})}", status_code=303)
+    return RedirectResponse(f"/dashboard/jobs/{job.id}", status_code=303)
+
+
+@router.post("/jobs/{job_id}/{verb}")
+async def job_action(
+    request: Request, job_id: UUID, verb: str, conn: ConnDep, codec: CodecDep
+) -> Response:
+    if verb not in ("retry", "cancel") or not _same_origin(request):
+        return Response(status_code=403)
+    try:
+        me, _ = await _principal(request, conn, codec)
+    except LoginRequired:
+        return RedirectResponse("/dashboard/login", status_code=303)
+    act = client.retry_job if verb == "retry" else client.cancel_job
+    with contextlib.suppress(JobNotFound, JobStateConflict):  # the job page shows its state
+        await act(job_id, conn=conn, user=me.username, admin=me.is_admin)
+    return RedirectResponse(f"/dashboard/jobs/{job_id}", status_code=303)
+
+
+# ----- logging in and out ---------------------------------------------------------------
+
+
+@router.get("/login")
+async def login_form() -> HTMLResponse:
+    return HTMLResponse(view.login_page())
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    conn: ConnDep,
+    codec: CodecDep,
+    settings: SettingsDep,
+    username: Annotated[str, Form()],
+    password: Annotated[str, Form()],
+) -> Response:
+    if not _same_origin(request):
+        return Response(status_code=403)
+    address = request.client.host if request.client else "unknown"
+    try:
+        await limits.check_login(conn, settings, username, address)
+        pair = await accounts.login(conn, codec, username=username, password=password)
+    except (LoginFailed, ApiProblem) as exc:
+        status = exc.status if isinstance(exc, ApiProblem) else 401
+        return HTMLResponse(view.login_page(str(exc), username), status_code=status)
+    response = RedirectResponse("/dashboard", status_code=303)
+    _set_cookies(response, request, pair, settings.refresh_token_ttl)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, conn: ConnDep, codec: CodecDep) -> Response:
+    if not _same_origin(request):
+        return Response(status_code=403)
+    try:
+        me, _ = await _principal(request, conn, codec)
+        await accounts.logout(conn, me)
+    except LoginRequired:
+        pass
+    response = RedirectResponse("/dashboard/login", status_code=303)
+    for name in (ACCESS_COOKIE, REFRESH_COOKIE):
+        response.delete_cookie(name, path="/dashboard")
+    return response
+
+
+@router.get("/static/{name}")
+async def static(name: str) -> Response:
+    from importlib import resources
+
+    if name not in STATIC:
+        return Response(status_code=404)
+    body = resources.files("jobrunner.api").joinpath("static", name).read_bytes()
+    return Response(body, media_type=STATIC[name], headers={"Cache-Control": "max-age=300"})

@@ -1,0 +1,248 @@
+"""The dashboard's HTML: small functions from values to escaped markup, no template engine.
+
+Every value that came from a user or a job passes through `h()`. Page skeletons live in
+`templates/*.html` (string.Template), the rest is built here.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from importlib import resources
+from string import Template
+from typing import Any
+
+from jobrunner.client import QueueCounts
+from jobrunner.models import Job, JobState
+
+STATES = [s.value for s in JobState]
+
+
+def h(value: object) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def template(name: str) -> Template:
+    text = resources.files("jobrunner.api").joinpath("templates", name).read_text()
+    return Template(text)
+
+
+def page(title: str, main: str, *, who: str, query: str = "", live: bool = True) -> str:
+    return template("page.html").substitute(
+        title=h(title), main=main, who=h(who), query=h(query), live="1" if live else "0"
+    )
+
+
+def login_page(error: str = "", username: str = "") -> str:
+    return template("login.html").substitute(error=h(error), username=h(username))
+
+
+def state(value: str) -> str:
+    return f'<span class="state state-{h(value)}">{h(value)}</span>'
+
+
+def when(value: datetime | None) -> str:
+    if value is None:
+        return '<span class="muted">-</span>'
+    return f'<time datetime="{value.isoformat()}">{value:%Y-%m-%d %H:%M:%S}</time>'
+
+
+def seconds(value: float) -> str:
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
+
+
+def job_link(job_id: object) -> str:
+    return f'<a class="mono" href="/dashboard/jobs/{h(job_id)}">{h(str(job_id)[:13])}…</a>'
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]], empty: str) -> str:
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    if not body:
+        return f'<p class="muted">{h(empty)}</p>'
+    head = "".join(f"<th>{h(x)}</th>" for x in headers)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def section(title: str, body: str, *, attrs: str = "") -> str:
+    return f"<section {attrs}><h2>{h(title)}</h2>{body}</section>"
+
+
+def action(job: Job, verb: str) -> str:
+    return (
+        f'<form class="inline" method="post" action="/dashboard/jobs/{h(job.id)}/{verb}" '
+        f'data-confirm="{h(verb.title())} job {h(job.id)}?"><button>{h(verb)}</button></form>'
+    )
+
+
+# ----- overview -----------------------------------------------------------------------
+
+
+def submit_form(tasks: Sequence[str], error: str = "") -> str:
+    options = "".join(f'<option value="{h(t)}">{h(t)}</option>' for t in tasks)
+    problem = f'<p class="error" id="submit-error">{h(error)}</p>' if error else ""
+    return (
+        f'{problem}<form class="submit" method="post" action="/dashboard/submit">'
+        f'<label>Task <select name="task" id="submit-task">{options}</select></label> '
+        f'<label>Arguments (JSON) <input name="args" id="submit-args" value="{{}}" size="40">'
+        f"</label> "
+        f"<button>Submit</button></form>"
+    )
+
+
+def queue_counts(counts: Sequence[QueueCounts]) -> str:
+    def cell(queue: QueueCounts, name: str) -> str:
+        count = queue.states.get(name, 0)
+        shown = f"{count}+" if count >= queue.cap else str(count)
+        link = f"/dashboard/jobs?queue={h(queue.queue)}&amp;state={name}"
+        return f'<a href="{link}">{shown}</a>' if count else '<span class="muted">0</span>'
+
+    rows = [[h(q.queue), *(cell(q, name) for name in STATES)] for q in counts]
+    return table(["queue", *STATES], rows, "No jobs yet.")
+
+
+def bar_chart(points: Sequence[tuple[str, float, str]], unit: str) -> str:
+    """An inline SVG bar per point (label, value, css class); no chart library."""
+    if not points:
+        return '<p class="muted">Nothing finished in this window.</p>'
+    top = max(value for _, value, _ in points) or 1.0
+    width = 100.0 / len(points)
+    bars = "".join(
+        f'<rect class="{cls}" x="{i * width:.2f}%" width="{width * 0.8:.2f}%" '
+        f'y="{100 - 100 * value / top:.1f}%" height="{100 * value / top:.1f}%">'
+        f"<title>{h(label)}: {value:g} {h(unit)}</title></rect>"
+        for i, (label, value, cls) in enumerate(points)
+    )
+    first, last = points[0][0], points[-1][0]
+    return (
+        f'<div class="chart"><svg role="img" aria-label="{h(unit)}">{bars}</svg>'
+        f'<div class="muted">{h(first)} to {h(last)}; highest {top:g} {h(unit)}</div></div>'
+    )
+
+
+def _every_minute(values: dict[datetime, float]) -> list[tuple[datetime, float]]:
+    """The minutes from the first to the last, with zero where nothing was recorded."""
+    if not values:
+        return []
+    minute, last, filled = min(values), max(values), []
+    while minute <= last:
+        filled.append((minute, values.get(minute, 0.0)))
+        minute += timedelta(minutes=1)
+    return filled
+
+
+def throughput_chart(rows: Sequence[dict[str, Any]]) -> str:
+    succeeded: dict[datetime, float] = {}
+    for row in rows:
+        succeeded[row["minute"]] = succeeded.get(row["minute"], 0.0) + row["succeeded"]
+    points = [(f"{m:%H:%M}", n, "ok") for m, n in _every_minute(succeeded)]
+    return bar_chart(points, "jobs/min succeeded")
+
+
+def latency_chart(rows: Sequence[tuple[datetime, float, int]]) -> str:
+    medians = {minute: round(p50, 4) for minute, p50, _ in rows}
+    points = [(f"{m:%H:%M}", s, "lat") for m, s in _every_minute(medians)]
+    return bar_chart(points, "s median pickup")
+
+
+def running_jobs(jobs: Sequence[Job], now: datetime) -> str:
+    rows = [
+        [
+            job_link(j.id),
+            h(j.task),
+            h(j.queue),
+            h(j.worker_id),
+            seconds((now - j.started_at).total_seconds()) if j.started_at else "-",
+            f"{j.attempt}/{j.max_attempts}",
+        ]
+        for j in jobs
+    ]
+    return table(["job", "task", "queue", "worker", "elapsed", "attempt"], rows, "Nothing running.")
+
+
+def failed_jobs(jobs: Sequence[Job]) -> str:
+    rows = [
+        [
+            job_link(j.id),
+            h(j.task),
+            when(j.finished_at),
+            h((j.last_error or {}).get("error", ""))[:200],
+            action(j, "retry"),
+        ]
+        for j in jobs
+    ]
+    return table(["job", "task", "failed at", "last error", ""], rows, "No failed jobs.")
+
+
+def job_list(jobs: Sequence[Job]) -> str:
+    rows = [
+        [
+            job_link(j.id),
+            state(j.state),
+            h(j.task),
+            h(j.queue),
+            f"{j.attempt}/{j.max_attempts}",
+            when(j.created_at),
+            h(j.owner or ""),
+        ]
+        for j in jobs
+    ]
+    return table(
+        ["job", "state", "task", "queue", "attempt", "created", "owner"], rows, "No jobs match."
+    )
+
+
+# ----- one job ------------------------------------------------------------------------
+
+
+def job_page(job: Job) -> str:
+    fields = [
+        ("id", f'<span class="mono">{h(job.id)}</span>'),
+        ("state", state(job.state)),
+        ("task", h(job.task)),
+        ("queue", h(job.queue)),
+        ("priority", h(job.priority)),
+        ("attempt", f"{job.attempt} of {job.max_attempts}"),
+        ("owner", h(job.owner or "-")),
+        ("args", f"<code>{h(json.dumps(job.args))}</code>"),
+        ("created", when(job.created_at)),
+        ("run at", when(job.run_at)),
+        ("started", when(job.started_at)),
+        ("finished", when(job.finished_at)),
+        ("worker", h(job.worker_id or "-")),
+        ("lease until", when(job.lease_expires_at)),
+    ]
+    if job.state is JobState.SUCCEEDED:
+        fields.append(("result", f"<code>{h(json.dumps(job.result))}</code>"))
+    detail = "".join(f"<tr><th>{h(k)}</th><td>{v}</td></tr>" for k, v in fields)
+    buttons = ""
+    if not job.state.is_terminal:
+        buttons = action(job, "cancel")
+    elif job.state in (JobState.FAILED, JobState.CANCELLED):
+        buttons = action(job, "retry")
+    return (
+        f"<h1>{h(job.task)} {state(job.state)}</h1>"
+        + section("Job", f"<table>{detail}</table><p>{buttons}</p>", attrs='id="job"')
+        + section("Attempts", attempts(job), attrs='id="attempts"')
+    )
+
+
+def attempts(job: Job) -> str:
+    """Every attempt: failed ones from the errors array, then the current or final one."""
+    items = []
+    for error in job.errors:
+        trace = error.get("traceback")
+        items.append(
+            f"<li><strong>attempt {h(error.get('attempt', '?'))}</strong> "
+            f"{state(str(error.get('outcome', 'failed')))} on {h(error.get('worker', '?'))}, "
+            f"{h(error.get('started_at', ''))} → {h(error.get('finished_at', ''))}: "
+            f"{h(error.get('error', ''))}" + (f"<pre>{h(trace)}</pre>" if trace else "") + "</li>"
+        )
+    recorded = {e.get("attempt") for e in job.errors}
+    if job.attempt and job.attempt not in recorded:
+        items.append(
+            f"<li><strong>attempt {job.attempt}</strong> {state(job.state)} on "
+            f"{h(job.worker_id or '?')}, from {when(job.started_at)}</li>"
+        )
+    return f"<ol>{''.join(items)}</ol>" if items else '<p class="muted">Not started yet.</p>'

@@ -1,0 +1,181 @@
+"""/jobs and /history: submit, read, cancel, retry, list. Thin: each calls the library once."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import AwareDatetime
+
+from jobrunner import client
+from jobrunner.api.deps import ConnDep, PrincipalDep, SettingsDep, SubmitterDep
+from jobrunner.api.problems import ApiProblem
+from jobrunner.api.schemas import (
+    HistoriesPublic,
+    HistoryPublic,
+    JobCreate,
+    JobPublic,
+    JobResultPublic,
+    JobsPublic,
+    JobStatusPublic,
+)
+from jobrunner.api.submit import submit_job
+from jobrunner.db.queries import JobFilter
+from jobrunner.models import TERMINAL_STATES, Job, JobState
+
+router = APIRouter(tags=["jobs"])
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such job, or not yours"}}
+Limit = Annotated[int, Query(ge=1, le=500)]
+IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=255)]
+
+
+@router.post("/jobs", status_code=201, responses={409: {}, 413: {}, 422: {}, 429: {}})
+async def create_job(
+    body: JobCreate,
+    request: Request,
+    response: Response,
+    me: SubmitterDep,
+    conn: ConnDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JobPublic:
+    """Submit a job. Its task and args are checked now; a retried submit with the same
+    `Idempotency-Key` header returns the first job (and `Idempotent-Replayed: true`)."""
+    unfinished = request.app.state.unfinished
+    job, replayed = await submit_job(conn, settings, me, body, idempotency_key, unfinished)
+    response.headers["Location"] = f"/jobs/{job.id}"
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return JobPublic.of(job)
+
+
+@router.get("/jobs/{job_id}", responses=NOT_FOUND)
+async def get_job(job_id: UUID, me: PrincipalDep, conn: ConnDep) -> JobPublic:
+    """The whole job: arguments, every attempt's error, and the result."""
+    return JobPublic.of(await _visible(job_id, me, conn))
+
+
+@router.get("/jobs/{job_id}/status", responses=NOT_FOUND)
+async def get_job_status(job_id: UUID, me: PrincipalDep, conn: ConnDep) -> JobStatusPublic:
+    job = await _visible(job_id, me, conn)
+    return JobStatusPublic(id=job.id, state=job.state)
+
+
+@router.get("/jobs/{job_id}/result", responses=NOT_FOUND)
+async def get_job_result(job_id: UUID, me: PrincipalDep, conn: ConnDep) -> JobResultPublic:
+    """The result once succeeded; the last error once failed or cancelled."""
+    return JobResultPublic.of(await _visible(job_id, me, conn))
+
+
+@router.post("/jobs/{job_id}/cancel", responses={**NOT_FOUND, 409: {}})
+async def cancel_job(job_id: UUID, me: PrincipalDep, conn: ConnDep) -> JobPublic:
+    """Cancel at once if waiting; a running job's handler is stopped within about a second."""
+    job = await client.cancel_job(job_id, conn=conn, user=me.username, admin=me.is_admin)
+    return JobPublic.of(job)
+
+
+@router.post("/jobs/{job_id}/retry", responses={**NOT_FOUND, 409: {}})
+async def retry_job(job_id: UUID, me: PrincipalDep, conn: ConnDep) -> JobPublic:
+    """Put a failed or cancelled job back in the queue."""
+    job = await client.retry_job(job_id, conn=conn, user=me.username, admin=me.is_admin)
+    return JobPublic.of(job)
+
+
+@router.get("/jobs")
+async def list_jobs(
+    me: PrincipalDep,
+    conn: ConnDep,
+    state: JobState | None = None,
+    task: str | None = None,
+    queue: str | None = None,
+    created_after: AwareDatetime | None = None,
+    created_before: AwareDatetime | None = None,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> JobsPublic:
+    """Your jobs (every job, for admins), newest first. Pages stay correct while jobs are
+    added: pass `next_cursor` back as `cursor`."""
+    where = JobFilter(state, task, queue, created_after, created_before)
+    jobs = await client.list_jobs(
+        conn=conn,
+        user=me.username,
+        admin=me.is_admin,
+        where=where,
+        before=_decode_job_cursor(cursor),
+        limit=limit + 1,
+    )
+    more = len(jobs) > limit
+    items = jobs[:limit]
+    next_cursor = _encode_job_cursor(items[-1].id) if more else None
+    return JobsPublic(items=[JobPublic.of(j) for j in items], next_cursor=next_cursor)
+
+
+@router.get("/history", tags=["history"])
+async def history(
+    me: PrincipalDep,
+    conn: ConnDep,
+    state: JobState | None = None,
+    task: str | None = None,
+    queue: str | None = None,
+    created_after: AwareDatetime | None = None,
+    created_before: AwareDatetime | None = None,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> HistoriesPublic:
+    """Finished jobs, most recently finished first, from the `jobrunner.history` view."""
+    if state is not None and state not in TERMINAL_STATES:
+        raise ApiProblem(422, "history holds only succeeded, failed and cancelled jobs")
+    where = JobFilter(state, task, queue, created_after, created_before)
+    entries = await client.list_history(
+        conn=conn,
+        user=me.username,
+        admin=me.is_admin,
+        where=where,
+        after=_decode_history_cursor(cursor),
+        limit=limit + 1,
+    )
+    more = len(entries) > limit
+    items = entries[:limit]
+    next_cursor = _encode_history_cursor(items[-1].finished_at, items[-1].id) if more else None
+    return HistoriesPublic(items=[HistoryPublic.of(e) for e in items], next_cursor=next_cursor)
+
+
+async def _visible(job_id: UUID, me: PrincipalDep, conn: ConnDep) -> Job:
+    return await client.get_job(job_id, conn=conn, user=me.username, admin=me.is_admin)
+
+
+def _encode_job_cursor(job_id: UUID) -> str:
+    return base64.urlsafe_b64encode(job_id.bytes).decode().rstrip("=")
+
+
+def _decode_job_cursor(cursor: str | None) -> UUID | None:
+    if cursor is None:
+        return None
+    try:
+        return UUID(bytes=base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error):
+        raise ApiProblem(422, "cursor is not one this API gave out") from None
+
+
+def _encode_history_cursor(finished_at: datetime, job_id: UUID) -> str:
+    raw = f"{finished_at.isoformat()}|{job_id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_history_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, _, job_id = raw.partition("|")
+        finished_at = datetime.fromisoformat(when)
+        if finished_at.tzinfo is None:
+            raise ValueError("naive")
+        return finished_at, UUID(job_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiProblem(422, "cursor is not one this API gave out") from None

@@ -1,0 +1,94 @@
+"""Rate limits kept in PostgreSQL, so every API process draws from the same buckets.
+
+A bucket holds up to `burst` tokens and refills `per_minute` a minute; each request takes one
+token in a single upsert. An empty bucket answers 429 with the seconds until the next token.
+"""
+
+from __future__ import annotations
+
+import time
+
+from jobrunner.api.problems import ApiProblem, too_many
+from jobrunner.db import queries
+from jobrunner.db.pool import Conn
+from jobrunner.settings import Settings
+
+# One address may serve many people (an office behind NAT): it gets this many times the
+# per-account login allowance.
+ADDRESS_LOGIN_FACTOR = 5
+
+
+async def take(conn: Conn, bucket: queries.RateBucket, what: str) -> None:
+    """Take one token from `bucket`, or raise a 429 saying when to come back."""
+    if not await queries.rate_bucket_take(conn, bucket):
+        raise await refuse(conn, bucket, what)
+
+
+async def refuse(conn: Conn, bucket: queries.RateBucket, what: str) -> ApiProblem:
+    """The 429 for an empty bucket, saying when its next token comes."""
+    wait = await queries.rate_bucket_wait(conn, key=bucket.key, per_second=bucket.per_second)
+    return too_many(f"too many {what}; try again later", wait)
+
+
+SUBMISSIONS = "job submissions"
+
+
+def submit_bucket(settings: Settings, username: str) -> queries.RateBucket:
+    return queries.RateBucket(
+        key=f"submit:{username}",
+        per_second=settings.submit_rate_per_minute / 60.0,
+        burst=settings.submit_burst,
+    )
+
+
+async def check_submit(conn: Conn, settings: Settings, username: str) -> None:
+    await take(conn, submit_bucket(settings, username), SUBMISSIONS)
+
+
+async def check_login(conn: Conn, settings: Settings, username: str, address: str) -> None:
+    """Taken before the password is checked, so guessing costs the guesser, not our CPU."""
+    per_minute = settings.login_attempts_per_minute
+    for key, allowance, what in (
+        (f"login-user:{username}", per_minute, "login attempts for this account"),
+        (f"login-addr:{address}", per_minute * ADDRESS_LOGIN_FACTOR,
+         "login attempts from this address"),
+    ):  # fmt: skip
+        await take(conn, queries.RateBucket(key, allowance / 60.0, allowance), what)
+
+
+def quota_exceeded(cap: int) -> ApiProblem:
+    return too_many(f"you have {cap} unfinished jobs, the most allowed; wait for some to end", 5)
+
+
+class UnfinishedJobs:
+    """Each user's unfinished jobs, counted in the database only when it matters.
+
+    A count costs one index entry per unfinished job, so it is not paid on every submission:
+    below half the cap, a count stays good for RECOUNT_AFTER seconds, with this process's
+    submissions since added to it. Finished jobs only lower the true figure, so the estimate
+    errs towards counting again. Near the cap every submission counts. Racing submissions are
+    not serialised: the cap can be passed by the requests in flight at that moment, which is
+    all an abuse guard needs, and it keeps one user's burst from queueing behind a lock.
+    """
+
+    RECOUNT_AFTER = 1.0
+    MAX_REMEMBERED = 10_000
+
+    def __init__(self) -> None:
+        self._counted: dict[str, tuple[int, float]] = {}  # user -> (estimate, counted at)
+
+    async def admit(self, conn: Conn, username: str, *, cap: int) -> None:
+        """Raise a 429 if `username` has `cap` unfinished jobs; else count one more."""
+        now = time.monotonic()
+        known = self._counted.get(username)
+        if known is not None:
+            estimate, counted_at = known
+            if estimate + 1 < cap // 2 and now - counted_at < self.RECOUNT_AFTER:
+                self._counted[username] = (estimate + 1, counted_at)
+                return
+        count = await queries.job_count_unfinished(conn, owner=username, cap=cap)
+        if count >= cap:
+            raise quota_exceeded(cap)
+        if len(self._counted) >= self.MAX_REMEMBERED:
+            self._counted.clear()  # an estimate is only a shortcut: forgetting costs a count
+        self._counted[username] = (count + 1, now)

@@ -1,0 +1,86 @@
+"""Plain ASGI middleware: the request body cap, and request latency for /metrics.
+
+The body is read here, before any route, so a chunked upload without Content-Length is
+stopped at the cap as surely as one that announces its size.
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jobrunner.api.metrics import RequestMetrics
+from jobrunner.api.problems import problem
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class ApiMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: RequestMetrics) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            if scope["method"] in BODY_METHODS:
+                replay = await self._read_body(scope, receive)
+                if replay is None:
+                    too_large = problem(
+                        413, f"the request body is larger than {self.max_body_bytes} bytes"
+                    )
+                    await too_large(scope, receive, send_and_watch)
+                    return
+                receive = replay
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            self.metrics.observe(scope["method"], path, status, time.perf_counter() - started)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> Receive | None:
+        """A receive that replays the whole body, or None when the body passes the cap."""
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+                return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return _replay_message(message, receive)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        return _replay_message(body, receive)
+
+
+def _replay_message(first: Message, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return first
+        return await receive()
+
+    return replay

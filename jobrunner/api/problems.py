@@ -1,0 +1,136 @@
+"""Every error the API answers with is `application/problem+json` (RFC 9457), from one handler.
+
+jobrunner's errors become HTTP statuses here and only here; routes just raise.
+"""
+
+from __future__ import annotations
+
+import math
+from http import HTTPStatus
+from typing import Any
+
+import asyncpg
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from jobrunner.accounts import InvalidAccount, LoginFailed, UserExists
+from jobrunner.auth import InvalidToken
+from jobrunner.db.errors import TRANSIENT_ERRORS
+from jobrunner.errors import (
+    DatabaseUnavailable,
+    DuplicateJob,
+    InvalidArguments,
+    JobNotFound,
+    JobrunnerError,
+    JobStateConflict,
+    UnknownTask,
+)
+
+log = structlog.get_logger("jobrunner.api")
+
+PROBLEM_JSON = "application/problem+json"
+BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+
+class ApiProblem(JobrunnerError):
+    """An error the API raises with its status, and headers such as Retry-After."""
+
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+
+
+def too_many(detail: str, retry_after: float) -> ApiProblem:
+    return ApiProblem(429, detail, {"Retry-After": str(max(1, math.ceil(retry_after)))})
+
+
+def problem(
+    status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    body = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+# The API started on a database nobody migrated yet (compose started it before `migrate`):
+# an operator's step is missing, not a bug; /readyz says the same.
+SCHEMA_MISSING = (
+    asyncpg.InvalidSchemaNameError,
+    asyncpg.UndefinedTableError,
+    asyncpg.UndefinedFunctionError,
+    asyncpg.UndefinedObjectError,
+    asyncpg.UndefinedColumnError,
+)
+
+_STATUS: list[tuple[type[BaseException], int]] = [
+    (JobNotFound, 404),
+    (JobStateConflict, 409),
+    (DuplicateJob, 409),
+    (UserExists, 409),
+    (UnknownTask, 422),
+    (InvalidAccount, 422),
+    (LoginFailed, 401),
+    (DatabaseUnavailable, 503),
+    (asyncpg.CheckViolationError, 422),
+    (asyncpg.DataError, 422),
+    (TRANSIENT_ERRORS, 503),  # type: ignore[list-item]
+]
+
+
+def _validation_errors(errors: Any) -> list[dict[str, Any]]:
+    # Only loc, msg and type: ctx can hold exception objects, and input echoes secrets back.
+    return [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in errors
+    ]
+
+
+async def handle_error(request: Request, exc: Exception) -> JSONResponse:
+    """The one place an exception becomes an HTTP answer."""
+    if isinstance(exc, ApiProblem):
+        return problem(exc.status, exc.detail, headers=exc.headers)
+    if isinstance(exc, HTTPException):
+        return problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+    if isinstance(exc, RequestValidationError):
+        errors = _validation_errors(exc.errors())
+        return problem(422, "the request is not valid", errors=errors)
+    if isinstance(exc, InvalidArguments):
+        detail = f"invalid arguments for task {exc.task!r}"
+        return problem(422, detail, errors=_validation_errors(exc.details))
+    if isinstance(exc, InvalidToken):
+        return problem(401, f"invalid token: {exc}", headers=BEARER_CHALLENGE)
+    if isinstance(exc, SCHEMA_MISSING):
+        return problem(
+            503,
+            "the database is not migrated: run `jobrunner migrate`",
+            headers={"Retry-After": "5"},
+        )
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            headers = {"Retry-After": "1"} if status == 503 else None
+            detail = str(exc) if status < 500 else "the database is unavailable; try again"
+            return problem(status, detail, headers=headers)
+    log.exception("unhandled error", path=request.url.path, exc_info=exc)
+    return problem(500, "internal error")
+
+
+def install(app: FastAPI) -> None:
+    for kind in (
+        Exception,
+        HTTPException,
+        RequestValidationError,
+        JobrunnerError,
+        asyncpg.PostgresError,
+        *TRANSIENT_ERRORS,
+    ):
+        app.add_exception_handler(kind, handle_error)

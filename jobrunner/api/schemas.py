@@ -1,0 +1,372 @@
+"""What the API reads and writes: XCreate for bodies, XPublic for answers (FastAPI's naming).
+
+Bodies forbid unknown fields and non-finite numbers, so every bad input is a 422, never a 500.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from jobrunner.accounts import TokenPair, User
+from jobrunner.client import HistoryEntry
+from jobrunner.models import Job, JobState
+
+STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+MAX_JSON_DEPTH = 32
+
+
+def _finite_json(value: Any, depth: int = 0) -> Any:
+    """Reject what PostgreSQL's jsonb cannot hold, anywhere in free-form JSON: NaN and
+    infinities, NUL characters and lone surrogates; and absurd nesting."""
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("NaN and infinite numbers are not JSON")
+    if isinstance(value, str):
+        _storable_text(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable_text(key)
+            _finite_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _finite_json(item, depth + 1)
+    return value
+
+
+def _storable_text(text: str) -> None:
+    if "\x00" in text:
+        raise ValueError("text must not contain NUL characters")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+
+
+def _http_url(value: str) -> str:
+    _storable_text(value)
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http or https URL with a host")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials")
+    return value
+
+
+Username = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{3,64}$", examples=["alice"])]
+Password = Annotated[str, Field(min_length=8, max_length=1024, examples=["correct horse battery"])]
+QueueName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+CallbackUrl = Annotated[str, Field(max_length=2048), AfterValidator(_http_url)]
+
+
+# ----- accounts -------------------------------------------------------------------------
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"username": "alice", "password": "correct horse battery"}]
+        },
+    )
+    username: Username
+    password: Password
+
+
+class LoginCreate(UserCreate):
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class RefreshCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"refresh_token": "eyJhbGciOi..."}]}
+    )
+    refresh_token: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class UserPublic(BaseModel):
+    username: str
+    role: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserPublic:
+        return cls(username=user.username, role=user.role, created_at=user.created_at)
+
+
+class MePublic(UserPublic):
+    webhook_secret: str = Field(description="Verifies the signature of your webhooks.")
+
+    @classmethod
+    def of(cls, user: User) -> MePublic:
+        return cls(
+            username=user.username,
+            role=user.role,
+            created_at=user.created_at,
+            webhook_secret=user.webhook_secret,
+        )
+
+
+class TokenPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOiJIUzI1NiIs...",
+                    "refresh_token": "eyJhbGciOiJIUzI1NiIs...",
+                    "token_type": "bearer",
+                    "expires_in": 900,
+                }
+            ]
+        }
+    )
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+    expires_in: int
+
+    @classmethod
+    def of(cls, pair: TokenPair) -> TokenPublic:
+        return cls(
+            access_token=pair.access_token,
+            refresh_token=pair.refresh_token,
+            expires_in=pair.expires_in,
+        )
+
+
+# ----- jobs -----------------------------------------------------------------------------
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {"task": "square_sum", "args": {"data": [1, 2, 3]}},
+                {
+                    "task": "sleep",
+                    "args": {"seconds": 2},
+                    "queue": "default",
+                    "priority": 10,
+                    "delay_seconds": 30,
+                    "max_attempts": 5,
+                    "timeout_seconds": 60,
+                    "callback_url": "https://example.com/hooks/jobrunner",
+                },
+            ]
+        },
+    )
+    task: Annotated[str, Field(min_length=1, max_length=256)]
+    args: Annotated[dict[str, Any], AfterValidator(_finite_json)] = Field(default_factory=dict)
+    queue: QueueName | None = None
+    # strict: true is not a priority, and "5" is not a number of attempts.
+    priority: Annotated[int, Field(ge=-100, le=100, strict=True)] | None = None
+    delay_seconds: Annotated[float, Field(ge=0, le=366 * 86400, strict=True)] | None = None
+    run_at: AwareDatetime | None = None
+    max_attempts: Annotated[int, Field(ge=1, le=1000, strict=True)] | None = None
+    timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400, strict=True)] | None = None
+    callback_url: CallbackUrl | None = None
+
+    @model_validator(mode="after")
+    def _one_start_time(self) -> JobCreate:
+        if self.delay_seconds is not None and self.run_at is not None:
+            raise ValueError("give delay_seconds or run_at, not both")
+        return self
+
+
+class AttemptError(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    attempt: int | None = None
+    error: str | None = None
+    traceback: str | None = None
+    outcome: str | None = None
+    worker: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+JOB_ID = "01a207cc-cba6-722f-a0ab-9006fa64fcfc"
+JOB_EXAMPLE: dict[str, Any] = {
+    "id": JOB_ID,
+    "queue": "default",
+    "task": "square_sum",
+    "args": {"data": [1, 2, 3]},
+    "priority": 0,
+    "state": "succeeded",
+    "attempt": 1,
+    "max_attempts": 3,
+    "run_at": "2026-11-23T10:00:00Z",
+    "created_at": "2026-11-23T10:00:00Z",
+    "started_at": "2026-11-23T10:00:00.010Z",
+    "finished_at": "2026-11-23T10:00:00.012Z",
+    "timeout_seconds": None,
+    "cancel_requested": False,
+    "result": 14,
+    "errors": [],
+    "owner": "alice",
+    "callback_url": None,
+    "dedup_key": None,
+}
+
+
+class JobPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [JOB_EXAMPLE]})
+    id: UUID
+    queue: str
+    task: str
+    args: dict[str, Any]
+    priority: int
+    state: JobState
+    attempt: int
+    max_attempts: int
+    run_at: datetime
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    timeout_seconds: float | None
+    cancel_requested: bool
+    result: Any
+    errors: list[AttemptError]
+    owner: str | None
+    callback_url: str | None
+    dedup_key: str | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobPublic:
+        return cls(
+            id=job.id,
+            queue=job.queue,
+            task=job.task,
+            args=job.args,
+            priority=job.priority,
+            state=job.state,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            run_at=job.run_at,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            timeout_seconds=job.timeout.total_seconds() if job.timeout else None,
+            cancel_requested=job.cancel_requested_at is not None,
+            result=job.result,
+            errors=[AttemptError.model_validate(e) for e in job.errors],
+            owner=job.owner,
+            callback_url=job.callback_url,
+            dedup_key=job.dedup_key,
+        )
+
+
+class JobStatusPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"id": JOB_ID, "state": "running"}]})
+    id: UUID
+    state: JobState
+
+
+class JobResultPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"id": JOB_ID, "state": "succeeded", "result": 14, "error": None},
+                {"id": JOB_ID, "state": "failed", "result": None, "error": "ValueError: boom"},
+            ]
+        }
+    )
+    id: UUID
+    state: JobState
+    result: Any
+    error: str | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobResultPublic:
+        last = job.last_error
+        error = str(last.get("error")) if last and job.state is not JobState.SUCCEEDED else None
+        return cls(id=job.id, state=job.state, result=job.result, error=error)
+
+
+class JobsPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"items": [JOB_EXAMPLE], "next_cursor": "AaIHzMumci-gq5AG-mT8_A"}]
+        }
+    )
+    items: list[JobPublic]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
+
+
+class HistoryPublic(BaseModel):
+    id: UUID
+    queue: str
+    task: str
+    state: JobState
+    attempt: int
+    max_attempts: int
+    owner: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime
+    run_seconds: float | None
+    total_seconds: float
+    result: Any
+    last_error: str | None
+
+    @classmethod
+    def of(cls, entry: HistoryEntry) -> HistoryPublic:
+        return cls(
+            id=entry.id,
+            queue=entry.queue,
+            task=entry.task,
+            state=entry.state,
+            attempt=entry.attempt,
+            max_attempts=entry.max_attempts,
+            owner=entry.owner,
+            created_at=entry.created_at,
+            started_at=entry.started_at,
+            finished_at=entry.finished_at,
+            run_seconds=entry.run_duration.total_seconds() if entry.run_duration else None,
+            total_seconds=entry.total_duration.total_seconds(),
+            result=entry.result,
+            last_error=entry.last_error,
+        )
+
+
+class HistoriesPublic(BaseModel):
+    items: list[HistoryPublic]
+    next_cursor: str | None
+
+
+class TaskPublic(BaseModel):
+    name: str
+    queue: str
+    priority: int
+    max_attempts: int
+    timeout_seconds: float | None
+    cron: str | None
+    description: str | None
+    args_schema: dict[str, Any]
+
+
+class QueueStatsPublic(BaseModel):
+    queue: str
+    states: dict[str, int]
+    capped: list[str] = Field(description="States whose count reached the cap: 'at least'.")
+
+
+class ThroughputPublic(BaseModel):
+    minute: datetime
+    queue: str
+    succeeded: int
+    failed: int
+    retried: int
+    cancelled: int
+
+
+class StatsPublic(BaseModel):
+    queues: list[QueueStatsPublic]
+    throughput: list[ThroughputPublic]

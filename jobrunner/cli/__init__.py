@@ -1,0 +1,13 @@
+"""`jobrunner`: every command a user runs. Each one is `asyncio.run` over library calls.
+
+parser.py   the commands, their flags and help, and `main`
+common.py   settings from flags, output, and the database a command uses
+serving.py  migrate, worker, api, up
+jobs.py     enqueue, jobs ls|show|cancel|retry
+admin.py    users create|list, doctor
+"""
+
+from jobrunner.cli.common import database, database_url
+from jobrunner.cli.parser import build_parser, main
+
+__all__ = ["build_parser", "database", "database_url", "main"]

@@ -1,0 +1,105 @@
+"""`jobrunner users create|list` and `jobrunner doctor`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import secrets
+import subprocess
+import sys
+
+from jobrunner import console
+from jobrunner.cli.common import database, out, settings_from
+from jobrunner.db.pool import Conn, connect
+from jobrunner.errors import ConfigError
+
+# ----- users ----------------------------------------------------------------------------
+
+
+def _new_password(given: str | None) -> tuple[str, bool]:
+    """The password to set, and whether to print it (it was generated)."""
+    if given:
+        return given, False
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if first != getpass.getpass("Again: "):
+            raise ConfigError("the passwords differ")
+        if not first:
+            raise ConfigError("an empty password is not allowed")
+        return first, False
+    return secrets.token_urlsafe(12), True
+
+
+async def _users(dsn: str, args: argparse.Namespace) -> int:
+    from jobrunner import accounts
+
+    conn: Conn = await connect(dsn, role="cli")
+    try:
+        if args.users_command == "create":
+            password, show = _new_password(args.password)
+            user = await accounts.create_user(
+                conn, username=args.name, password=password, admin=args.admin
+            )
+            out(f"created {'admin' if args.admin else 'user'} {user.username}")
+            if show:
+                out(f"password {password}  (shown this once)")
+            return 0
+        users = await accounts.list_users(conn)
+        out(
+            console.table(
+                ["USERNAME", "ROLE", "CREATED"],
+                [[u.username, u.role, f"{u.created_at:%Y-%m-%d %H:%M}"] for u in users],
+            )
+        )
+        return 0
+    finally:
+        await conn.close()
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    with database(settings_from({})) as db:
+        return asyncio.run(_users(db.dsn, args))
+
+
+# ----- doctor ---------------------------------------------------------------------------
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from jobrunner import doctor
+
+    settings = settings_from({})
+    marks = {"ok": "OK  ", "warn": "WARN", "fail": "FAIL"}
+
+    def show(check: doctor.Check) -> None:
+        out(f"{marks[check.status]}  {check.name}: {check.detail}")
+        if check.fix and check.status != "ok":
+            out(f"      fix: {check.fix}")
+
+    checks = doctor.check_settings(settings)
+    for check in checks:
+        show(check)
+    source = (
+        "JOBRUNNER_DATABASE_URL"
+        if settings.database_url
+        else f"the embedded PostgreSQL in {settings.data_dir / 'pgdata'}"
+    )
+    out(f"database: {source}")
+    try:
+        with database(settings) as db:
+            for check in doctor.run_database_checks(db.dsn):
+                show(check)
+                checks.append(check)
+    except (OSError, subprocess.SubprocessError, ConfigError) as exc:
+        checks.append(
+            doctor.Check(
+                "embedded PostgreSQL",
+                "fail",
+                str(exc),
+                "set JOBRUNNER_DATABASE_URL, or check JOBRUNNER_DATA_DIR and its server.log",
+            )
+        )
+        show(checks[-1])
+    healthy = all(c.status != "fail" for c in checks)
+    out("all good" if healthy else "some checks failed")
+    return 0 if healthy else 1

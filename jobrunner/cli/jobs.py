@@ -1,0 +1,137 @@
+"""`jobrunner enqueue` and `jobrunner jobs ls|show|cancel|retry`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from jobrunner import client, console
+from jobrunner.cli.common import err, out, settings_from, task_database
+from jobrunner.db import queries
+from jobrunner.errors import ConfigError
+from jobrunner.models import Job, JobState
+
+# ----- enqueue --------------------------------------------------------------------------
+
+
+def json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('must be a JSON object, e.g. {"data": [1, 2, 3]}')
+    return value
+
+
+async def _enqueue(dsn: str, args: argparse.Namespace) -> int:
+    await client.configure(dsn)
+    try:
+        job = await client.enqueue(
+            args.task,
+            args.args,
+            queue=args.queue,
+            priority=args.priority,
+            delay=args.delay,
+            max_attempts=args.max_attempts,
+        )
+        if not args.wait:
+            out(console.job_json(job))
+            return 0
+        err(f"enqueued {job.id} ({job.task} on queue {job.queue})")
+        return _report_final(await _follow(job, args.timeout))
+    finally:
+        await client.close()  # rings the job's queue before the pool goes
+
+
+async def _follow(job: Job, timeout: float | None) -> Job:
+    """Poll the job until it ends, showing its state; raises TimeoutError after `timeout`."""
+    status = console.StatusLine()
+    started = time.monotonic()
+    interval = 0.05
+    try:
+        while not job.state.is_terminal:
+            elapsed = time.monotonic() - started
+            if timeout is not None and elapsed > timeout:
+                raise TimeoutError(f"job {job.id} is still {job.state} after {timeout:g}s")
+            status.show(f"{job.state}  attempt {job.attempt}/{job.max_attempts}  {elapsed:.1f}s")
+            await asyncio.sleep(interval)
+            interval = min(interval * 1.5, 0.5)
+            job = await client.get_job(job.id)
+        status.show(
+            f"{job.state}  attempt {job.attempt}/{job.max_attempts}  "
+            f"{time.monotonic() - started:.1f}s"
+        )
+    finally:
+        status.close()
+    return job
+
+
+def _report_final(job: Job) -> int:
+    if job.state is JobState.SUCCEEDED:
+        out(console.to_json(job.result))
+        return 0
+    error = job.last_error or {}
+    err(f"job {job.id} {job.state}: {error.get('error', 'no error recorded')}")
+    if error.get("traceback"):
+        err(str(error["traceback"]).rstrip())
+    return 1
+
+
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    settings = settings_from({})
+    with task_database(settings) as db:
+        try:
+            return asyncio.run(_enqueue(db.dsn, args))
+        except TimeoutError as exc:
+            err(f"jobrunner: {exc}")
+            return 124
+
+
+# ----- jobs -----------------------------------------------------------------------------
+
+
+async def _jobs(dsn: str, args: argparse.Namespace) -> int:
+    pool = await client.configure(dsn)
+    try:
+        if args.jobs_command == "ls":
+            jobs = await _list_jobs(args)
+            if args.json:
+                for job in jobs:
+                    out(console.job_json(job, indent=None))
+            else:
+                out(console.table(console.JOB_HEADERS, [console.job_row(j) for j in jobs]))
+            return 0
+        job_id = _job_id(args.id)
+        actions: dict[str, Callable[..., Any]] = {
+            "show": client.get_job,
+            "cancel": client.cancel_job,
+            "retry": client.retry_job,
+        }
+        job = await actions[args.jobs_command](job_id)
+        out(console.job_json(job) if args.json else console.job_details(job))
+        return 0
+    finally:
+        await pool.close()
+
+
+async def _list_jobs(args: argparse.Namespace) -> list[Job]:
+    where = queries.JobFilter(state=args.state, task=args.task, queue=args.queue)
+    return await client.list_jobs(where=where, limit=args.limit)
+
+
+def _job_id(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a job id (a UUID)") from None
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    with task_database(settings_from({})) as db:
+        return asyncio.run(_jobs(db.dsn, args))

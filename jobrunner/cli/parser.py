@@ -1,0 +1,213 @@
+"""The command line itself: every command, its flags and help, and `main`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+import pydantic
+
+from jobrunner.cli.admin import cmd_doctor, cmd_users
+from jobrunner.cli.common import err, settings_from
+from jobrunner.cli.jobs import cmd_enqueue, cmd_jobs, json_object
+from jobrunner.cli.serving import cmd_api, cmd_migrate, cmd_up, cmd_worker
+from jobrunner.errors import JobrunnerError
+from jobrunner.logs import configure_logging
+from jobrunner.models import JobState
+
+# ----- wiring ---------------------------------------------------------------------------
+
+Command = Callable[[argparse.Namespace], int]
+Subparsers = argparse._SubParsersAction  # argparse names no public type for it
+
+
+def _add_worker_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--queues", help="comma-separated queues to work (default: default,webhooks)"
+    )
+    parser.add_argument("--concurrency", type=int, help="jobs run at once (default 32)")
+    parser.add_argument("--poll-interval", type=float, help="seconds between polls (default 1)")
+    parser.add_argument("--lease-seconds", type=float, help="lease of a running job (default 30)")
+    parser.add_argument("--heartbeat-interval", type=float, help="seconds between lease renewals")
+    parser.add_argument("--drain-timeout", type=float, help="seconds to finish jobs on SIGTERM")
+    parser.add_argument("--maintenance-interval", type=float, help="seconds between maintenance")
+    parser.add_argument("--backoff-base", type=float, help="first retry delay in seconds")
+    parser.add_argument("--backoff-cap", type=float, help="longest retry delay in seconds")
+    parser.add_argument(
+        "--no-listen",
+        dest="listen",
+        action="store_const",
+        const=False,
+        help="poll only; do not LISTEN for new jobs",
+    )
+
+
+def _add_http_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8000)")
+
+
+def _add_serving(sub: Subparsers[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "up",
+        help="API, worker, maintenance and dashboard in one process (what `make run` runs)",
+        description="Start everything in one process on http://127.0.0.1:8000. With no "
+        "JOBRUNNER_DATABASE_URL it starts an embedded PostgreSQL in JOBRUNNER_DATA_DIR/pgdata. "
+        "It migrates the database, turns on dev mode when no JOBRUNNER_JWT_SECRET is set, and "
+        "on first start creates an admin account and prints its password once.",
+    )
+    _add_http_flags(p)
+    _add_worker_flags(p)
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser(
+        "api",
+        help="run the HTTP API only (no worker)",
+        description="Serve the HTTP API with uvicorn. Needs JOBRUNNER_JWT_SECRET "
+        "(or JOBRUNNER_DEV_MODE=1) and a migrated database.",
+    )
+    _add_http_flags(p)
+    p.set_defaults(func=cmd_api)
+
+    p = sub.add_parser(
+        "worker",
+        help="run a worker process",
+        description="Claim and run jobs until SIGTERM or SIGINT, then drain. "
+        "Every flag has a JOBRUNNER_* variable of the same name.",
+    )
+    _add_worker_flags(p)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser(
+        "migrate",
+        help="apply pending database migrations",
+        description="Apply pending migrations in order, each in a transaction, "
+        "under an advisory lock (safe from many processes at once).",
+    )
+    p.add_argument("--status", action="store_true", help="list applied and pending migrations")
+    p.set_defaults(func=cmd_migrate)
+
+
+def _add_enqueue(sub: Subparsers[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "enqueue",
+        help="submit a job",
+        description="Submit a job and print it as JSON. With --wait, follow it to its end and "
+        "print its result; the exit status is non-zero unless it succeeded.",
+        epilog="""example: jobrunner enqueue square_sum --args '{"data": [1, 2, 3]}' --wait""",
+    )
+    p.add_argument("task", metavar="TASK", help="a registered task name, e.g. square_sum")
+    p.add_argument(
+        "--args",
+        type=json_object,
+        default={},
+        metavar="JSON",
+        help="the task's arguments as a JSON object (default {})",
+    )
+    p.add_argument("--queue", help="queue (default: the task's)")
+    p.add_argument("--priority", type=int, help="-100..100, higher runs first")
+    p.add_argument("--delay", type=float, metavar="SECONDS", help="run no sooner than this")
+    p.add_argument("--max-attempts", type=int, help="attempts before failing for good")
+    p.add_argument("--wait", action="store_true", help="wait for the end and print the result")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --wait: give up after this long (exit 124)",
+    )
+    p.set_defaults(func=cmd_enqueue)
+
+
+def _add_jobs(sub: Subparsers[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "jobs",
+        help="list, show, cancel and retry jobs",
+        description="Inspect and act on jobs, as an admin would.",
+    )
+    jobs = p.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+    ls = jobs.add_parser("ls", help="newest jobs first", description="List jobs, newest first.")
+    ls.add_argument("--state", choices=[s.value for s in JobState], help="only this state")
+    ls.add_argument("--task", help="only this task")
+    ls.add_argument("--queue", help="only this queue")
+    ls.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    for name, text in [
+        ("show", "every field of a job, with each failed attempt"),
+        ("cancel", "cancel a job (a running one is stopped by its worker)"),
+        ("retry", "put a failed or cancelled job back in the queue"),
+    ]:
+        action = jobs.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        action.add_argument("id", metavar="ID", help="the job's id")
+        action.add_argument("--json", action="store_true", help="print the job as JSON")
+    p.set_defaults(func=cmd_jobs)
+
+
+def _add_users(sub: Subparsers[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "users",
+        help="create and list API accounts",
+        description="Manage the accounts that log in to the API and dashboard.",
+    )
+    users = p.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    create = users.add_parser(
+        "create",
+        help="create an account",
+        description="Create an account. Without --password: asked for on a terminal, "
+        "otherwise generated and printed once.",
+    )
+    create.add_argument("name", metavar="NAME", help="3-64 of A-Z a-z 0-9 _ . -")
+    create.add_argument("--admin", action="store_true", help="an admin sees every job")
+    create.add_argument("--password", help="the password (visible in shell history)")
+    users.add_parser("list", help="every account", description="List every account.")
+    p.set_defaults(func=cmd_users)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobrunner",
+        description="A background job runner whose only queue is PostgreSQL. "
+        "Settings come from JOBRUNNER_* environment variables; with no "
+        "JOBRUNNER_DATABASE_URL an embedded PostgreSQL in JOBRUNNER_DATA_DIR is used.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_serving(sub)
+    _add_enqueue(sub)
+    _add_jobs(sub)
+    _add_users(sub)
+    p = sub.add_parser(
+        "doctor",
+        help="check the database, migrations, LISTEN/NOTIFY and settings",
+        description="Run every check, say what to fix, exit non-zero on failure.",
+    )
+    p.set_defaults(func=cmd_doctor)
+
+    from jobrunner import bench
+
+    bench.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from({})
+    except pydantic.ValidationError as exc:
+        err(f"jobrunner: invalid settings:\n{exc}")
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    func: Command = args.func
+    try:
+        return func(args)
+    except pydantic.ValidationError as exc:
+        err(f"jobrunner: invalid settings:\n{exc}")
+        return 2
+    except JobrunnerError as exc:
+        err(f"jobrunner: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The one way to reach PostgreSQL: pools for work, and a dedicated connection for LISTEN.
+
+Every connection gets the same JSON codecs and an `application_name` naming its role, so
+`pg_stat_activity` shows which process does what.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeAlias, TypeVar, overload
+
+import asyncpg
+import structlog
+from asyncpg.pool import PoolConnectionProxy
+
+from jobrunner.db.errors import TRANSIENT_ERRORS
+from jobrunner.errors import ConfigError
+
+log = structlog.get_logger("jobrunner.db")
+T = TypeVar("T")
+
+Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+async def init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name, encoder=_dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def _roll_back_only(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Release without the full session reset: asyncpg still rolls back an open transaction."""
+
+
+async def create_pool(
+    dsn: str, *, role: str, min_size: int = 1, max_size: int = 10, stateless: bool = False
+) -> Pool:
+    """A pool of connections. `stateless` is for callers that never leave session state
+    behind (no SET, no session advisory lock, no LISTEN): their connections go back to the
+    pool without the reset query, one round trip less per request."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=init_connection,
+        reset=_roll_back_only if stateless else None,
+        server_settings={"application_name": f"jobrunner-{role}"},
+        # A dead server must not hang a caller forever.
+        timeout=10,
+        command_timeout=60,
+    )
+    return pool
+
+
+async def connect(dsn: str, *, role: str) -> asyncpg.Connection[asyncpg.Record]:
+    """A connection outside any pool: for LISTEN, which must outlive any one request."""
+    conn: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(
+        dsn, server_settings={"application_name": f"jobrunner-{role}"}, timeout=10
+    )
+    try:
+        await init_connection(conn)
+    except BaseException:
+        conn.terminate()  # not left open behind a failed or cancelled start
+        raise
+    return conn
+
+
+@overload
+async def wait_for_database(
+    open_: Callable[[], Awaitable[T]], *, wait: float, stop: None = None, max_delay: float = 2.0
+) -> T: ...
+
+
+@overload
+async def wait_for_database(
+    open_: Callable[[], Awaitable[T]], *, wait: float, stop: asyncio.Event, max_delay: float = 2.0
+) -> T | None: ...
+
+
+async def wait_for_database(
+    open_: Callable[[], Awaitable[T]],
+    *,
+    wait: float,
+    stop: asyncio.Event | None = None,
+    max_delay: float = 2.0,
+) -> T | None:
+    """Open a pool or connection, retrying while the server is away, for up to `wait` seconds.
+
+    A process started alongside PostgreSQL (compose, a host reboot, a failover) must not die
+    on the race. Returns None when `stop` is set first; raises ConfigError after the deadline,
+    with the last error, so the operator reads one line instead of a traceback.
+    """
+    deadline = time.monotonic() + wait
+    failures = 0
+    while True:
+        try:
+            return await open_()
+        except TRANSIENT_ERRORS as exc:
+            failures += 1
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ConfigError(
+                    f"database unreachable after {wait:g}s: {exc or type(exc).__name__}"
+                ) from exc
+            delay = min(max_delay, 0.05 * 2 ** min(failures, 10), left)
+            log.warning(
+                "database unavailable at start; retrying",
+                error=str(exc) or type(exc).__name__,
+                retry_in=round(delay, 3),
+            )
+        if stop is None:
+            await asyncio.sleep(delay)
+            continue
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        except TimeoutError:
+            continue
+        return None

@@ -1,0 +1,537 @@
+"""Typed wrappers around the named statements in queries.sql.
+
+Callers never see asyncpg records or errors: rows become models, and asyncpg's exceptions
+become jobrunner's (see `translate_errors`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from importlib import resources
+from typing import Any, LiteralString, cast
+from uuid import UUID
+
+from jobrunner.db.pool import Conn
+from jobrunner.models import ClaimedJob, Job, JobState
+
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+
+def _load(text: str) -> dict[str, LiteralString]:
+    parts = _NAME.split(text)
+    # parts = [preamble, name1, body1, name2, body2, ...]
+    return {
+        name: cast(LiteralString, body.strip())
+        for name, body in zip(parts[1::2], parts[2::2], strict=True)
+    }
+
+
+QUERIES: dict[str, LiteralString] = _load(
+    resources.files("jobrunner.db").joinpath("queries.sql").read_text()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewJobs:
+    """What job_insert_many inserts: one job per entry of `args`, alike in everything else."""
+
+    queue: str
+    task: str
+    args: list[dict[str, Any]]
+    priority: int
+    max_attempts: int
+    delay_seconds: float
+    timeout: timedelta | None
+    owner: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One attempt's end, as the worker reports it. kind: succeeded|cancelled|failed|retry.
+
+    result_json and error_json are already JSON text, so one unencodable result fails its own
+    attempt instead of the whole batch it is written with.
+    """
+
+    id: UUID
+    attempt: int
+    kind: str
+    result_json: str | None = None
+    error_json: str | None = None
+    retry_delay: float = 0.0
+
+
+async def job_insert(
+    conn: Conn,
+    *,
+    queue: str,
+    task: str,
+    args: dict[str, Any],
+    priority: int,
+    max_attempts: int,
+    run_at: datetime | None,
+    delay_seconds: float | None,
+    timeout: timedelta | None,
+    dedup_key: str | None,
+    owner: str | None = None,
+    callback_url: str | None = None,
+    ring: bool = True,
+) -> Job | None:
+    """Insert one job; None when a live job holds the same dedup key. `ring`: NOTIFY its
+    queue in this transaction (else the caller rings after the commit)."""
+    row = await conn.fetchrow(
+        QUERIES["job_insert"],
+        queue,
+        task,
+        args,
+        priority,
+        run_at,
+        max_attempts,
+        timeout,
+        dedup_key,
+        owner,
+        callback_url,
+        delay_seconds,
+        ring,
+    )
+    return Job.from_record(row) if row is not None else None
+
+
+async def doorbell_ring(conn: Conn, queues: Sequence[str]) -> None:
+    await conn.fetchval(QUERIES["doorbell_ring"], list(queues))
+
+
+async def job_get_live_by_dedup_key(conn: Conn, *, task: str, dedup_key: str) -> Job | None:
+    row = await conn.fetchrow(QUERIES["job_get_live_by_dedup_key"], task, dedup_key)
+    return Job.from_record(row) if row is not None else None
+
+
+async def job_insert_many(conn: Conn, jobs: NewJobs) -> list[UUID]:
+    rows = await conn.fetch(
+        QUERIES["job_insert_many"],
+        jobs.queue,
+        jobs.task,
+        jobs.args,
+        jobs.priority,
+        jobs.max_attempts,
+        jobs.delay_seconds,
+        jobs.timeout,
+        jobs.owner,
+    )
+    return [r["id"] for r in rows]
+
+
+async def job_claim(
+    conn: Conn, *, queues: Sequence[str], worker_id: str, limit: int, lease_seconds: float
+) -> list[ClaimedJob]:
+    rows = await conn.fetch(QUERIES["job_claim"], list(queues), worker_id, limit, lease_seconds)
+    return [
+        ClaimedJob(
+            id=r["id"],
+            queue=r["queue"],
+            task=r["task"],
+            args=r["args"],
+            attempt=r["attempt"],
+            max_attempts=r["max_attempts"],
+            timeout=r["timeout"],
+        )
+        for r in rows
+    ]
+
+
+async def job_record_outcomes(
+    conn: Conn, outcomes: Sequence[Outcome], *, worker_id: str
+) -> dict[UUID, JobState]:
+    """Write outcomes; returns the new state of each one that was accepted (not fenced off)."""
+    rows = await conn.fetch(
+        QUERIES["job_record_outcomes"],
+        [o.id for o in outcomes],
+        [o.attempt for o in outcomes],
+        [o.kind for o in outcomes],
+        [o.result_json for o in outcomes],
+        [o.error_json for o in outcomes],
+        [o.retry_delay for o in outcomes],
+        worker_id,
+    )
+    return {r["id"]: JobState(r["state"]) for r in rows}
+
+
+async def job_heartbeat(
+    conn: Conn, held: Sequence[tuple[UUID, int]], *, worker_id: str, lease_seconds: float
+) -> dict[UUID, bool]:
+    """Extend leases; maps each attempt still held to whether a cancel was requested."""
+    rows = await conn.fetch(
+        QUERIES["job_heartbeat"],
+        [h[0] for h in held],
+        [h[1] for h in held],
+        worker_id,
+        lease_seconds,
+    )
+    return {r["id"]: r["cancel_requested"] for r in rows}
+
+
+async def job_release_many(
+    conn: Conn, held: Sequence[tuple[UUID, int]], *, worker_id: str
+) -> list[UUID]:
+    rows = await conn.fetch(
+        QUERIES["job_release_many"], [h[0] for h in held], [h[1] for h in held], worker_id
+    )
+    return [r["id"] for r in rows]
+
+
+async def job_get(conn: Conn, job_id: UUID) -> Job | None:
+    row = await conn.fetchrow(QUERIES["job_get"], job_id)
+    return Job.from_record(row) if row is not None else None
+
+
+async def job_get_visible(conn: Conn, job_id: UUID, *, user: str | None, admin: bool) -> Job | None:
+    row = await conn.fetchrow(QUERIES["job_get_visible"], job_id, user, admin)
+    return Job.from_record(row) if row is not None else None
+
+
+async def job_cancel(conn: Conn, job_id: UUID, *, user: str | None, admin: bool) -> Job | None:
+    row = await conn.fetchrow(QUERIES["job_cancel"], job_id, user, admin)
+    return Job.from_record(row) if row is not None else None
+
+
+async def job_retry(conn: Conn, job_id: UUID, *, user: str | None, admin: bool) -> Job | None:
+    row = await conn.fetchrow(QUERIES["job_retry"], job_id, user, admin)
+    return Job.from_record(row) if row is not None else None
+
+
+async def job_promote_due(conn: Conn, *, limit: int) -> int:
+    rows = await conn.fetch(QUERIES["job_promote_due"], limit)
+    return sum(int(r["promoted"]) for r in rows)
+
+
+async def job_rescue_expired(conn: Conn, *, limit: int) -> list[tuple[UUID, JobState]]:
+    rows = await conn.fetch(QUERIES["job_rescue_expired"], limit)
+    return [(r["id"], JobState(r["state"])) for r in rows]
+
+
+async def job_prune(conn: Conn, *, state: JobState, older_than: float, limit: int) -> int:
+    status = await conn.execute(QUERIES["job_prune"], state.value, older_than, limit)
+    return int(status.split()[-1])
+
+
+async def throughput_prune(conn: Conn, *, older_than: float) -> int:
+    status = await conn.execute(QUERIES["throughput_prune"], older_than)
+    return int(status.split()[-1])
+
+
+async def periodic_tick_init(conn: Conn, *, task: str, tick: datetime) -> None:
+    await conn.execute(QUERIES["periodic_tick_init"], task, tick)
+
+
+async def periodic_tick_advance(conn: Conn, *, task: str, tick: datetime) -> bool:
+    return await conn.fetchval(QUERIES["periodic_tick_advance"], task, tick) is not None
+
+
+async def clock_now(conn: Conn) -> datetime:
+    now: datetime = await conn.fetchval(QUERIES["clock_now"])
+    return now
+
+
+async def maintenance_try_lock(conn: Conn) -> bool:
+    return bool(await conn.fetchval(QUERIES["maintenance_try_lock"]))
+
+
+async def maintenance_unlock(conn: Conn) -> None:
+    await conn.fetchval(QUERIES["maintenance_unlock"])
+
+
+async def ping(conn: Conn) -> None:
+    await conn.fetchval(QUERIES["ping"])
+
+
+# ----- CLI ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    version: str
+    version_num: int
+    database: str
+
+
+async def server_info(conn: Conn) -> ServerInfo:
+    row = await conn.fetchrow(QUERIES["server_info"])
+    assert row is not None
+    return ServerInfo(row["version"], row["version_num"], row["database"])
+
+
+async def notify_send(conn: Conn, *, channel: str, payload: str) -> None:
+    await conn.fetchval(QUERIES["notify_send"], channel, payload)
+
+
+# ----- API ------------------------------------------------------------------------------
+# Rows of the API's own tables come back as plain dicts; jobrunner.accounts and
+# jobrunner.client turn them into their models.
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Filters of a job or history listing; None means any."""
+
+    state: str | None = None
+    task: str | None = None
+    queue: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+async def user_insert(
+    conn: Conn, *, username: str, password_hash: str, role: str, webhook_secret: str
+) -> dict[str, Any] | None:
+    row = await conn.fetchrow(QUERIES["user_insert"], username, password_hash, role, webhook_secret)
+    return dict(row) if row is not None else None
+
+
+async def user_get(conn: Conn, username: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(QUERIES["user_get"], username)
+    return dict(row) if row is not None else None
+
+
+async def user_get_password_hash(conn: Conn, username: str) -> str | None:
+    value: str | None = await conn.fetchval(QUERIES["user_get_password_hash"], username)
+    return value
+
+
+async def user_list(conn: Conn) -> list[dict[str, Any]]:
+    return [dict(r) for r in await conn.fetch(QUERIES["user_list"])]
+
+
+async def session_create(conn: Conn, *, username: str, ttl: float, refresh_jti: UUID) -> UUID:
+    session_id: UUID = await conn.fetchval(QUERIES["session_create"], username, ttl, refresh_jti)
+    return session_id
+
+
+async def session_principal(conn: Conn, *, session_id: UUID, username: str) -> str | None:
+    """The role of the user holding a live session, or None."""
+    role: str | None = await conn.fetchval(QUERIES["session_principal"], session_id, username)
+    return role
+
+
+@dataclass(frozen=True, slots=True)
+class RateBucket:
+    """A token bucket in jobrunner.rate_buckets: holds up to `burst`, refills `per_second`."""
+
+    key: str
+    per_second: float
+    burst: float
+
+
+async def session_principal_take(
+    conn: Conn, *, session_id: UUID, username: str, bucket: RateBucket
+) -> tuple[str, bool] | None:
+    """(role, whether a token was taken from `bucket`) for a live session, or None."""
+    row = await conn.fetchrow(
+        QUERIES["session_principal_take"],
+        session_id,
+        username,
+        bucket.key,
+        bucket.per_second,
+        bucket.burst,
+    )
+    return (row["role"], row["taken"]) if row is not None else None
+
+
+async def refresh_token_use(
+    conn: Conn, *, jti: UUID, session_id: UUID, new_jti: UUID
+) -> tuple[str, str] | None:
+    """Spend a refresh token for a new one: (username, role), or None if it cannot be spent."""
+    row = await conn.fetchrow(QUERIES["refresh_token_use"], jti, session_id, new_jti)
+    return (row["username"], row["role"]) if row is not None else None
+
+
+async def refresh_token_reused(conn: Conn, *, jti: UUID, session_id: UUID) -> bool:
+    """Revoke the session if this refresh token was spent before; True if it was."""
+    return await conn.fetchval(QUERIES["refresh_token_reused"], jti, session_id) is not None
+
+
+async def session_revoke(conn: Conn, *, session_id: UUID, username: str) -> bool:
+    return await conn.fetchval(QUERIES["session_revoke"], session_id, username) is not None
+
+
+async def rate_bucket_take(conn: Conn, bucket: RateBucket) -> bool:
+    taken = await conn.fetchval(
+        QUERIES["rate_bucket_take"], bucket.key, bucket.per_second, bucket.burst
+    )
+    return taken is not None
+
+
+async def rate_bucket_wait(conn: Conn, *, key: str, per_second: float) -> float:
+    wait: float | None = await conn.fetchval(QUERIES["rate_bucket_wait"], key, per_second)
+    return wait or 0.0
+
+
+async def job_count_unfinished(conn: Conn, *, owner: str, cap: int) -> int:
+    count: int = await conn.fetchval(QUERIES["job_count_unfinished"], owner, cap)
+    return count
+
+
+async def idempotency_key_get(
+    conn: Conn, *, owner: str, key: str, ttl: float
+) -> tuple[str, UUID] | None:
+    row = await conn.fetchrow(QUERIES["idempotency_key_get"], owner, key, ttl)
+    return (row["request_hash"], row["job_id"]) if row is not None else None
+
+
+async def idempotency_key_claim(
+    conn: Conn, *, owner: str, key: str, request_hash: str, job_id: UUID, ttl: float
+) -> bool:
+    """False when the key is held by another submission (waits for it to commit or not)."""
+    claimed = await conn.fetchval(
+        QUERIES["idempotency_key_claim"], owner, key, request_hash, job_id, ttl
+    )
+    return claimed is not None
+
+
+async def job_list(
+    conn: Conn, *, owner: str | None, before: UUID | None, where: JobFilter, limit: int
+) -> list[Job]:
+    """Newest first; `owner` None lists every user's jobs (admins)."""
+    params: list[Any] = [
+        before,
+        where.state,
+        where.task,
+        where.queue,
+        where.created_after,
+        where.created_before,
+        limit,
+    ]
+    if owner is None:
+        rows = await conn.fetch(QUERIES["job_list_all"], *params)
+    else:
+        rows = await conn.fetch(QUERIES["job_list_owned"], *params, owner)
+    return [Job.from_record(r) for r in rows]
+
+
+async def history_list(
+    conn: Conn,
+    *,
+    owner: str | None,
+    after: tuple[datetime, UUID] | None,
+    where: JobFilter,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Finished jobs newest first, after the (finished_at, id) cursor; `owner` None: all."""
+    params: list[Any] = [
+        after[0] if after else None,
+        after[1] if after else None,
+        where.state,
+        where.task,
+        where.queue,
+        where.created_after,
+        where.created_before,
+        limit,
+    ]
+    if owner is None:
+        rows = await conn.fetch(QUERIES["history_list_all"], *params)
+    else:
+        rows = await conn.fetch(QUERIES["history_list_owned"], *params, owner)
+    return [dict(r) for r in rows]
+
+
+async def job_get_many(conn: Conn, ids: Sequence[UUID]) -> list[Job]:
+    rows = await conn.fetch(QUERIES["job_get_many"], list(ids))
+    return [Job.from_record(r) for r in rows]
+
+
+async def job_count_by_state(conn: Conn, *, cap: int) -> list[tuple[str, str, int]]:
+    """(queue, state, count) rows; a count equal to `cap` means at least that many."""
+    rows = await conn.fetch(QUERIES["job_count_by_state"], cap)
+    return [(r["queue"], r["state"], r["jobs"]) for r in rows]
+
+
+async def throughput_recent(conn: Conn, *, minutes: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in await conn.fetch(QUERIES["throughput_recent"], minutes)]
+
+
+async def job_latency_recent(
+    conn: Conn, *, seconds: float, limit: int
+) -> list[tuple[str, float, float]]:
+    """(queue, pickup seconds, run seconds) of recently finished jobs."""
+    rows = await conn.fetch(QUERIES["job_latency_recent"], seconds, limit)
+    return [(r["queue"], r["pickup_seconds"], r["run_seconds"]) for r in rows]
+
+
+# ===== bench =====
+
+
+async def bench_database_drop(conn: Conn) -> None:
+    await conn.execute(QUERIES["bench_database_drop"])
+
+
+async def bench_database_create(conn: Conn) -> None:
+    await conn.execute(QUERIES["bench_database_create"])
+
+
+async def bench_jobs_fill(
+    conn: Conn, *, count: int, task: str, queue: str, state: JobState, delay: float = 0.0
+) -> None:
+    await conn.execute(QUERIES["bench_jobs_fill"], count, task, queue, state.value, delay)
+
+
+async def bench_jobs_truncate(conn: Conn) -> None:
+    await conn.execute(QUERIES["bench_jobs_truncate"])
+
+
+async def bench_jobs_delete_finished(conn: Conn) -> None:
+    await conn.execute(QUERIES["bench_jobs_delete_finished"])
+
+
+async def bench_jobs_vacuum(conn: Conn) -> None:
+    await conn.execute(QUERIES["bench_jobs_vacuum"])
+
+
+async def bench_jobs_unfinished(conn: Conn, *, queue: str) -> bool:
+    return bool(await conn.fetchval(QUERIES["bench_jobs_unfinished"], queue))
+
+
+async def bench_jobs_span(conn: Conn, *, queue: str) -> tuple[int, int, float]:
+    """(succeeded, finished, seconds from the first start to the last finish) of a queue."""
+    row = await conn.fetchrow(QUERIES["bench_jobs_span"], queue)
+    assert row is not None
+    return int(row["succeeded"]), int(row["finished"]), float(row["seconds"] or 0.0)
+
+
+async def bench_jobs_results(conn: Conn, *, task: str) -> dict[UUID, Any]:
+    rows = await conn.fetch(QUERIES["bench_jobs_results"], task)
+    return {r["id"]: r["result"] for r in rows}
+
+
+async def bench_connections_count(conn: Conn, *, application_name: str) -> int:
+    return int(await conn.fetchval(QUERIES["bench_connections_count"], application_name))
+
+
+async def bench_server_version(conn: Conn) -> str:
+    return str(await conn.fetchval(QUERIES["bench_server_version"]))
+
+
+# ----- API: housekeeping (for the maintenance tick) -------------------------------------
+
+
+async def rate_bucket_prune(conn: Conn, *, idle_seconds: float) -> int:
+    status = await conn.execute(QUERIES["rate_bucket_prune"], idle_seconds)
+    return int(status.split()[-1])
+
+
+async def api_state_prune(conn: Conn, *, idempotency_ttl: float, session_grace: float) -> int:
+    """Forget expired idempotency keys and ended sessions; returns the rows deleted."""
+    deleted: int = await conn.fetchval(QUERIES["api_state_prune"], idempotency_ttl, session_grace)
+    return deleted
+
+
+# ----- dashboard ------------------------------------------------------------------------
+
+
+async def job_pickup_by_minute(
+    conn: Conn, *, minutes: int, sample: int = 5000
+) -> list[tuple[datetime, float, int]]:
+    """(minute, median pickup seconds, jobs) over a bounded sample of recently finished jobs."""
+    rows = await conn.fetch(QUERIES["job_pickup_by_minute"], minutes, sample)
+    return [(r["minute"], float(r["pickup_p50"]), int(r["jobs"])) for r in rows]

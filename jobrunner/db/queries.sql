@@ -1,0 +1,646 @@
+-- Every statement jobrunner runs, one named block each. `queries.py` loads this file once;
+-- no other module builds SQL. Parameters are always bound, never formatted in.
+-- Naming: noun_verb, so statements sort by the table they touch.
+
+-- name: job_insert
+-- Insert one job and, when $12, ring its queue's doorbell in the same transaction. It runs at
+-- $5 (run_at), or $11 seconds from now (delay), or now; always in the database's time. A live
+-- job with the same (task, dedup_key) makes this return no row.
+WITH timing AS (
+    SELECT greatest(coalesce($5::timestamptz,
+                             now() + make_interval(secs => coalesce($11::float8, 0))),
+                    now()) AS run_at
+), inserted AS (
+    INSERT INTO jobrunner.jobs AS j
+        (queue, task, args, priority, state, max_attempts, run_at, timeout, dedup_key, owner,
+         callback_url)
+    SELECT $1, $2, $3, $4,
+           CASE WHEN timing.run_at > now() THEN 'scheduled' ELSE 'queued' END::jobrunner.job_state,
+           $6, timing.run_at, $7, $8, $9, $10
+    FROM timing
+    ON CONFLICT (task, dedup_key)
+        WHERE dedup_key IS NOT NULL AND state NOT IN ('succeeded', 'failed', 'cancelled')
+        DO NOTHING
+    RETURNING j.*
+)
+SELECT inserted.*
+FROM inserted
+LEFT JOIN LATERAL (
+    SELECT pg_notify('jobrunner_jobs', inserted.queue) WHERE inserted.state = 'queued' AND $12
+) AS doorbell ON true;
+
+-- name: doorbell_ring
+-- Ring the doorbells of queues $1: after jobs committed without ringing (jobrunner.doorbell),
+-- or a bulk fill (the benchmark).
+SELECT count(pg_notify('jobrunner_jobs', queue)) FROM unnest($1::text[]) AS queue;
+
+-- name: job_get_live_by_dedup_key
+-- The live job holding a dedup key, returned to a second enqueue instead of a duplicate.
+SELECT * FROM jobrunner.jobs
+WHERE task = $1 AND dedup_key = $2 AND state NOT IN ('succeeded', 'failed', 'cancelled');
+
+-- name: job_insert_many
+-- Insert one job per element of $3 (their args), alike in everything else, in one round trip;
+-- rings the queue's doorbell once. No dedup keys here, so no conflict to arbitrate.
+WITH inserted AS (
+    INSERT INTO jobrunner.jobs
+        (queue, task, args, priority, state, max_attempts, run_at, timeout, owner)
+    SELECT $1, $2, batch.args, $4,
+           CASE WHEN $6::float8 > 0 THEN 'scheduled' ELSE 'queued' END::jobrunner.job_state,
+           $5, now() + make_interval(secs => greatest($6::float8, 0)), $7, $8
+    FROM unnest($3::jsonb[]) AS batch(args)
+    RETURNING id, state
+), doorbell AS (
+    SELECT pg_notify('jobrunner_jobs', $1)
+    WHERE EXISTS (SELECT FROM inserted WHERE state = 'queued')
+)
+SELECT id, (SELECT count(*) FROM doorbell) AS notified FROM inserted;
+
+-- name: job_claim
+-- Claim up to $3 queued jobs from the queues $1 for worker $2, holding each for $4 seconds.
+-- One index scan per queue (jobs_claim_idx); SKIP LOCKED lets workers claim side by side.
+WITH next AS (
+    SELECT candidate.id
+    FROM unnest($1::text[]) AS wanted(queue)
+    CROSS JOIN LATERAL (
+        SELECT id, priority, run_at
+        FROM jobrunner.jobs
+        WHERE state = 'queued' AND queue = wanted.queue
+        ORDER BY priority DESC, run_at, id
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED
+    ) AS candidate
+    ORDER BY candidate.priority DESC, candidate.run_at, candidate.id
+    LIMIT $3
+)
+UPDATE jobrunner.jobs AS j
+SET state = 'running',
+    attempt = j.attempt + 1,
+    worker_id = $2,
+    started_at = now(),
+    lease_expires_at = now() + make_interval(secs => $4::float8)
+FROM next
+WHERE j.id = next.id
+RETURNING j.id, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.timeout;
+
+-- name: job_record_outcomes
+-- Record attempt outcomes in one statement. Each is fenced by (id, attempt, worker): if the
+-- job was rescued, cancelled or claimed again meanwhile, that outcome changes nothing.
+-- kind: succeeded | cancelled | failed (for good) | retry (retrying while attempts remain).
+-- result and error arrive as JSON text, encoded by the worker as each attempt ends.
+-- Also counts outcomes per minute and queue, and queues a webhook delivery for each job with
+-- a callback URL that reached a terminal state.
+-- One UPDATE over the unnested batch, no second read of the jobs: the new state is worked out
+-- from the row being updated (its attempt against max_attempts).
+WITH recorded AS (
+    UPDATE jobrunner.jobs AS j
+    SET state = CASE WHEN o.kind <> 'retry' THEN o.kind
+                     WHEN j.attempt < j.max_attempts THEN 'retrying'
+                     ELSE 'failed' END::jobrunner.job_state,
+        finished_at = CASE WHEN o.kind = 'retry' AND j.attempt < j.max_attempts THEN NULL
+                           ELSE now() END,
+        run_at = CASE WHEN o.kind = 'retry' AND j.attempt < j.max_attempts
+                      THEN now() + make_interval(secs => o.retry_delay)
+                      ELSE j.run_at END,
+        result = CASE WHEN o.kind = 'succeeded' THEN o.result::jsonb END,
+        lease_expires_at = NULL,
+        errors = CASE WHEN o.error IS NULL THEN j.errors
+                      ELSE j.errors || jsonb_build_array(o.error::jsonb || jsonb_build_object(
+                          'attempt', j.attempt, 'worker', j.worker_id,
+                          'started_at', j.started_at, 'finished_at', now(),
+                          'outcome', CASE WHEN o.kind <> 'retry' THEN o.kind
+                                          WHEN j.attempt < j.max_attempts THEN 'retrying'
+                                          ELSE 'failed' END)) END
+    FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::text[], $6::float8[])
+         AS o(id, attempt, kind, result, error, retry_delay)
+    WHERE j.id = o.id AND j.attempt = o.attempt AND j.worker_id = $7
+      AND j.state = 'running'
+    RETURNING j.id, j.queue, j.state, j.owner, j.callback_url
+), counted AS (
+    INSERT INTO jobrunner.throughput AS t (minute, queue, succeeded, failed, retried, cancelled)
+    SELECT date_trunc('minute', now()), queue,
+           count(*) FILTER (WHERE state = 'succeeded'), count(*) FILTER (WHERE state = 'failed'),
+           count(*) FILTER (WHERE state = 'retrying'), count(*) FILTER (WHERE state = 'cancelled')
+    FROM recorded GROUP BY queue ORDER BY queue
+    ON CONFLICT (minute, queue) DO UPDATE
+    SET succeeded = t.succeeded + excluded.succeeded, failed = t.failed + excluded.failed,
+        retried = t.retried + excluded.retried, cancelled = t.cancelled + excluded.cancelled
+), webhooks AS (
+    INSERT INTO jobrunner.jobs (queue, task, args, max_attempts, owner)
+    SELECT 'webhooks', 'jobrunner.deliver_webhook', jsonb_build_object('job_id', id), 10, owner
+    FROM recorded
+    WHERE callback_url IS NOT NULL AND state IN ('succeeded', 'failed', 'cancelled')
+    RETURNING queue
+)
+SELECT recorded.id, recorded.state,
+       (SELECT count(pg_notify('jobrunner_jobs', 'webhooks'))
+        FROM (SELECT 1 FROM webhooks LIMIT 1) AS any_webhook) AS webhooks
+FROM recorded;
+
+-- name: job_heartbeat
+-- Extend the leases of the attempts worker $3 still holds; returns the ones it still holds,
+-- and whether a cancel was asked for each. An attempt missing from the answer was lost.
+UPDATE jobrunner.jobs AS j
+SET lease_expires_at = now() + make_interval(secs => $4::float8)
+FROM unnest($1::uuid[], $2::int4[]) AS held(id, attempt)
+WHERE j.id = held.id AND j.attempt = held.attempt AND j.worker_id = $3 AND j.state = 'running'
+RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested;
+
+-- name: job_release_many
+-- A worker shutting down hands back attempts it will not finish: queued again at once, the
+-- interrupted attempt not counted against the job.
+WITH released AS (
+    UPDATE jobrunner.jobs AS j
+    SET state = 'queued', attempt = j.attempt - 1, run_at = now(), lease_expires_at = NULL,
+        started_at = NULL, worker_id = NULL
+    FROM unnest($1::uuid[], $2::int4[]) AS held(id, attempt)
+    WHERE j.id = held.id AND j.attempt = held.attempt AND j.worker_id = $3
+      AND j.state = 'running' AND j.cancel_requested_at IS NULL
+    RETURNING j.id, j.queue
+)
+SELECT released.id, pg_notify('jobrunner_jobs', released.queue) FROM released;
+
+-- name: job_get
+SELECT * FROM jobrunner.jobs WHERE id = $1;
+
+-- name: job_get_visible
+-- A job as user $2 may see it: admins ($3) see all, others only their own.
+SELECT * FROM jobrunner.jobs WHERE id = $1 AND ($3::bool OR owner = $2);
+
+-- name: job_cancel
+-- Cancel a job: at once unless running; a running one is asked to stop, and its worker is
+-- told through the cancel channel (and its heartbeat, should the notification be lost).
+WITH cancelled AS (
+    UPDATE jobrunner.jobs AS j
+    SET state = CASE WHEN j.state = 'running' THEN 'running' ELSE 'cancelled' END::jobrunner.job_state,
+        finished_at = CASE WHEN j.state = 'running' THEN NULL ELSE now() END,
+        cancel_requested_at = now()
+    WHERE j.id = $1 AND ($3::bool OR j.owner = $2)
+      AND j.state NOT IN ('succeeded', 'failed', 'cancelled')
+    RETURNING j.*
+)
+SELECT cancelled.*
+FROM cancelled
+LEFT JOIN LATERAL (
+    SELECT pg_notify('jobrunner_cancel', cancelled.id::text) WHERE cancelled.state = 'running'
+) AS bell ON true;
+
+-- name: job_retry
+-- Put a failed or cancelled job back in the queue, with one more attempt if it had none left.
+WITH retried AS (
+    UPDATE jobrunner.jobs AS j
+    SET state = 'queued', run_at = now(), finished_at = NULL, result = NULL,
+        cancel_requested_at = NULL, max_attempts = greatest(j.max_attempts, j.attempt + 1)
+    WHERE j.id = $1 AND ($3::bool OR j.owner = $2) AND j.state IN ('failed', 'cancelled')
+    RETURNING j.*
+)
+SELECT retried.*
+FROM retried
+LEFT JOIN LATERAL (SELECT pg_notify('jobrunner_jobs', retried.queue)) AS doorbell ON true;
+
+-- name: job_promote_due
+-- Scheduled and retrying jobs whose time has come become queued; rings each queue's doorbell.
+WITH due AS (
+    SELECT id FROM jobrunner.jobs
+    WHERE state IN ('scheduled', 'retrying') AND run_at <= now()
+    ORDER BY run_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+), promoted AS (
+    UPDATE jobrunner.jobs AS j SET state = 'queued' FROM due WHERE j.id = due.id
+    RETURNING j.queue
+)
+SELECT queue, count(*) AS promoted, pg_notify('jobrunner_jobs', queue)
+FROM promoted GROUP BY queue;
+
+-- name: job_rescue_expired
+-- Attempts whose lease expired (their worker died or froze) count as failed with "worker
+-- lost": queued again at once while attempts remain, else failed.
+WITH expired AS (
+    SELECT id FROM jobrunner.jobs
+    WHERE state = 'running' AND lease_expires_at < now()
+    ORDER BY lease_expires_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+), rescued AS (
+    UPDATE jobrunner.jobs AS j
+    SET state = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                     WHEN j.attempt < j.max_attempts THEN 'queued'
+                     ELSE 'failed' END::jobrunner.job_state,
+        finished_at = CASE WHEN j.cancel_requested_at IS NULL AND j.attempt < j.max_attempts
+                           THEN NULL ELSE now() END,
+        run_at = now(),
+        lease_expires_at = NULL,
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempt, 'worker', j.worker_id, 'started_at', j.started_at,
+            'finished_at', now(), 'error', 'worker lost: lease expired',
+            'outcome', CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                            WHEN j.attempt < j.max_attempts THEN 'queued' ELSE 'failed' END))
+    FROM expired
+    WHERE j.id = expired.id
+    RETURNING j.id, j.queue, j.state, j.owner, j.callback_url
+), webhooks AS (
+    INSERT INTO jobrunner.jobs (queue, task, args, max_attempts, owner)
+    SELECT 'webhooks', 'jobrunner.deliver_webhook', jsonb_build_object('job_id', id), 10, owner
+    FROM rescued
+    WHERE callback_url IS NOT NULL AND state IN ('failed', 'cancelled')
+)
+SELECT rescued.id, rescued.state, pg_notify('jobrunner_jobs', rescued.queue) FROM rescued;
+
+-- name: job_prune
+-- Delete up to $3 jobs finished in state $1 more than $2 seconds ago, oldest first.
+DELETE FROM jobrunner.jobs
+WHERE id IN (
+    SELECT id FROM jobrunner.jobs
+    WHERE state = $1::jobrunner.job_state
+      AND finished_at < now() - make_interval(secs => $2::float8)
+      AND state IN ('succeeded', 'failed', 'cancelled')
+    ORDER BY finished_at
+    LIMIT $3
+);
+
+-- name: throughput_prune
+-- Per-minute counters older than $1 seconds.
+DELETE FROM jobrunner.throughput WHERE minute < now() - make_interval(secs => $1::float8);
+
+-- name: periodic_tick_init
+-- First sight of a periodic task: remember its current tick without enqueuing for it.
+INSERT INTO jobrunner.periodic_ticks (task, last_tick) VALUES ($1, $2) ON CONFLICT DO NOTHING;
+
+-- name: periodic_tick_advance
+-- Move a periodic task to tick $2; a row comes back only for the one caller that moved it,
+-- and that caller enqueues the tick's job in the same transaction.
+UPDATE jobrunner.periodic_ticks SET last_tick = $2
+WHERE task = $1 AND last_tick < $2
+RETURNING task;
+
+-- name: clock_now
+SELECT now();
+
+-- name: maintenance_try_lock
+-- Whichever worker holds this lock does the maintenance tick. While it holds it, the server
+-- ends its session if it waits on its client too long: a holder frozen mid-tick (SIGSTOP, a
+-- blocked event loop) would otherwise stop every worker's rescues and promotions for as long
+-- as it stays frozen. Idle between statements: 5 s (PostgreSQL 14+); inside a statement's
+-- transaction, where a frozen client leaves it waiting for the rest of the protocol
+-- exchange: 10 s (transaction_timeout, PostgreSQL 17+). A healthy tick stays far below both.
+SELECT CASE WHEN pg_try_advisory_lock(hashtext('jobrunner.maintenance'))
+            THEN set_config('idle_session_timeout', '5s', false) IS NOT NULL
+                 AND (current_setting('server_version_num')::int < 170000
+                      OR set_config('transaction_timeout', '10s', false) IS NOT NULL)
+            ELSE false END;
+
+-- name: maintenance_unlock
+SELECT pg_advisory_unlock(hashtext('jobrunner.maintenance')),
+       set_config('idle_session_timeout', '0', false),
+       CASE WHEN current_setting('server_version_num')::int >= 170000
+            THEN set_config('transaction_timeout', '0', false) END;
+
+-- name: migration_lock
+-- Serialises `jobrunner migrate` across processes starting at once.
+SELECT pg_advisory_lock(hashtext('jobrunner.migrate'));
+
+-- name: migration_unlock
+SELECT pg_advisory_unlock(hashtext('jobrunner.migrate'));
+
+-- name: migration_schema_create
+CREATE SCHEMA IF NOT EXISTS jobrunner;
+
+-- name: migration_table_create
+CREATE TABLE IF NOT EXISTS jobrunner.schema_migrations (
+    version     integer PRIMARY KEY,
+    name        text NOT NULL,
+    checksum    text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: migration_table_exists
+SELECT to_regclass('jobrunner.schema_migrations') IS NOT NULL;
+
+-- name: migration_list
+SELECT version, name, checksum, applied_at FROM jobrunner.schema_migrations ORDER BY version;
+
+-- name: migration_record
+INSERT INTO jobrunner.schema_migrations (version, name, checksum) VALUES ($1, $2, $3);
+
+-- name: ping
+-- A cheap round trip: is this connection still alive?
+SELECT 1;
+
+-- name: job_find_waiting
+-- The oldest waiting job of task $1 whose args contain $2 (optionally in queue $3); for tests.
+SELECT * FROM jobrunner.jobs
+WHERE task = $1 AND args @> $2::jsonb AND ($3::text IS NULL OR queue = $3)
+  AND state IN ('queued', 'scheduled', 'retrying')
+ORDER BY id
+LIMIT 1;
+
+-- ===== CLI =====
+
+-- name: server_info
+-- What `jobrunner doctor` reports about the server it reached.
+SELECT current_setting('server_version') AS version,
+       current_setting('server_version_num')::int AS version_num,
+       current_database() AS database;
+
+-- name: notify_send
+-- Send payload $2 on channel $1: `jobrunner doctor`'s LISTEN/NOTIFY round trip.
+SELECT pg_notify($1, $2);
+
+-- ===== API =====
+
+-- name: user_insert
+-- A new account; no row comes back when the name is taken.
+INSERT INTO jobrunner.users (username, password_hash, role, webhook_secret)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (username) DO NOTHING
+RETURNING username, role, created_at, webhook_secret;
+
+-- name: user_get
+SELECT username, role, created_at, webhook_secret FROM jobrunner.users WHERE username = $1;
+
+-- name: user_get_password_hash
+SELECT password_hash FROM jobrunner.users WHERE username = $1;
+
+-- name: user_list
+SELECT username, role, created_at, webhook_secret FROM jobrunner.users ORDER BY username;
+
+-- name: session_create
+-- A login: a session that lives $2 seconds, holding its first refresh token $3.
+WITH session AS (
+    INSERT INTO jobrunner.sessions (username, expires_at)
+    VALUES ($1, now() + make_interval(secs => $2::float8))
+    RETURNING id, expires_at
+), token AS (
+    INSERT INTO jobrunner.refresh_tokens (jti, session_id, expires_at)
+    SELECT $3, id, expires_at FROM session
+)
+SELECT id FROM session;
+
+-- name: session_principal
+-- Who holds a live session $1 (an access token's sid) as user $2: their role, or no row.
+SELECT u.role
+FROM jobrunner.sessions AS s
+JOIN jobrunner.users AS u ON u.username = s.username
+WHERE s.id = $1 AND s.username = $2 AND s.revoked_at IS NULL AND s.expires_at > now();
+
+-- name: session_principal_take
+-- session_principal, and one token from rate bucket $3 (refilling $4 per second, holding at
+-- most $5) in the same round trip: the role and whether a token was taken; no row, and no
+-- token taken, for a dead session.
+SELECT u.role, jobrunner.rate_bucket_take($3, $4, $5) IS NOT NULL AS taken
+FROM jobrunner.sessions AS s
+JOIN jobrunner.users AS u ON u.username = s.username
+WHERE s.id = $1 AND s.username = $2 AND s.revoked_at IS NULL AND s.expires_at > now();
+
+-- name: refresh_token_use
+-- Spend refresh token $1 of session $2 and put token $3 in its place. No row comes back when
+-- the token was spent before, expired, or its session was revoked.
+WITH spent AS (
+    UPDATE jobrunner.refresh_tokens AS t
+    SET used_at = now()
+    FROM jobrunner.sessions AS s
+    WHERE t.jti = $1 AND t.session_id = $2 AND s.id = t.session_id
+      AND t.used_at IS NULL AND t.expires_at > now()
+      AND s.revoked_at IS NULL AND s.expires_at > now()
+    RETURNING s.id, s.username, s.expires_at
+), replaced AS (
+    INSERT INTO jobrunner.refresh_tokens (jti, session_id, expires_at)
+    SELECT $3, id, expires_at FROM spent
+)
+SELECT spent.id, spent.username, u.role
+FROM spent JOIN jobrunner.users AS u ON u.username = spent.username;
+
+-- name: refresh_token_reused
+-- Was refresh token $1 of session $2 spent already? Then the session is revoked (the token
+-- leaked: whoever holds it and whoever rotated it cannot both be its owner).
+UPDATE jobrunner.sessions AS s
+SET revoked_at = coalesce(s.revoked_at, now())
+FROM jobrunner.refresh_tokens AS t
+WHERE t.jti = $1 AND t.session_id = $2 AND s.id = t.session_id AND t.used_at IS NOT NULL
+RETURNING s.id;
+
+-- name: session_revoke
+-- Log out session $1 of user $2.
+UPDATE jobrunner.sessions SET revoked_at = coalesce(revoked_at, now())
+WHERE id = $1 AND username = $2
+RETURNING id;
+
+-- name: rate_bucket_take
+-- Take one token from bucket $1, which holds at most $3 and refills $2 per second: the
+-- tokens left, or NULL when the bucket is empty.
+SELECT jobrunner.rate_bucket_take($1, $2, $3);
+
+-- name: rate_bucket_wait
+-- Seconds until bucket $1 (refilling $2 per second) holds a whole token again.
+SELECT greatest(0, (1 - (tokens + extract(epoch FROM now() - updated_at)::float8 * $2::float8))
+                   / $2::float8)
+FROM jobrunner.rate_buckets WHERE key = $1;
+
+-- name: job_count_unfinished
+-- User $1's unfinished jobs, counted up to $2.
+SELECT count(*) FROM (
+    SELECT 1 FROM jobrunner.jobs
+    WHERE owner = $1 AND state NOT IN ('succeeded', 'failed', 'cancelled')
+    LIMIT $2
+) AS unfinished;
+
+-- name: idempotency_key_get
+-- The submission user $1 made with key $2 within the last $3 seconds.
+SELECT request_hash, job_id FROM jobrunner.idempotency_keys
+WHERE owner = $1 AND key = $2 AND created_at > now() - make_interval(secs => $3::float8);
+
+-- name: idempotency_key_claim
+-- Key $2 of user $1 now names job $4, unless a live submission holds it: then no row. A
+-- racing claim of the same key waits here for the first one's transaction to end.
+INSERT INTO jobrunner.idempotency_keys AS k (owner, key, request_hash, job_id)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (owner, key) DO UPDATE
+SET request_hash = excluded.request_hash, job_id = excluded.job_id, created_at = now()
+WHERE k.created_at <= now() - make_interval(secs => $5::float8)
+RETURNING job_id;
+
+-- name: job_list_all
+-- Newest first from before cursor $1 (an id; ids are time-ordered), optionally filtered.
+SELECT * FROM jobrunner.jobs
+WHERE id < coalesce($1::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
+  AND ($2::jobrunner.job_state IS NULL OR state = $2)
+  AND ($3::text IS NULL OR task = $3)
+  AND ($4::text IS NULL OR queue = $4)
+  AND ($5::timestamptz IS NULL OR created_at >= $5)
+  AND ($6::timestamptz IS NULL OR created_at < $6)
+ORDER BY id DESC
+LIMIT $7;
+
+-- name: job_list_owned
+-- Like job_list_all, only user $8's jobs (jobs_owner_idx, read backwards).
+SELECT * FROM jobrunner.jobs
+WHERE owner = $8
+  AND id < coalesce($1::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
+  AND ($2::jobrunner.job_state IS NULL OR state = $2)
+  AND ($3::text IS NULL OR task = $3)
+  AND ($4::text IS NULL OR queue = $4)
+  AND ($5::timestamptz IS NULL OR created_at >= $5)
+  AND ($6::timestamptz IS NULL OR created_at < $6)
+ORDER BY id DESC
+LIMIT $7;
+
+-- name: history_list_all
+-- Finished jobs, newest first, after the cursor ($1 finished_at, $2 id); optionally filtered.
+-- The columns of the jobrunner.history view, read from the table: the view's own ORDER BY
+-- makes PostgreSQL sort every matching row before the LIMIT instead of reading an index.
+SELECT id, queue, task, state, attempt, max_attempts, owner, created_at, started_at,
+       finished_at, finished_at - started_at AS run_duration,
+       finished_at - created_at AS total_duration, result,
+       errors -> -1 ->> 'error' AS last_error
+FROM jobrunner.jobs
+WHERE state IN ('succeeded', 'failed', 'cancelled')
+  AND ($1::timestamptz IS NULL OR (finished_at, id) < ($1, $2::uuid))
+  AND ($3::jobrunner.job_state IS NULL OR state = $3)
+  AND ($4::text IS NULL OR task = $4)
+  AND ($5::text IS NULL OR queue = $5)
+  AND ($6::timestamptz IS NULL OR created_at >= $6)
+  AND ($7::timestamptz IS NULL OR created_at < $7)
+ORDER BY finished_at DESC, id DESC
+LIMIT $8;
+
+-- name: history_list_owned
+-- Like history_list_all, only user $9's jobs (jobs_owner_finished_idx, read backwards).
+SELECT id, queue, task, state, attempt, max_attempts, owner, created_at, started_at,
+       finished_at, finished_at - started_at AS run_duration,
+       finished_at - created_at AS total_duration, result,
+       errors -> -1 ->> 'error' AS last_error
+FROM jobrunner.jobs
+WHERE owner = $9 AND state IN ('succeeded', 'failed', 'cancelled')
+  AND ($1::timestamptz IS NULL OR (finished_at, id) < ($1, $2::uuid))
+  AND ($3::jobrunner.job_state IS NULL OR state = $3)
+  AND ($4::text IS NULL OR task = $4)
+  AND ($5::text IS NULL OR queue = $5)
+  AND ($6::timestamptz IS NULL OR created_at >= $6)
+  AND ($7::timestamptz IS NULL OR created_at < $7)
+ORDER BY finished_at DESC, id DESC
+LIMIT $8;
+
+-- name: job_get_many
+-- The jobs SSE streams watch, read together each poll.
+SELECT * FROM jobrunner.jobs WHERE id = ANY($1::uuid[]);
+
+-- name: job_count_by_state
+-- Jobs per state and queue; each state's count stops at $1 (one index per state bounds it).
+SELECT states.state, counted.queue, counted.jobs
+FROM unnest(enum_range(NULL::jobrunner.job_state)) AS states(state)
+CROSS JOIN LATERAL (
+    SELECT capped.queue, count(*) AS jobs
+    FROM (SELECT queue FROM jobrunner.jobs WHERE state = states.state LIMIT $1) AS capped
+    GROUP BY capped.queue
+) AS counted
+ORDER BY counted.queue, states.state;
+
+-- name: throughput_recent
+-- Per-minute outcome counters of the last $1 minutes.
+SELECT minute, queue, succeeded, failed, retried, cancelled
+FROM jobrunner.throughput
+WHERE minute >= date_trunc('minute', now()) - make_interval(mins => $1::int)
+ORDER BY minute, queue;
+
+-- name: job_latency_recent
+-- Pickup (run_at to start) and run (start to end) seconds of up to $2 jobs finished in the
+-- last $1 seconds.
+SELECT queue,
+       extract(epoch FROM started_at - run_at)::float8 AS pickup_seconds,
+       extract(epoch FROM finished_at - started_at)::float8 AS run_seconds
+FROM jobrunner.jobs
+WHERE state IN ('succeeded', 'failed', 'cancelled') AND started_at IS NOT NULL
+  AND finished_at > now() - make_interval(secs => $1::float8)
+ORDER BY finished_at DESC
+LIMIT $2;
+
+-- ===== bench =====
+-- Statements only `jobrunner bench` runs, in the scratch database it creates and drops.
+
+-- name: bench_database_drop
+DROP DATABASE IF EXISTS jobrunner_bench WITH (FORCE);
+
+-- name: bench_database_create
+CREATE DATABASE jobrunner_bench;
+
+-- name: bench_jobs_fill
+-- $1 jobs of task $2 in queue $3, in state $4 (queued or scheduled), due in $5 seconds.
+INSERT INTO jobrunner.jobs (queue, task, args, priority, state, max_attempts, run_at)
+SELECT $3, $2, '{}', 0, $4::jobrunner.job_state, 1, now() + make_interval(secs => $5::float8)
+FROM generate_series(1, $1::int);
+
+-- name: bench_jobs_truncate
+TRUNCATE jobrunner.jobs, jobrunner.throughput;
+
+-- name: bench_jobs_delete_finished
+DELETE FROM jobrunner.jobs WHERE state IN ('succeeded', 'failed', 'cancelled');
+
+-- name: bench_jobs_vacuum
+VACUUM ANALYZE jobrunner.jobs;
+
+-- name: bench_jobs_unfinished
+-- Whether queue $1 still has a job queued or running (each through its partial index).
+SELECT EXISTS (SELECT 1 FROM jobrunner.jobs WHERE queue = $1 AND state = 'queued')
+    OR EXISTS (SELECT 1 FROM jobrunner.jobs WHERE queue = $1 AND state = 'running');
+
+-- name: bench_jobs_span
+-- Finished jobs of queue $1: how many succeeded, and seconds from the first start to the
+-- last finish, in database time.
+SELECT count(*) FILTER (WHERE state = 'succeeded') AS succeeded,
+       count(*) AS finished,
+       extract(epoch FROM max(finished_at) - min(started_at))::float8 AS seconds
+FROM jobrunner.jobs
+WHERE state IN ('succeeded', 'failed', 'cancelled') AND queue = $1;
+
+-- name: bench_jobs_results
+-- The result of every succeeded job of task $1.
+SELECT id, result FROM jobrunner.jobs
+WHERE state IN ('succeeded', 'failed', 'cancelled') AND state = 'succeeded' AND task = $1;
+
+-- name: bench_connections_count
+-- Connections to this database whose application_name is $1.
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND application_name = $1;
+
+-- name: bench_server_version
+SELECT current_setting('server_version');
+
+-- ===== API =====
+
+-- name: rate_bucket_prune
+-- Buckets untouched for $1 seconds are full again: forgetting them changes nothing.
+DELETE FROM jobrunner.rate_buckets WHERE updated_at < now() - make_interval(secs => $1::float8);
+
+-- name: api_state_prune
+-- Idempotency keys older than $1 seconds, and sessions expired (or revoked) $2 seconds ago.
+WITH keys AS (
+    DELETE FROM jobrunner.idempotency_keys
+    WHERE created_at < now() - make_interval(secs => $1::float8)
+    RETURNING 1
+), sessions AS (
+    DELETE FROM jobrunner.sessions
+    WHERE least(expires_at, coalesce(revoked_at, expires_at))
+          < now() - make_interval(secs => $2::float8)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM keys) + (SELECT count(*) FROM sessions);
+
+-- ===== dashboard =====
+
+-- name: job_pickup_by_minute
+-- Median pickup latency (run_at to start) per minute, over the last $2 jobs finished in the
+-- last $1 minutes: the finished-jobs index bounds the read however big the table is.
+SELECT date_trunc('minute', recent.finished_at) AS minute,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY recent.pickup_seconds) AS pickup_p50,
+       count(*) AS jobs
+FROM (
+    SELECT finished_at, extract(epoch FROM started_at - run_at)::float8 AS pickup_seconds
+    FROM jobrunner.jobs
+    WHERE state IN ('succeeded', 'failed', 'cancelled') AND started_at IS NOT NULL
+      AND finished_at > now() - make_interval(mins => $1::int)
+    ORDER BY finished_at DESC
+    LIMIT $2
+) AS recent
+GROUP BY 1
+ORDER BY 1;

@@ -1,0 +1,209 @@
+"""`jobrunner doctor`: checks that say what is wrong and how to fix it.
+
+Each check returns a `Check`; none prints. The CLI shows them as OK / WARN / FAIL lines and
+exits non-zero when any failed. The database checks run in order and stop at the first failure
+(migrations cannot be read from a server that cannot be reached).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from jobrunner.db import migrate as migrations
+from jobrunner.db import queries
+from jobrunner.db.pool import Conn, connect
+from jobrunner.errors import ConfigError
+from jobrunner.settings import Settings
+from jobrunner.tasks import load_task_modules, registered_tasks
+
+Status = Literal["ok", "warn", "fail"]
+MIN_SERVER_VERSION = 130000  # gen_random_uuid() is built in from PostgreSQL 13
+NOTIFY_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+# ----- settings -----------------------------------------------------------------------
+
+
+def check_jwt_secret(settings: Settings) -> Check:
+    name = "JWT secret"
+    if settings.jwt_secret is None:
+        if settings.dev_mode:
+            return Check(
+                name,
+                "warn",
+                f"dev mode: a generated secret kept in {settings.data_dir}",
+                "set JOBRUNNER_JWT_SECRET (32+ random bytes) before production",
+            )
+        return Check(
+            name,
+            "fail",
+            "JOBRUNNER_JWT_SECRET is not set",
+            "export JOBRUNNER_JWT_SECRET=$(python -c 'import secrets; "
+            "print(secrets.token_urlsafe(48))'), or JOBRUNNER_DEV_MODE=1 locally",
+        )
+    try:
+        settings.require_jwt_secret()
+    except ConfigError as exc:
+        return Check(name, "fail", str(exc), "use a longer random secret")
+    return Check(name, "ok", "set, long enough")
+
+
+def check_tasks(settings: Settings) -> Check:
+    try:
+        load_task_modules(settings.tasks)
+    except ConfigError as exc:
+        return Check(
+            "tasks", "fail", str(exc), "fix JOBRUNNER_TASKS (comma-separated import paths)"
+        )
+    names = [t.name for t in registered_tasks()]
+    return Check("tasks", "ok", f"{len(names)} registered: {', '.join(names)}")
+
+
+def check_timings(settings: Settings) -> Check:
+    problems = []
+    if settings.heartbeat_interval * 3 > settings.lease_seconds:
+        problems.append(
+            "a lease should outlast at least three heartbeats "
+            "(JOBRUNNER_HEARTBEAT_INTERVAL * 3 <= JOBRUNNER_LEASE_SECONDS)"
+        )
+    if settings.pool_min_size > settings.pool_max_size:
+        problems.append("JOBRUNNER_POOL_MIN_SIZE is larger than JOBRUNNER_POOL_MAX_SIZE")
+    if settings.backoff_base > settings.backoff_cap:
+        problems.append("JOBRUNNER_BACKOFF_BASE is larger than JOBRUNNER_BACKOFF_CAP")
+    if problems:
+        return Check("timings", "warn", "; ".join(problems), "adjust the variables named")
+    return Check(
+        "timings",
+        "ok",
+        f"lease {settings.lease_seconds:g}s, heartbeat "
+        f"{settings.heartbeat_interval:g}s, drain {settings.drain_timeout:g}s",
+    )
+
+
+def check_settings(settings: Settings) -> list[Check]:
+    return [check_jwt_secret(settings), check_tasks(settings), check_timings(settings)]
+
+
+# ----- database -----------------------------------------------------------------------
+
+
+async def check_database(dsn: str) -> list[Check]:
+    """Reachable, recent enough, migrated, and delivering notifications; stops at a failure."""
+    started = time.perf_counter()
+    try:
+        conn = await connect(dsn, role="doctor")
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        return [
+            Check(
+                "database",
+                "fail",
+                f"{redact(dsn)}: {exc or type(exc).__name__}",
+                "is PostgreSQL running? check JOBRUNNER_DATABASE_URL (host, port, "
+                "user, password, database)",
+            )
+        ]
+    try:
+        info = await queries.server_info(conn)
+        elapsed = (time.perf_counter() - started) * 1000
+        reached = Check(
+            "database",
+            "ok",
+            f"PostgreSQL {info.version}, database {info.database!r} ({elapsed:.0f} ms)",
+        )
+        if info.version_num < MIN_SERVER_VERSION:
+            return [
+                Check(
+                    "database",
+                    "fail",
+                    f"PostgreSQL {info.version} is too old",
+                    "use PostgreSQL 13 or newer",
+                )
+            ]
+        checks = [reached, await check_migrations(conn)]
+        if checks[-1].status == "fail":
+            return checks
+        return [*checks, await check_notify(conn, dsn)]
+    finally:
+        await conn.close()
+
+
+async def check_migrations(conn: Conn) -> Check:
+    try:
+        state = await migrations.status(conn)
+    except ConfigError as exc:
+        return Check("migrations", "fail", str(exc), "restore the migration file as applied")
+    if state.pending:
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in state.pending)
+        return Check(
+            "migrations",
+            "fail",
+            f"{len(state.pending)} pending: {names}",
+            "run `jobrunner migrate`",
+        )
+    return Check("migrations", "ok", f"{len(state.applied)} applied, none pending")
+
+
+async def check_notify(sender: Conn, dsn: str) -> Check:
+    """LISTEN on a dedicated connection, NOTIFY from another, and time the delivery."""
+    channel = f"jobrunner_doctor_{secrets.token_hex(4)}"
+    payload = secrets.token_hex(8)
+    listener = await connect(dsn, role="doctor-listener")
+    received: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def on_notify(*args: Any) -> None:
+        if not received.done():
+            received.set_result(args[3])
+
+    try:
+        await listener.add_listener(channel, on_notify)
+        started = time.perf_counter()
+        await queries.notify_send(sender, channel=channel, payload=payload)
+        got = await _within(received, NOTIFY_TIMEOUT)
+    finally:
+        await listener.close()
+    if got != payload:
+        return Check(
+            "LISTEN/NOTIFY",
+            "fail",
+            f"no notification within {NOTIFY_TIMEOUT:g}s",
+            "a connection pooler in transaction mode drops LISTEN: point "
+            "JOBRUNNER_DATABASE_URL at PostgreSQL itself or a session-mode pool",
+        )
+    elapsed = (time.perf_counter() - started) * 1000
+    return Check("LISTEN/NOTIFY", "ok", f"round trip in {elapsed:.1f} ms")
+
+
+async def _within(awaitable: Awaitable[str], timeout: float) -> str | None:
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except TimeoutError:
+        return None
+
+
+def run_database_checks(dsn: str) -> list[Check]:
+    return asyncio.run(check_database(dsn))

@@ -1,0 +1,73 @@
+"""jobrunner's errors, all under one root so callers can catch them together.
+
+    JobrunnerError
+    ├── ConfigError          a setting is missing or unsafe; raised at startup
+    ├── UnknownTask          no task is registered under that name
+    ├── InvalidArguments     arguments do not match the task's signature
+    ├── JobNotFound          no such job (or not visible to the caller)
+    ├── JobStateConflict     the job is not in a state that allows the change
+    ├── DuplicateJob         a unique key (dedup key, idempotency key) is taken
+    └── DatabaseUnavailable  PostgreSQL cannot be reached right now
+
+Handlers signal their outcome with `Retry` and `Cancel`, which are not errors of jobrunner's.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+
+class JobrunnerError(Exception):
+    """Root of every error jobrunner raises."""
+
+
+class ConfigError(JobrunnerError):
+    pass
+
+
+class UnknownTask(JobrunnerError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no task is registered as {name!r}")
+        self.name = name
+
+
+class InvalidArguments(JobrunnerError):
+    def __init__(self, task: str, details: list[dict[str, object]]) -> None:
+        super().__init__(f"invalid arguments for task {task!r}: {details}")
+        self.task = task
+        self.details = details
+
+
+class JobNotFound(JobrunnerError):
+    def __init__(self, job_id: object) -> None:
+        super().__init__(f"job {job_id} not found")
+        self.job_id = job_id
+
+
+class JobStateConflict(JobrunnerError):
+    pass
+
+
+class DuplicateJob(JobrunnerError):
+    pass
+
+
+class DatabaseUnavailable(JobrunnerError):
+    pass
+
+
+class Retry(Exception):
+    """Raised by a handler: run this job again after `after` (counts as an attempt)."""
+
+    def __init__(self, after: timedelta | float | None = None, reason: str = "retry requested"):
+        super().__init__(reason)
+        seconds = after.total_seconds() if isinstance(after, timedelta) else after
+        self.after_seconds = seconds
+
+
+class Cancel(Exception):
+    """Raised by a handler: stop this job for good, in state `cancelled`."""
+
+    def __init__(self, reason: str = "cancelled by handler") -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -1,0 +1,103 @@
+"""The job as the rest of the code sees it: plain frozen values, built from database rows."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from uuid import UUID
+
+
+class Row(Protocol):
+    """A database row read by column name (an asyncpg Record, or a dict in tests)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+class JobState(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: UUID
+    queue: str
+    task: str
+    args: dict[str, Any]
+    priority: int
+    state: JobState
+    attempt: int
+    max_attempts: int
+    run_at: datetime
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker_id: str | None
+    lease_expires_at: datetime | None
+    timeout: timedelta | None
+    cancel_requested_at: datetime | None
+    result: Any
+    errors: list[dict[str, Any]]
+    dedup_key: str | None
+    owner: str | None
+    callback_url: str | None
+
+    @classmethod
+    def from_record(cls, row: Row) -> Job:
+        return cls(
+            id=row["id"],
+            queue=row["queue"],
+            task=row["task"],
+            args=row["args"],
+            priority=row["priority"],
+            state=JobState(row["state"]),
+            attempt=row["attempt"],
+            max_attempts=row["max_attempts"],
+            run_at=row["run_at"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            worker_id=row["worker_id"],
+            lease_expires_at=row["lease_expires_at"],
+            timeout=row["timeout"],
+            cancel_requested_at=row["cancel_requested_at"],
+            result=row["result"],
+            errors=row["errors"],
+            dedup_key=row["dedup_key"],
+            owner=row["owner"],
+            callback_url=row["callback_url"],
+        )
+
+    @property
+    def last_error(self) -> dict[str, Any] | None:
+        return self.errors[-1] if self.errors else None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """What a worker needs to run one attempt.
+
+    The (id, attempt, worker) triple fences the attempt's outcome.
+    """
+
+    id: UUID
+    queue: str
+    task: str
+    args: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    timeout: timedelta | None

@@ -1,0 +1,152 @@
+"""HTTP and workers in one asyncio loop: what `jobrunner up` and `jobrunner api` run.
+
+uvicorn normally owns SIGTERM and SIGINT; here the loop owns them, so one signal stops both
+the server (it finishes open requests) and the worker (it drains, then releases what is left).
+A second signal hurries both: open connections are dropped and running jobs released at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import structlog
+import uvicorn
+
+from jobrunner import client
+from jobrunner.db.pool import Pool, wait_for_database
+from jobrunner.settings import Settings
+from jobrunner.worker.worker import Worker
+
+log = structlog.get_logger("jobrunner.serve")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: the process's loop owns SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def http_server(settings: Settings) -> uvicorn.Server:
+    from jobrunner.api.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=max(1, round(settings.drain_timeout)),
+    )
+    return _Server(config)
+
+
+async def _run_http(server: uvicorn.Server) -> bool:
+    """Serve until told to stop; False when the server never started (port taken, bad app)."""
+    try:
+        await server.serve()
+    except SystemExit:  # uvicorn's way of reporting a failed startup
+        return False
+    return server.started
+
+
+async def serve(settings: Settings, *, dsn: str, with_worker: bool) -> int:
+    """Run the API (and a worker) until SIGTERM or SIGINT; 0 after a clean stop."""
+    server = http_server(settings)
+    worker = Worker(settings, dsn=dsn) if with_worker else None
+    stops = 0
+
+    def stop() -> None:
+        nonlocal stops
+        stops += 1
+        server.should_exit = True
+        server.force_exit = stops > 1
+        if worker is not None and stops <= 2:
+            worker.request_stop()  # the second request skips the drain
+
+    _handle_stop_signals(stop)
+    pool = None
+    if worker is not None:
+        pool = await _client_pool(settings, dsn, worker)
+        if pool is None:  # stopped before the database came back
+            return 0
+    tasks: dict[str, asyncio.Task[Any]] = {
+        "api": asyncio.create_task(_run_http(server), name="jobrunner-http")
+    }
+    if worker is not None:
+        tasks["worker"] = asyncio.create_task(worker.run(), name="jobrunner-worker")
+    try:
+        await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+        if not stops:
+            log.error(
+                "a part stopped on its own; stopping the rest",
+                stopped=[name for name, t in tasks.items() if t.done()],
+            )
+            stop()
+        if pool is not None:
+            await asyncio.wait([tasks["api"]])
+            await client.configure(pool)
+        results = await asyncio.gather(*tasks.values(), return_exceptions=True)
+        code = _exit_code(dict(zip(tasks, results, strict=True)))
+        await exit_if_handlers_stuck(worker, code)
+    finally:
+        _handle_stop_signals(None)
+        if pool is not None:
+            await client.close()  # the worker's client pool, configured again above
+    return code
+
+
+async def exit_if_handlers_stuck(worker: Worker | None, code: int = 0) -> None:
+    """Exit now if handlers ignore their cancellation after the worker stopped.
+
+    Their jobs are back in the queue (maybe running elsewhere already); waiting for them,
+    as asyncio.run() and the interpreter's exit would, only holds a finished process hostage.
+    """
+    stuck = await worker.stuck_handlers() if worker is not None else 0
+    if not stuck:
+        return
+    log.warning(
+        "exiting without waiting for handlers that ignore cancellation; their jobs were released",
+        handlers=stuck,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _handle_stop_signals(stop: Callable[[], None] | None) -> None:
+    """Route SIGTERM and SIGINT to `stop`; None gives them back to the default handlers."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        if stop is None:
+            loop.remove_signal_handler(sig)
+        else:
+            loop.add_signal_handler(sig, stop)
+
+
+async def _client_pool(settings: Settings, dsn: str, worker: Worker) -> Pool | None:
+    """Jobs that enqueue jobs need a client pool that outlives the API's (closed at its
+    shutdown); None when a stop comes before the database does."""
+    return await wait_for_database(
+        lambda: client.configure(dsn), wait=settings.startup_wait, stop=worker.stop_requested
+    )
+
+
+def _exit_code(results: dict[str, object]) -> int:
+    code = 0
+    for name, result in results.items():
+        if isinstance(result, BaseException):
+            log.error("stopped with an error", part=name, error=repr(result))
+            code = 1
+        elif name == "api" and result is False:
+            log.error("the HTTP server did not start")
+            code = 1
+    return code

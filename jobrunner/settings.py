@@ -1,0 +1,128 @@
+"""Every setting in one place, read from `JOBRUNNER_*` environment variables.
+
+Nothing here is built at import time: processes call `get_settings()` (cached) or receive a
+`Settings` argument, so tests can build their own with millisecond timings.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from jobrunner.errors import ConfigError
+
+MIN_JWT_SECRET_BYTES = 32
+Seconds = Annotated[float, Field(gt=0)]
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JOBRUNNER_", extra="ignore", frozen=True)
+
+    # Where the queue lives. Unset: `jobrunner up` starts an embedded PostgreSQL in data_dir.
+    database_url: str | None = None
+    data_dir: Path = Path(".jobrunner")
+    dev_mode: bool = False
+
+    # Which modules register tasks (import paths), read by the API and the worker alike.
+    tasks: CommaList = Field(default_factory=list)
+
+    # Worker.
+    queues: CommaList = Field(default_factory=lambda: ["default", "webhooks"])
+    concurrency: int = Field(default=32, ge=1, le=10_000)
+    poll_interval: Seconds = 1.0
+    listen: bool = True
+    lease_seconds: Seconds = 30.0
+    heartbeat_interval: Seconds = 3.0
+    drain_timeout: Seconds = 10.0
+    claim_batch: int = Field(default=250, ge=1, le=10_000)
+    reconnect_max_delay: Seconds = 5.0
+    # How long a starting worker or API waits for an unreachable database before giving up:
+    # started together with PostgreSQL (compose, a restart), it must not die on the race.
+    startup_wait: Seconds = 60.0
+
+    # Retries: capped exponential backoff with jitter, in database time.
+    backoff_base: Seconds = 1.0
+    backoff_cap: Seconds = 3600.0
+
+    # Maintenance: promotion of due jobs, lease rescue, pruning, periodic tasks.
+    maintenance_interval: Seconds = 1.0
+    retention_succeeded: Seconds = 7 * 86400.0
+    retention_failed: Seconds = 7 * 86400.0
+    retention_cancelled: Seconds = 7 * 86400.0
+    prune_batch: int = Field(default=5000, ge=1)
+
+    # HTTP API.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    jwt_secret: SecretStr | None = None
+    jwt_issuer: str = "jobrunner"
+    jwt_audience: str = "jobrunner-api"
+    access_token_ttl: Seconds = 900.0
+    refresh_token_ttl: Seconds = 14 * 86400.0
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    submit_rate_per_minute: int = Field(default=600, ge=1)
+    submit_burst: int = Field(default=100, ge=1)
+    max_unfinished_jobs_per_user: int = Field(default=10_000, ge=1)
+    login_attempts_per_minute: int = Field(default=10, ge=1)
+    webhook_allowed_networks: CommaList = Field(default_factory=list)
+    webhook_timeout: Seconds = 5.0
+    pool_min_size: int = Field(default=2, ge=0)
+    pool_max_size: int = Field(default=10, ge=1)
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("tasks", "queues", "webhook_allowed_networks", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.heartbeat_interval >= self.lease_seconds:
+            raise ValueError("heartbeat_interval must be shorter than lease_seconds")
+        if not self.queues:
+            raise ValueError("at least one queue is required")
+        return self
+
+    def require_jwt_secret(self) -> str:
+        """The signing secret; in dev mode one is generated and kept in data_dir."""
+        if self.jwt_secret is not None:
+            secret = self.jwt_secret.get_secret_value()
+            if len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+                raise ConfigError(
+                    f"JOBRUNNER_JWT_SECRET is too weak: use at least {MIN_JWT_SECRET_BYTES} "
+                    "random bytes, e.g. from "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+                )
+            return secret
+        if not self.dev_mode:
+            raise ConfigError(
+                "JOBRUNNER_JWT_SECRET is not set. Set it to at least 32 random bytes, "
+                "or set JOBRUNNER_DEV_MODE=1 to generate one for local use."
+            )
+        return _dev_secret(self.data_dir)
+
+
+def _dev_secret(data_dir: Path) -> str:
+    path = data_dir / "dev-jwt-secret"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    path.write_text(secret)
+    path.chmod(0o600)
+    return secret
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

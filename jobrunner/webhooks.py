@@ -1,0 +1,221 @@
+"""Webhook delivery: the `jobrunner.deliver_webhook` task, queued by the engine when a job with
+a callback URL ends, and run by any worker of the `webhooks` queue.
+
+Signed the Standard Webhooks way: `webhook-signature: v1,<base64 HMAC-SHA256>` over
+`<webhook-id>.<webhook-timestamp>.<body>`, keyed with the owner's `whsec_` secret. The id is
+stable for one outcome of one job, so a receiver can drop the duplicates at-least-once brings.
+A failed delivery raises, and the engine retries it with backoff; a refused URL cancels it.
+
+SSRF: http(s) only; every address the host resolves to must be public (not loopback, private,
+link-local, multicast, reserved or a cloud metadata address) unless it lies in
+JOBRUNNER_WEBHOOK_ALLOWED_NETWORKS; the connection goes to the address that was checked (no
+second lookup to rebind), redirects are not followed, and timeouts are short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID
+
+import httpx
+import structlog
+
+from jobrunner import accounts, client
+from jobrunner.errors import Cancel, JobNotFound, JobrunnerError
+from jobrunner.models import Job
+from jobrunner.settings import get_settings
+from jobrunner.tasks import task
+
+log = structlog.get_logger("jobrunner.webhooks")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+METADATA_ADDRESSES = frozenset(
+    {
+        ipaddress.ip_address("169.254.169.254"),
+        ipaddress.ip_address("fd00:ec2::254"),
+        ipaddress.ip_address("100.100.100.200"),
+    }
+)
+
+
+class UnsafeUrl(JobrunnerError):
+    """The callback URL is not one jobrunner will call."""
+
+
+class DeliveryFailed(JobrunnerError):
+    """The receiver did not answer 2xx; the delivery job is retried."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A checked URL: where to connect (a vetted address) and the host to name there."""
+
+    url: str
+    host_header: str
+    sni_hostname: str | None
+
+
+def allowed_networks(cidrs: Sequence[str]) -> list[IPNetwork]:
+    return [ipaddress.ip_network(c, strict=False) for c in cidrs]
+
+
+def is_public(address: IPAddress) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+        or address in METADATA_ADDRESSES
+        or (isinstance(address, ipaddress.IPv4Address) and address in _SHARED_SPACE)
+    )
+
+
+_SHARED_SPACE = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT, not "private"
+
+
+def check_address(address: IPAddress, allowed: Sequence[IPNetwork]) -> None:
+    if any(address in network for network in allowed if network.version == address.version):
+        return
+    if not is_public(address):
+        raise UnsafeUrl(f"refused: {address} is not a public address")
+
+
+def check_url_syntax(url: str, allowed: Sequence[IPNetwork]) -> None:
+    """What can be checked without DNS (at submit): scheme, host, and literal addresses."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UnsafeUrl("refused: only http and https URLs with a host")
+    if parts.username or parts.password:
+        raise UnsafeUrl("refused: URLs with credentials")
+    try:
+        literal = ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        if parts.hostname.rstrip(".").lower() == "localhost" or parts.hostname.endswith(
+            ".localhost"
+        ):
+            raise UnsafeUrl("refused: localhost") from None
+        return
+    check_address(literal, allowed)
+
+
+async def resolve(url: str, allowed: Sequence[IPNetwork]) -> Target:
+    """Check the URL and every address its host resolves to; pin the first one."""
+    check_url_syntax(url, allowed)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise DeliveryFailed(f"cannot resolve {host}: {exc}") from None
+    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
+        check_address(address, allowed)
+    pinned = addresses[0]
+    netloc = f"[{pinned}]:{port}" if pinned.version == 6 else f"{pinned}:{port}"
+    return Target(
+        url=urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")),
+        host_header=parts.netloc,
+        sni_hostname=host if parts.scheme == "https" else None,
+    )
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def message_id(job: Job) -> str:
+    """Stable for one outcome of one job, whichever delivery attempt carries it."""
+    finished = int(job.finished_at.timestamp() * 1_000_000) if job.finished_at else 0
+    return f"job_{job.id}_{job.attempt}_{finished}"
+
+
+def payload(job: Job) -> bytes:
+    from jobrunner.api.schemas import JobPublic  # pydantic only; keeps this module light
+
+    data = JobPublic.of(job).model_dump(mode="json")
+    body = {"type": f"job.{job.state.value}", "timestamp": data["finished_at"], "data": data}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def headers_for(job: Job, body: bytes, secret: str | None) -> dict[str, str]:
+    msg_id, timestamp = message_id(job), int(time.time())
+    headers = {
+        "content-type": "application/json",
+        "user-agent": "jobrunner-webhooks/1",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+    }
+    if secret:
+        headers["webhook-signature"] = sign(secret, msg_id, timestamp, body)
+    return headers
+
+
+async def send(target: Target, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    extensions: dict[str, Any] = {}
+    if target.sni_hostname:
+        extensions["sni_hostname"] = target.sni_hostname
+    async with (
+        httpx.AsyncClient(follow_redirects=False, timeout=timeout, trust_env=False) as http,
+        http.stream(
+            "POST",
+            target.url,
+            content=body,
+            headers={**headers, "host": target.host_header},
+            extensions=extensions,
+        ) as response,
+    ):
+        return response.status_code
+
+
+@task(name="jobrunner.deliver_webhook", queue="webhooks", max_attempts=10, timeout=60)
+async def deliver_webhook(job_id: UUID) -> dict[str, Any]:
+    """POST a finished job's JSON to its callback URL, signed with its owner's secret."""
+    settings = get_settings()
+    try:
+        job = await client.get_job(job_id)
+    except JobNotFound:
+        return {"skipped": "job no longer exists"}
+    if job.callback_url is None or not job.state.is_terminal:
+        return {"skipped": "job has no callback or is running again"}
+    try:
+        target = await resolve(
+            job.callback_url, allowed_networks(settings.webhook_allowed_networks)
+        )
+    except UnsafeUrl as exc:
+        raise Cancel(str(exc)) from None
+    secret = None
+    if job.owner is not None:
+        async with client.default_pool().acquire() as conn:
+            owner = await accounts.get_user(conn, job.owner)
+        secret = owner.webhook_secret if owner else None
+    body = payload(job)
+    try:
+        status = await send(target, body, headers_for(job, body, secret), settings.webhook_timeout)
+    except httpx.HTTPError as exc:
+        raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
+    if status == 410:
+        raise Cancel("the receiver answered 410 Gone")
+    if not 200 <= status < 300:
+        raise DeliveryFailed(f"the receiver answered {status}")
+    return {"status": status, "webhook_id": message_id(job)}

@@ -1,0 +1,89 @@
+"""The worker's doorbell: LISTEN on a dedicated connection that heals itself.
+
+Notifications only say "look now"; the rows are the truth and polling covers any that are
+lost. A dead connection (closed, or silent past its health check) is replaced with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from jobrunner.db import queries
+from jobrunner.db.errors import DB_ERRORS
+from jobrunner.db.pool import connect
+
+log = structlog.get_logger("jobrunner.listener")
+
+JOBS_CHANNEL = "jobrunner_jobs"
+CANCEL_CHANNEL = "jobrunner_cancel"
+
+
+class Listener:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        on_jobs: Callable[[str], None],
+        on_cancel: Callable[[str], None],
+        on_connected: Callable[[], None],
+        check_interval: float = 5.0,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self._dsn = dsn
+        self._on_jobs = on_jobs
+        self._on_cancel = on_cancel
+        self._on_connected = on_connected
+        self._check_interval = check_interval
+        self._max_backoff = max_backoff
+        self.connected = asyncio.Event()
+
+    async def run(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                await self._listen_until_broken()
+                delay = 0.05
+            except DB_ERRORS as exc:
+                log.warning(
+                    "listener connection lost; reconnecting",
+                    error=str(exc) or type(exc).__name__,
+                    retry_in=round(delay, 3),
+                )
+            self.connected.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._max_backoff)
+
+    async def _listen_until_broken(self) -> None:
+        conn = await connect(self._dsn, role="listener")
+        closed = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: closed.set())
+        try:
+            for channel in (JOBS_CHANNEL, CANCEL_CHANNEL):
+                # LISTEN waits on the server like any query, and no health check runs yet: a
+                # backend frozen (or a socket gone half-open) now would hold us here forever.
+                await asyncio.wait_for(
+                    conn.add_listener(channel, self._dispatch), timeout=self._check_interval
+                )
+            self.connected.set()
+            # Anything sent while we were away was missed: have the worker look now.
+            self._on_connected()
+            while not closed.is_set():
+                try:
+                    await asyncio.wait_for(closed.wait(), timeout=self._check_interval)
+                except TimeoutError:
+                    # A frozen server or a half-open socket sends nothing: ask.
+                    await asyncio.wait_for(queries.ping(conn), timeout=self._check_interval)
+            raise ConnectionError("listener connection closed")
+        finally:
+            conn.terminate()
+
+    def _dispatch(self, _conn: Any, _pid: int, channel: str, payload: object) -> None:
+        payload = str(payload)
+        if channel == JOBS_CHANNEL:
+            self._on_jobs(payload)
+        else:
+            self._on_cancel(payload)

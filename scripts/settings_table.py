@@ -1,0 +1,127 @@
+"""Print (or, with --write, refresh in README.md) the table of every JOBRUNNER_* setting.
+
+The rows come from `Settings.model_fields`, so names, types and defaults are exact; the
+descriptions live here, and tests/cli/test_readme.py fails when a setting has none or the
+README's table is stale. Run: `.venv/bin/python scripts/settings_table.py --write`.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+import typing
+from pathlib import Path
+
+from pydantic_core import PydanticUndefined
+
+from jobrunner.settings import Settings
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+START, END = "<!-- settings:start -->", "<!-- settings:end -->"
+
+DESCRIPTIONS = {
+    "database_url": "PostgreSQL to use, e.g. `postgresql://user:pass@host:5432/db`. "
+    "Unset: an embedded PostgreSQL in `DATA_DIR/pgdata`.",
+    "data_dir": "Where the embedded PostgreSQL and the dev-mode JWT secret live.",
+    "dev_mode": "Generate and keep a JWT secret in `DATA_DIR` when none is set "
+    "(`jobrunner up` turns this on by itself).",
+    "tasks": "Comma-separated modules that register tasks (`myapp.tasks,other.module`), "
+    "imported by API and worker alike.",
+    "queues": "Comma-separated queues a worker claims from.",
+    "concurrency": "Jobs one worker runs at once.",
+    "poll_interval": "Seconds between polls (jittered ±20%) when no notification arrives.",
+    "listen": "LISTEN for new jobs; false means poll only.",
+    "lease_seconds": "How long a claimed job is held without a heartbeat before it is rescued.",
+    "heartbeat_interval": "Seconds between lease renewals; must be below `LEASE_SECONDS`.",
+    "drain_timeout": "On SIGTERM, seconds running jobs get to finish before they are "
+    "released to the queue.",
+    "claim_batch": "Most jobs claimed in one statement.",
+    "reconnect_max_delay": "Longest pause between reconnection attempts after PostgreSQL "
+    "goes away.",
+    "startup_wait": "How long a starting worker, API or `migrate` retries an unreachable "
+    "database before it exits with one line saying so.",
+    "backoff_base": "First retry delay in seconds; doubles with each attempt (with jitter).",
+    "backoff_cap": "Longest retry delay in seconds.",
+    "maintenance_interval": "Seconds between maintenance ticks (promote due jobs, rescue "
+    "expired leases, prune, periodic tasks).",
+    "retention_succeeded": "Seconds a succeeded job is kept before it is deleted.",
+    "retention_failed": "Seconds a failed job is kept.",
+    "retention_cancelled": "Seconds a cancelled job is kept.",
+    "prune_batch": "Rows deleted per pruning statement.",
+    "host": "Address the API listens on.",
+    "port": "Port the API listens on.",
+    "jwt_secret": "Token signing secret, 32 bytes or more. Required unless dev mode.",
+    "jwt_issuer": "`iss` claim of issued tokens (checked on every request).",
+    "jwt_audience": "`aud` claim of issued tokens (checked on every request).",
+    "access_token_ttl": "Seconds an access token is valid.",
+    "refresh_token_ttl": "Seconds a refresh token is valid.",
+    "max_body_bytes": "Largest request body; more is 413.",
+    "submit_rate_per_minute": "Job submissions per user per minute (shared by all API "
+    "processes); more is 429.",
+    "submit_burst": "Submissions a user may make at once before the rate applies.",
+    "max_unfinished_jobs_per_user": "Unfinished jobs a user may have at once (an abuse "
+    "guard: submissions in flight at the same moment can pass it by their number).",
+    "login_attempts_per_minute": "Login attempts per account and per client address per minute.",
+    "webhook_allowed_networks": "Comma-separated networks (CIDR) webhooks may reach even "
+    "though private, e.g. `10.0.0.0/8`.",
+    "webhook_timeout": "Seconds a webhook delivery may take.",
+    "pool_min_size": "Connections the API's pool keeps open.",
+    "pool_max_size": "Most connections in the API's pool (a worker uses at least 4).",
+    "log_level": "`debug`, `info`, `warning` or `error`.",
+    "log_format": "`json`, `console`, or `auto` (console on a terminal, JSON elsewhere).",
+}
+
+
+def _type_name(annotation: object) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return "choice"
+    if origin in (typing.Union, types.UnionType):
+        names = [_type_name(a) for a in typing.get_args(annotation) if a is not type(None)]
+        return " or ".join(names)
+    if origin is list:
+        return "list"
+    name = getattr(annotation, "__name__", str(annotation))
+    return {"SecretStr": "secret", "Path": "path"}.get(name, name)
+
+
+def _default(name: str) -> str:
+    field = Settings.model_fields[name]
+    value = field.default
+    if value is PydanticUndefined and field.default_factory is not None:
+        value = field.default_factory()  # type: ignore[call-arg]
+    if value is None or value == []:
+        return "unset"
+    if isinstance(value, list):
+        value = ",".join(value)
+    if isinstance(value, bool):
+        value = str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"`{value}`"
+
+
+def table() -> str:
+    missing = set(Settings.model_fields) - set(DESCRIPTIONS)
+    if missing:
+        raise LookupError(f"describe these settings in {__file__}: {sorted(missing)}")
+    rows = ["| Variable | Type | Default | What it does |", "|---|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        rows.append(
+            f"| `JOBRUNNER_{name.upper()}` | {_type_name(field.annotation)} | "
+            f"{_default(name)} | {DESCRIPTIONS[name]} |"
+        )
+    return "\n".join(rows)
+
+
+def readme_with_table(text: str) -> str:
+    before, _, rest = text.partition(START)
+    _, _, after = rest.partition(END)
+    return f"{before}{START}\n{table()}\n{END}{after}"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--write"]:
+        README.write_text(readme_with_table(README.read_text()))
+    else:
+        print(table())

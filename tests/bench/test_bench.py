@@ -1,0 +1,53 @@
+"""`jobrunner bench --quick --json` runs end to end and reports every figure.
+
+No timed assertion here: the speed targets live in the bench's own table, not in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from jobrunner.bench import GROUPS, QUICK, format_table
+
+
+def test_quick_bench_reports_every_figure(db_dsn: str) -> None:
+    env = {**os.environ, "JOBRUNNER_DATABASE_URL": db_dsn, "JOBRUNNER_LOG_LEVEL": "warning"}
+    done = subprocess.run(
+        [sys.executable, "-m", "jobrunner", "bench", "--quick", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+
+    assert report["machine"]["cpus"] >= 1
+    assert report["machine"]["postgresql"]
+    assert report["options"]["rounds"] == QUICK.rounds
+    assert tuple(report["options"]["groups"]) == GROUPS
+    names = [f["name"] for f in report["figures"]]
+    for expected in (
+        "enqueue, one per call",
+        "enqueue_many",
+        "process, 1 worker",
+        "process, 2 workers",
+        "pickup p99, LISTEN",
+        "pickup p99, polling",
+        "process beside",
+        "worker peak RSS",
+        "HTTP POST /jobs",
+    ):
+        assert any(name.startswith(expected) for name in names), (expected, names)
+    for figure in report["figures"]:
+        if figure["skipped"]:
+            continue
+        assert len(figure["values"]) == QUICK.rounds, figure
+        assert figure["min"] <= figure["median"] <= figure["max"], figure
+        assert figure["median"] > 0, figure
+        assert figure["met"] in (True, False, None)
+    assert "median" in format_table(report)

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from jobrunner.db.pool import Pool, create_pool
+from jobrunner.logs import configure_logging
+from jobrunner.settings import Settings
+from jobrunner.tasks import load_task_modules
+from tests.support.database import (
+    Server,
+    create_database,
+    create_template,
+    drop_database,
+    find_server,
+)
+
+configure_logging("warning", "console")
+load_task_modules(["tests.support.tasks"])
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with find_server(tmp_path_factory.mktemp("postgres")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server: Server) -> str:
+    # One template per xdist worker: each test then copies it, migrated, in milliseconds.
+    name = f"jobrunner_template_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    create_template(pg_server, name)
+    return name
+
+
+@pytest.fixture
+def db_dsn(pg_server: Server, template_db: str) -> Iterator[str]:
+    """A fresh, migrated database of this test's own."""
+    name = create_database(pg_server, template_db)
+    yield pg_server.dsn_for(name)
+    drop_database(pg_server, name)
+
+
+@pytest.fixture
+async def pool(db_dsn: str) -> AsyncIterator[Pool]:
+    pool = await create_pool(db_dsn, role="test", min_size=1, max_size=20)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def settings(db_dsn: str, tmp_path: Path) -> Settings:
+    """Millisecond timings, so behaviour that takes seconds in production takes moments here."""
+    return Settings(
+        database_url=db_dsn,
+        data_dir=tmp_path,
+        poll_interval=0.05,
+        lease_seconds=2.0,
+        heartbeat_interval=0.2,
+        drain_timeout=2.0,
+        maintenance_interval=0.05,
+        backoff_base=0.01,
+        backoff_cap=0.05,
+        reconnect_max_delay=0.2,
+        concurrency=10,
+        dev_mode=True,
+    )

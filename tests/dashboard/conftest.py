@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import JWT_SECRET, Cli, cli_env
+
+
+@pytest.fixture
+def cli(db_dsn: str, tmp_path: Path) -> Cli:
+    """`python -m jobrunner` against this test's own migrated database."""
+    return Cli(cli_env(tmp_path, JOBRUNNER_DATABASE_URL=db_dsn, JOBRUNNER_JWT_SECRET=JWT_SECRET))

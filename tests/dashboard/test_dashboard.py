@@ -1,0 +1,171 @@
+"""The dashboard through httpx against the real app: login, pages, tenancy, actions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from uuid import UUID
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from jobrunner import accounts, client
+from jobrunner.api.app import create_app
+from jobrunner.db.pool import Pool
+from jobrunner.models import JobState
+from jobrunner.settings import Settings
+from jobrunner.testing import drain
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    api_settings = settings.model_copy(
+        update={"jwt_secret": SecretStr("dashboard-" + "y" * 40), "dev_mode": False}
+    )
+    app = create_app(api_settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@asynccontextmanager
+async def _browser(
+    app: FastAPI, pool: Pool, username: str, admin: bool
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A logged-in browser: an httpx client that keeps the dashboard's cookies."""
+    async with pool.acquire() as conn:
+        await accounts.create_user(conn, username=username, password=PASSWORD, admin=admin)
+    transport = httpx.ASGITransport(app=app, client=("10.0.0.2", 1234))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as browser:
+        answer = await browser.post(
+            "/dashboard/login", data={"username": username, "password": PASSWORD}
+        )
+        assert answer.status_code == 303 and answer.headers["location"] == "/dashboard"
+        yield browser
+
+
+@pytest.fixture
+async def admin(app: FastAPI, pool: Pool) -> AsyncIterator[httpx.AsyncClient]:
+    async with _browser(app, pool, "root", admin=True) as browser:
+        yield browser
+
+
+@pytest.fixture
+async def user(app: FastAPI, pool: Pool) -> AsyncIterator[httpx.AsyncClient]:
+    async with _browser(app, pool, "ada", admin=False) as browser:
+        yield browser
+
+
+async def test_pages_need_a_login(app: FastAPI) -> None:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as anon:
+        page = await anon.get("/dashboard")
+        assert (page.status_code, page.headers["location"]) == (303, "/dashboard/login")
+        assert (await anon.get("/dashboard", headers={"X-Partial": "1"})).status_code == 401
+        form = await anon.get("/dashboard/login")
+        assert form.status_code == 200 and 'name="password"' in form.text
+        wrong = await anon.post("/dashboard/login", data={"username": "x", "password": "nope"})
+        assert wrong.status_code == 401 and "wrong username or password" in wrong.text
+
+
+async def test_cookies_are_httponly_and_strict(app: FastAPI, pool: Pool) -> None:
+    async with _browser(app, pool, "carol", admin=False) as browser:
+        cookies = list(browser.cookies.jar)
+        assert {c.name for c in cookies} == {"jobrunner_access", "jobrunner_refresh"}
+        for cookie in cookies:
+            assert cookie.has_nonstandard_attr("HttpOnly")
+            assert cookie.get_nonstandard_attr("SameSite", "").lower() == "strict"
+            assert cookie.path == "/dashboard"
+
+
+async def test_admin_overview_shows_queues_running_and_failed(
+    admin: httpx.AsyncClient, pool: Pool, settings: Settings
+) -> None:
+    async with pool.acquire() as conn:
+        await client.enqueue("test.always_fail", {}, conn=conn, max_attempts=1)
+        queued = await client.enqueue("test.add", {"a": 1, "b": 2}, conn=conn, queue="other")
+    await drain(pool, settings=settings)
+    page = await admin.get("/dashboard")
+    assert page.status_code == 200
+    for section in (
+        'id="queues"',
+        'id="throughput"',
+        'id="latency"',
+        'id="running"',
+        'id="failed"',
+    ):
+        assert section in page.text
+    assert "RuntimeError: always" in page.text  # the failed job's last error
+    assert "/retry" in page.text  # a retry button on the failed job
+    partial = await admin.get("/dashboard", headers={"X-Partial": "1"})
+    assert partial.text.startswith("<section") and "<html" not in partial.text
+    listed = await admin.get("/dashboard/jobs", params={"queue": "other", "state": "queued"})
+    assert str(queued.id)[:13] in listed.text
+
+
+async def test_job_page_shows_every_attempt_and_retry_works(
+    admin: httpx.AsyncClient, pool: Pool, settings: Settings
+) -> None:
+    async with pool.acquire() as conn:
+        job = await client.enqueue("test.always_fail", {}, conn=conn, max_attempts=1)
+    await drain(pool, settings=settings)
+    found = await admin.get("/dashboard/jobs", params={"q": str(job.id)})
+    assert found.status_code == 303 and found.headers["location"] == f"/dashboard/jobs/{job.id}"
+    page = await admin.get(f"/dashboard/jobs/{job.id}")
+    assert "attempt 1" in page.text and "Traceback" in page.text and "state-failed" in page.text
+
+    retried = await admin.post(f"/dashboard/jobs/{job.id}/retry")
+    assert retried.status_code == 303
+    async with pool.acquire() as conn:
+        assert (await client.get_job(job.id, conn=conn)).state is JobState.QUEUED
+    foreign = await admin.post(
+        f"/dashboard/jobs/{job.id}/cancel", headers={"Origin": "https://evil.example"}
+    )
+    assert foreign.status_code == 403
+
+
+async def test_users_see_only_their_own_jobs(user: httpx.AsyncClient, pool: Pool) -> None:
+    async with pool.acquire() as conn:
+        mine = await client.enqueue("test.add", {"a": 1, "b": 1}, conn=conn, owner="ada")
+        other = await client.enqueue("test.add", {"a": 2, "b": 2}, conn=conn)
+    listing = await user.get("/dashboard/jobs", params={"q": "test.add"})
+    assert str(mine.id)[:13] in listing.text and str(other.id)[:13] not in listing.text
+    assert "No job" in (await user.get(f"/dashboard/jobs/{other.id}")).text
+    overview = await user.get("/dashboard")
+    assert 'id="queues"' not in overview.text  # the queue overview is for admins
+
+
+async def test_submit_form_enqueues_through_the_api_rules(
+    user: httpx.AsyncClient, pool: Pool
+) -> None:
+    overview = await user.get("/dashboard")
+    assert '<option value="square_sum">' in overview.text
+    assert "jobrunner.deliver_webhook" not in overview.text
+    sent = await user.post(
+        "/dashboard/submit", data={"task": "square_sum", "args": '{"data": [1, 2]}'}
+    )
+    assert sent.status_code == 303 and sent.headers["location"].startswith("/dashboard/jobs/")
+    job_id = sent.headers["location"].rsplit("/", 1)[1]
+    async with pool.acquire() as conn:
+        job = await client.get_job(UUID(job_id), conn=conn)
+    assert (job.owner, job.args) == ("ada", {"data": [1.0, 2.0]})
+
+    bad = await user.post("/dashboard/submit", data={"task": "square_sum", "args": '{"data": 1}'})
+    assert bad.headers["location"].startswith("/dashboard?error=")
+    shown = await user.get(bad.headers["location"])
+    assert 'id="submit-error"' in shown.text and "invalid arguments" in shown.text
+
+
+async def test_logout_ends_the_session(user: httpx.AsyncClient) -> None:
+    out = await user.post("/dashboard/logout")
+    assert out.status_code == 303
+    assert (await user.get("/dashboard")).status_code == 303
+
+
+async def test_static_files_are_served(admin: httpx.AsyncClient) -> None:
+    js = await admin.get("/dashboard/static/dashboard.js")
+    assert js.status_code == 200 and "X-Partial" in js.text
+    assert (await admin.get("/dashboard/static/../app.py")).status_code == 404

@@ -1,0 +1,71 @@
+"""Tasks the tests enqueue; workers started as subprocesses import this module too."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from datetime import timedelta
+
+from jobrunner import Cancel, Retry, task
+
+calls: dict[str, int] = {}
+
+
+@task(name="test.add")
+async def add(a: int, b: int) -> int:
+    return a + b
+
+
+@task(name="test.fail_until", max_attempts=5)
+async def fail_until(key: str, succeed_on: int) -> str:
+    calls[key] = calls.get(key, 0) + 1
+    if calls[key] < succeed_on:
+        raise ValueError(f"boom {calls[key]}")
+    return "ok"
+
+
+@task(name="test.always_fail", max_attempts=2)
+async def always_fail() -> None:
+    raise RuntimeError("always")
+
+
+@task(name="test.retry_later")
+async def retry_later(seconds: float) -> None:
+    raise Retry(after=timedelta(seconds=seconds))
+
+
+@task(name="test.cancel_me")
+async def cancel_me(reason: str) -> None:
+    raise Cancel(reason)
+
+
+@task(name="test.sleep")
+async def sleep(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@task(name="test.sync_mul")
+def sync_mul(a: int, b: int) -> int:
+    return a * b
+
+
+@task(name="test.slow_timeout", timeout=0.1, max_attempts=2)
+async def slow_timeout() -> None:
+    await asyncio.sleep(10)
+
+
+@task(name="test.unserialisable")
+async def unserialisable() -> object:
+    return object()
+
+
+@task(name="test.block_loop", max_attempts=2)
+async def block_loop(seconds: float) -> None:
+    time.sleep(seconds)  # noqa: ASYNC251 - deliberately blocks the event loop
+
+
+@task(name="test.suicide", max_attempts=3)
+async def suicide() -> None:
+    os.kill(os.getpid(), 9)

@@ -1,0 +1,107 @@
+"""Pure logic: no database."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+import jobrunner
+from jobrunner.auth import InvalidToken, TokenCodec
+from jobrunner.backoff import retry_delay
+from jobrunner.db.queries import QUERIES, _load
+from jobrunner.errors import ConfigError, InvalidArguments
+from jobrunner.settings import Settings
+from jobrunner.tasks import Task, get_task, task
+
+
+def test_backoff_doubles_with_jitter_and_respects_the_cap() -> None:
+    rand = random.Random(1)
+    for attempt in range(1, 30):
+        ceiling = min(60.0, 2.0 ** (attempt - 1))
+        delay = retry_delay(attempt, base=1.0, cap=60.0, rand=rand)
+        assert ceiling / 2 <= delay <= ceiling
+    with pytest.raises(ValueError):
+        retry_delay(0, base=1.0, cap=60.0)
+
+
+def test_weak_or_missing_jwt_secret_is_refused_outside_dev_mode(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not set"):
+        Settings(jwt_secret=None, dev_mode=False).require_jwt_secret()
+    with pytest.raises(ConfigError, match="too weak"):
+        Settings(jwt_secret="short", dev_mode=False).require_jwt_secret()
+    strong = "x" * 40
+    assert Settings(jwt_secret=strong).require_jwt_secret() == strong
+    dev = Settings(dev_mode=True, data_dir=tmp_path)
+    generated = dev.require_jwt_secret()
+    assert len(generated) >= 32 and dev.require_jwt_secret() == generated
+
+
+def test_settings_read_comma_lists_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBRUNNER_QUEUES", "default, emails")
+    monkeypatch.setenv("JOBRUNNER_TASKS", "myapp.tasks")
+    settings = Settings()
+    assert settings.queues == ["default", "emails"]
+    assert settings.tasks == ["myapp.tasks"]
+    with pytest.raises(ValueError):
+        Settings(lease_seconds=1.0, heartbeat_interval=2.0)
+
+
+def test_task_arguments_are_validated_from_type_hints() -> None:
+    add = get_task("test.add")
+    assert add.validate_args({"a": "1", "b": 2}) == {"a": 1, "b": 2}
+    with pytest.raises(InvalidArguments):
+        add.validate_args({"a": 1.5, "b": 2})
+    with pytest.raises(InvalidArguments):
+        get_task("square_sum").validate_args({"data": [float("nan")]})
+    assert add.args_schema()["required"] == ["a", "b"]
+
+
+def test_reserved_and_unsupported_argument_names_are_refused() -> None:
+    with pytest.raises(ConfigError, match="reserved"):
+
+        @task(name="test.bad_reserved")
+        async def bad(priority: int) -> None: ...
+
+    with pytest.raises(ConfigError, match="named arguments"):
+
+        @task(name="test.bad_varargs")
+        async def worse(*values: int) -> None: ...
+
+    with pytest.raises(ConfigError, match="cron"):
+        Task(name="t", func=lambda: None, cron="not a cron")
+
+
+def test_builtin_tasks_compute_what_the_readme_says() -> None:
+    assert get_task("square_sum").func(data=[1, 2, 3]) == 14
+    assert get_task("cube_sum").func(data=[1, 2, 3]) == 36
+
+
+def test_named_queries_load_from_one_file() -> None:
+    assert _load("-- name: a\nSELECT 1;\n\n-- name: b\n-- doc\nSELECT 2;") == {
+        "a": "SELECT 1;",
+        "b": "-- doc\nSELECT 2;",
+    }
+    assert "job_claim" in QUERIES and "job_record_outcomes" in QUERIES
+
+
+def test_public_surface_is_sorted_and_complete() -> None:
+    assert jobrunner.__all__ == sorted(jobrunner.__all__)
+    for name in jobrunner.__all__:
+        assert hasattr(jobrunner, name)
+
+
+def test_a_cached_access_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    codec = TokenCodec(secret="s" * 48, issuer="i", audience="a", access_ttl=60, refresh_ttl=600)
+    token = codec.encode("access", sub="alice", sid=uuid.uuid4())
+    assert codec.decode(token, "access").sub == "alice"
+    assert codec.decode(token, "access").sub == "alice"  # from the cache this time
+    later = time.time() + 120
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(InvalidToken):
+        codec.decode(token, "access")
+    with pytest.raises(InvalidToken):  # refresh tokens are never taken from the cache
+        codec.decode(token, "refresh")
