@@ -140,11 +140,29 @@ FROM recorded;
 -- name: job_heartbeat
 -- Extend the leases of the attempts worker $3 still holds; returns the ones it still holds,
 -- and whether a cancel was asked for each. An attempt missing from the answer was lost.
-UPDATE jobrunner.jobs AS j
-SET lease_expires_at = now() + make_interval(secs => $4::float8)
-FROM unnest($1::uuid[], $2::int4[]) AS held(id, attempt)
-WHERE j.id = held.id AND j.attempt = held.attempt AND j.worker_id = $3 AND j.state = 'running'
-RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested;
+-- A row some other transaction has locked (this worker's own outcome flush, most often) is
+-- skipped, not waited for: the flush and the heartbeat each lock their rows in their own
+-- order, so waiting could deadlock them. A skipped attempt is reported held, as this
+-- statement's snapshot sees it, and renewed at the next beat.
+WITH held AS (
+    SELECT * FROM unnest($1::uuid[], $2::int4[]) AS held(id, attempt)
+), mine AS (
+    SELECT j.id
+    FROM jobrunner.jobs AS j JOIN held ON j.id = held.id AND j.attempt = held.attempt
+    WHERE j.worker_id = $3 AND j.state = 'running'
+    FOR UPDATE OF j SKIP LOCKED
+), renewed AS (
+    UPDATE jobrunner.jobs AS j
+    SET lease_expires_at = now() + make_interval(secs => $4::float8)
+    FROM mine
+    WHERE j.id = mine.id
+    RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested
+)
+SELECT id, cancel_requested FROM renewed
+UNION ALL
+SELECT j.id, j.cancel_requested_at IS NOT NULL
+FROM jobrunner.jobs AS j JOIN held ON j.id = held.id AND j.attempt = held.attempt
+WHERE j.worker_id = $3 AND j.state = 'running' AND j.id NOT IN (SELECT id FROM renewed);
 
 -- name: job_release_many
 -- A worker shutting down hands back attempts it will not finish: queued again at once, the
