@@ -110,11 +110,11 @@ async def _enqueue_cycle(db: Db, start: int, count: int) -> int:
 
 
 async def _prune_cycles(
-    db: Db, procs: Processes, figures: Figures, jobs: int, *, baseline: int
+    db: Db, procs: Processes, figures: Figures, jobs: int, *, baseline: int, slack: int = 0
 ) -> None:
     """Three cycles of `jobs` jobs with pruning on (retention ~0): after each cycle is done,
     pruned and autovacuumed, the jobs table and its indexes must stay within 1.2x of their
-    size after cycle `baseline` + 1."""
+    size after cycle `baseline` + 1 (plus `slack` bytes)."""
     options = WorkerOptions(
         concurrency=32, lease_seconds=30.0, heartbeat_interval=1.0, maintenance_interval=0.2,
         env={"JOBRUNNER_RETENTION_SUCCEEDED": "0.001"},
@@ -130,7 +130,7 @@ async def _prune_cycles(
                          what="autovacuum ran")  # fmt: skip
         sizes.append(await db.fetchval(SIZE_SQL))
     assert await db.fetchval("SELECT count(*) FROM fault_effects") == 3 * jobs
-    assert max(sizes[baseline + 1 :]) <= 1.2 * sizes[baseline], sizes
+    assert max(sizes[baseline + 1 :]) <= 1.2 * sizes[baseline] + slack, sizes
     # The claim's cost does not creep up: over a full queue it touches about as many pages in
     # the third cycle as in the first (slack for where the index's pages happen to split).
     assert claim_buffers[-1] <= 1.5 * claim_buffers[0] + 8, claim_buffers
@@ -144,7 +144,10 @@ async def test_prune_cycles_ci_sized(db: Db, procs: Processes, figures: Figures)
     # At this size the first cycle is no baseline: the table never held a whole cycle (it was
     # pruned as it ran), and btree pages freed by one vacuum are reused only after the next,
     # so cycle 2 settles ~1.2-1.35x above cycle 1 and then stays flat. Checked: the plateau.
-    await _prune_cycles(db, procs, figures, 10_000, baseline=1)
+    # That recycling lag is some pages per index whatever the table's size: on a busy machine
+    # it reached ~400 kB here (1.6 -> 2.0 MB), a quarter of a table this small. Hence the
+    # slack; the 100k run (`make soak`) holds the bare 1.2x.
+    await _prune_cycles(db, procs, figures, 10_000, baseline=1, slack=512 * 1024)
 
 
 @pytest.mark.slow
