@@ -152,7 +152,7 @@ async def enqueue_many(
 ) -> list[UUID]:
     """Validate and insert many jobs of one task in one round trip; returns their ids."""
     task = get_task(task_name)
-    args = task.validate_many([dict(a) for a in args_list])
+    args = task.validate_many([a if type(a) is dict else dict(a) for a in args_list])
     if not args:
         return []
     jobs = queries.NewJobs(

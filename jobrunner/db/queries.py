@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Any, LiteralString, cast
 from uuid import UUID
 
-from jobrunner.db.pool import Conn
+from jobrunner.db.pool import Conn, dump_json
 from jobrunner.models import ClaimedJob, Job, JobState
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
@@ -114,7 +114,8 @@ async def job_insert_many(conn: Conn, jobs: NewJobs) -> list[UUID]:
         QUERIES["job_insert_many"],
         jobs.queue,
         jobs.task,
-        jobs.args,
+        # As JSON texts: asyncpg's jsonb[] encoding costs a fifth of a 10,000-job insert.
+        [dump_json(args) for args in jobs.args],
         jobs.priority,
         jobs.max_attempts,
         jobs.delay_seconds,

@@ -40,15 +40,15 @@ SELECT * FROM jobrunner.jobs
 WHERE task = $1 AND dedup_key = $2 AND state NOT IN ('succeeded', 'failed', 'cancelled');
 
 -- name: job_insert_many
--- Insert one job per element of $3 (their args), alike in everything else, in one round trip;
--- rings the queue's doorbell once. No dedup keys here, so no conflict to arbitrate.
+-- Insert one job per element of $3 (their args, as JSON text), alike in everything else, in one
+-- round trip; rings the queue's doorbell once. No dedup keys here, so no conflict to arbitrate.
 WITH inserted AS (
     INSERT INTO jobrunner.jobs
         (queue, task, args, priority, state, max_attempts, run_at, timeout, owner)
-    SELECT $1, $2, batch.args, $4,
+    SELECT $1, $2, batch.args::jsonb, $4,
            CASE WHEN $6::float8 > 0 THEN 'scheduled' ELSE 'queued' END::jobrunner.job_state,
            $5, now() + make_interval(secs => greatest($6::float8, 0)), $7, $8
-    FROM unnest($3::jsonb[]) AS batch(args)
+    FROM unnest($3::text[]) AS batch(args)
     RETURNING id, state
 ), doorbell AS (
     SELECT pg_notify('jobrunner_jobs', $1)
