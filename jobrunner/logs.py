@@ -54,3 +54,7 @@ def _route_standard_logging(
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
+    # httpx logs every request at info, URL included: webhook URLs can carry their
+    # receiver's token, and the delivery task logs its own outcome anyway.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
