@@ -152,12 +152,14 @@ async def authenticate_and_take(
     codec: TokenCodec,
     access_token: str,
     bucket_of: Callable[[str], queries.RateBucket],
-) -> tuple[Principal, bool]:
-    """`authenticate`, and a token from the user's rate bucket (`bucket_of(username)`) in one
-    round trip: the principal, and whether the bucket had a token to give."""
+    want: int = 1,
+) -> tuple[Principal, int]:
+    """`authenticate`, and up to `want` tokens from the user's rate bucket
+    (`bucket_of(username)`) in one round trip: the principal, and how many tokens the bucket
+    gave (0 when it was empty)."""
     claims = codec.decode(access_token, "access")
     found = await queries.session_principal_take(
-        conn, session_id=claims.sid, username=claims.sub, bucket=bucket_of(claims.sub)
+        conn, session_id=claims.sid, username=claims.sub, bucket=bucket_of(claims.sub), want=want
     )
     if found is None:
         raise InvalidToken("session ended")

@@ -57,7 +57,8 @@ DESCRIPTIONS = {
     "refresh_token_ttl": "Seconds a refresh token is valid.",
     "max_body_bytes": "Largest request body; more is 413.",
     "submit_rate_per_minute": "Job submissions per user per minute (shared by all API "
-    "processes); more is 429.",
+    "processes); more is 429. From 1,200 up, each API process takes a user's tokens a few at "
+    "a time (a tenth of a second's worth, unused ones lapse after a second).",
     "submit_burst": "Submissions a user may make at once before the rate applies.",
     "max_unfinished_jobs_per_user": "Unfinished jobs a user may have at once (an abuse "
     "guard: submissions in flight at the same moment can pass it by their number).",

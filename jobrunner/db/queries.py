@@ -326,9 +326,10 @@ class RateBucket:
 
 
 async def session_principal_take(
-    conn: Conn, *, session_id: UUID, username: str, bucket: RateBucket
-) -> tuple[str, bool] | None:
-    """(role, whether a token was taken from `bucket`) for a live session, or None."""
+    conn: Conn, *, session_id: UUID, username: str, bucket: RateBucket, want: int = 1
+) -> tuple[str, int] | None:
+    """(role, how many of `want` tokens were taken from `bucket`) for a live session, or
+    None."""
     row = await conn.fetchrow(
         QUERIES["session_principal_take"],
         session_id,
@@ -336,6 +337,7 @@ async def session_principal_take(
         bucket.key,
         bucket.per_second,
         bucket.burst,
+        want,
     )
     return (row["role"], row["taken"]) if row is not None else None
 

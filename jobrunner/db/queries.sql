@@ -415,10 +415,10 @@ JOIN jobrunner.users AS u ON u.username = s.username
 WHERE s.id = $1 AND s.username = $2 AND s.revoked_at IS NULL AND s.expires_at > now();
 
 -- name: session_principal_take
--- session_principal, and one token from rate bucket $3 (refilling $4 per second, holding at
--- most $5) in the same round trip: the role and whether a token was taken; no row, and no
--- token taken, for a dead session.
-SELECT u.role, jobrunner.rate_bucket_take($3, $4, $5) IS NOT NULL AS taken
+-- session_principal, and up to $6 tokens from rate bucket $3 (refilling $4 per second,
+-- holding at most $5) in the same round trip: the role and how many tokens were taken; no
+-- row, and no token taken, for a dead session.
+SELECT u.role, jobrunner.rate_bucket_take_upto($3, $4, $5, $6) AS taken
 FROM jobrunner.sessions AS s
 JOIN jobrunner.users AS u ON u.username = s.username
 WHERE s.id = $1 AND s.username = $2 AND s.revoked_at IS NULL AND s.expires_at > now();
