@@ -23,7 +23,7 @@ from jobrunner.api import (
     sse_routes,
 )
 from jobrunner.api.events import EventHub
-from jobrunner.api.limits import SubmitLeases, UnfinishedJobs
+from jobrunner.api.limits import SubmitTokensAhead, UnfinishedJobs
 from jobrunner.api.metrics import RequestMetrics
 from jobrunner.api.middleware import ApiMiddleware
 from jobrunner.auth import TokenCodec
@@ -98,7 +98,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings, app.state.codec = settings, codec
     app.state.metrics = RequestMetrics()
     app.state.unfinished = UnfinishedJobs()
-    app.state.submit_leases = SubmitLeases(settings)
+    app.state.submit_tokens_ahead = SubmitTokensAhead(settings)
     problems.install(app)
     for module in (auth_routes, jobs_routes, sse_routes, ops_routes, dashboard):
         app.include_router(module.router)

@@ -82,20 +82,20 @@ async def get_submitter(
     token: Annotated[str | None, Depends(bearer)],
 ) -> Principal:
     """The caller, who has also spent a submission from their rate bucket (one round trip
-    for both: submitting is the route that must be cheap). A token this process leased for
-    them ahead (limits.SubmitLeases) is spent first; the session is checked either way."""
+    for both: submitting is the route that must be cheap). A token this process took for
+    them ahead (limits.SubmitTokensAhead) is spent first; the session is checked either way."""
     if not token:
         raise ApiProblem(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
-    leases: limits.SubmitLeases = request.app.state.submit_leases
-    if leases.spend(codec.decode(token, "access").sub):
+    ahead: limits.SubmitTokensAhead = request.app.state.submit_tokens_ahead
+    if ahead.spend(codec.decode(token, "access").sub):
         return await accounts.authenticate(conn, codec, token)
     principal, taken = await accounts.authenticate_and_take(
-        conn, codec, token, functools.partial(limits.submit_bucket, settings), leases.size
+        conn, codec, token, functools.partial(limits.submit_bucket, settings), ahead.size
     )
     if not taken:
         bucket = limits.submit_bucket(settings, principal.username)
         raise await limits.refuse(conn, bucket, limits.SUBMISSIONS)
-    leases.keep(principal.username, taken - 1)
+    ahead.keep(principal.username, taken - 1)
     return principal
 
 

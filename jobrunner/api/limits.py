@@ -2,7 +2,7 @@
 
 A bucket holds up to `burst` tokens and refills `per_minute` a minute; each request takes one
 token in a single upsert (submissions under generous limits take a few at a time, see
-SubmitLeases). An empty bucket answers 429 with the seconds until the next token.
+SubmitTokensAhead). An empty bucket answers 429 with the seconds until the next token.
 """
 
 from __future__ import annotations
@@ -42,30 +42,30 @@ def submit_bucket(settings: Settings, username: str) -> queries.RateBucket:
     )
 
 
-class SubmitLeases:
+class SubmitTokensAhead:
     """Submission tokens this API process took ahead from users' buckets.
 
     Taking a token writes the bucket's row: once per submission, that write was a third of
-    the database's work for a submit. When a user's limits allow at least SUBMITS_TO_LEASE a
-    second, a submission that finds no token here takes a tenth of a second's worth (at most
-    MAX_LEASE, at most a tenth of the burst) and the next ones spend them without touching the
-    bucket. The limit stays exact across processes: every token spent was taken from the
-    shared bucket. Tokens left after HOLD_SECONDS lapse unspent, so a process never banks
-    more than one lease per user. With the default limits (10 a second) every submission
-    takes its own token, as before.
+    the database's work for a submit. When a user's limits allow at least
+    SUBMITS_TO_TAKE_AHEAD a second, a submission that finds no token here takes a tenth of a
+    second's worth (at most MAX_AHEAD, at most a tenth of the burst) and the next ones spend
+    them without touching the bucket. The limit stays exact across processes: every token
+    spent was taken from the shared bucket. Tokens left after HOLD_SECONDS lapse unspent, so
+    a process never banks more than one batch per user. With the default limits (10 a
+    second) every submission takes its own token, as before.
     """
 
     HOLD_SECONDS = 1.0
-    MAX_LEASE = 50
-    SUBMITS_TO_LEASE = 20.0  # a second: below this a lease would be a single token anyway
+    MAX_AHEAD = 50
+    SUBMITS_TO_TAKE_AHEAD = 20.0  # a second: below this a batch would be a single token anyway
     MAX_REMEMBERED = 10_000
 
     def __init__(self, settings: Settings) -> None:
         per_second = settings.submit_rate_per_minute / 60.0
         self.size = 1
-        if per_second >= self.SUBMITS_TO_LEASE:
+        if per_second >= self.SUBMITS_TO_TAKE_AHEAD:
             self.size = max(
-                1, min(self.MAX_LEASE, int(per_second / 10), settings.submit_burst // 10)
+                1, min(self.MAX_AHEAD, int(per_second / 10), settings.submit_burst // 10)
             )
         self._held: dict[str, tuple[int, float]] = {}  # user -> (tokens, taken at)
 

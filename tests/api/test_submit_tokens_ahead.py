@@ -1,5 +1,5 @@
 """Generous submit limits: an API process takes submission tokens a few at a time
-(limits.SubmitLeases), yet never lets a user past their bucket."""
+(limits.SubmitTokensAhead), yet never lets a user past their bucket."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime
 import httpx
 import pytest
 
-from jobrunner.api.limits import SubmitLeases
+from jobrunner.api.limits import SubmitTokensAhead
 from jobrunner.db.pool import Pool
 from jobrunner.settings import Settings
 from tests.api.conftest import Login
@@ -30,10 +30,10 @@ def api_settings(api_settings: Settings) -> Settings:
     )
 
 
-def test_leases_only_when_limits_allow_many_a_second(settings: Settings) -> None:
-    assert SubmitLeases(settings).size == 1  # the defaults: ten a second
+def test_tokens_taken_ahead_only_when_limits_allow_many_a_second(settings: Settings) -> None:
+    assert SubmitTokensAhead(settings).size == 1  # the defaults: ten a second
     generous = settings.model_copy(update={"submit_rate_per_minute": 60_000, "submit_burst": 5_000})
-    assert SubmitLeases(generous).size == SubmitLeases.MAX_LEASE
+    assert SubmitTokensAhead(generous).size == SubmitTokensAhead.MAX_AHEAD
 
 
 async def _bucket_written_at(pool: Pool, username: str) -> datetime:
@@ -44,10 +44,10 @@ async def _bucket_written_at(pool: Pool, username: str) -> datetime:
     return written
 
 
-async def test_a_lease_spares_the_bucket_a_write(
+async def test_tokens_taken_ahead_spare_the_bucket_a_write(
     http: httpx.AsyncClient, login: Login, pool: Pool, api_settings: Settings
 ) -> None:
-    assert SubmitLeases(api_settings).size == 2
+    assert SubmitTokensAhead(api_settings).size == 2
     alice = await login("alice")
     written = []
     for _ in range(3):
@@ -58,7 +58,9 @@ async def test_a_lease_spares_the_bucket_a_write(
     assert written[0] == written[1] < written[2]
 
 
-async def test_leased_tokens_never_exceed_the_bucket(http: httpx.AsyncClient, login: Login) -> None:
+async def test_tokens_taken_ahead_never_exceed_the_bucket(
+    http: httpx.AsyncClient, login: Login
+) -> None:
     alice = await login("alice")
     started = time.monotonic()
     codes = [
