@@ -1,6 +1,7 @@
--- Taking several tokens at once: an API process serving a user whose submit limits allow a
--- hundred or more a second takes a few at a time and spends them over the next second, so
--- the bucket row is written once per few submissions, not once each (see limits.SubmitTokensAhead).
+-- Taking several tokens at once: an API process serving a user whose submit limits allow 20
+-- or more a second takes a few at a time and spends them over the next second, so the bucket
+-- row is written once per few submissions, not once each (jobrunner/api/limits.py,
+-- SubmitTokensAhead).
 -- Takes min(want, whole tokens available) and returns how many; 0 leaves the bucket as it is.
 CREATE FUNCTION jobrunner.rate_bucket_take_upto(bucket text, per_second float8, burst float8,
                                                 want integer)
