@@ -61,7 +61,7 @@ class Options:
     rate: float = 50.0
     poll_interval: float = 1.0
     backlog: int = 1_000_000
-    http: int = 4_000
+    http: int = 10_000
     groups: tuple[str, ...] = GROUPS
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 import uvicorn
 
-from jobrunner import client
+from jobrunner import client, eventloop
 from jobrunner.db.pool import Pool, wait_for_database
 from jobrunner.settings import Settings
 from jobrunner.worker.worker import Worker
@@ -62,6 +62,7 @@ async def serve(settings: Settings, *, dsn: str, with_worker: bool) -> int:
     """Run the API (and a worker) until SIGTERM or SIGINT; 0 after a clean stop."""
     server = http_server(settings)
     worker = Worker(settings, dsn=dsn) if with_worker else None
+    eventloop.freeze_startup_objects()
     stops = 0
 
     def stop() -> None:
