@@ -78,6 +78,44 @@ def _options_error(task: str, message: str) -> InvalidArguments:
     return InvalidArguments(task, [{"loc": ["options"], "msg": message, "type": "value_error"}])
 
 
+def prepare_job(
+    task_name: str,
+    args: Mapping[str, Any] | None = None,
+    *,
+    delay: timedelta | float | None = None,
+    run_at: datetime | None = None,
+    priority: int | None = None,
+    dedup_key: str | None = None,
+    queue: str | None = None,
+    max_attempts: int | None = None,
+    timeout: timedelta | float | None = None,
+    owner: str | None = None,
+    callback_url: str | None = None,
+) -> queries.NewJob:
+    """A job as `enqueue` would insert it: its task known, its arguments checked, the task's
+    defaults filled in. Raises before anything is written."""
+    task = get_task(task_name)
+    valid_args = task.validate_args(dict(args or {}))
+    if delay is not None and run_at is not None:
+        raise _options_error(task.name, "give delay or run_at, not both")
+    if run_at is not None and run_at.tzinfo is None:
+        raise _options_error(task.name, "run_at must carry a timezone")
+    timeout_seconds = _seconds(timeout) if timeout is not None else task.timeout
+    return queries.NewJob(
+        queue=queue or task.queue,
+        task=task.name,
+        args=valid_args,
+        priority=task.priority if priority is None else priority,
+        max_attempts=max_attempts or task.max_attempts,
+        run_at=run_at,
+        delay_seconds=_seconds(delay),
+        timeout=timedelta(seconds=timeout_seconds) if timeout_seconds else None,
+        dedup_key=dedup_key,
+        owner=owner,
+        callback_url=callback_url,
+    )
+
+
 async def enqueue(
     task_name: str,
     args: Mapping[str, Any] | None = None,
@@ -101,42 +139,42 @@ async def enqueue(
     unless `doorbell` is given: then the caller promises `conn` is in no transaction (each
     statement commits at once) and that the doorbell rings the same database.
     """
-    task = get_task(task_name)
-    valid_args = task.validate_args(dict(args or {}))
-    if delay is not None and run_at is not None:
-        raise _options_error(task.name, "give delay or run_at, not both")
-    if run_at is not None and run_at.tzinfo is None:
-        raise _options_error(task.name, "run_at must carry a timezone")
-    timeout_seconds = _seconds(timeout) if timeout is not None else task.timeout
-    fields = dict(
-        queue=queue or task.queue,
-        task=task.name,
-        args=valid_args,
-        priority=task.priority if priority is None else priority,
-        max_attempts=max_attempts or task.max_attempts,
+    job = prepare_job(
+        task_name,
+        args,
+        delay=delay,
         run_at=run_at,
-        delay_seconds=_seconds(delay),
-        timeout=timedelta(seconds=timeout_seconds) if timeout_seconds else None,
+        priority=priority,
         dedup_key=dedup_key,
+        queue=queue,
+        max_attempts=max_attempts,
+        timeout=timeout,
         owner=owner,
         callback_url=callback_url,
     )
+    return await insert_job(job, conn=conn, doorbell=doorbell)
+
+
+async def insert_job(
+    job: queries.NewJob, *, conn: Conn | None = None, doorbell: Doorbell | None = None
+) -> Job:
+    """Insert a job `prepare_job` made (rings as `enqueue` says)."""
     ring_after = doorbell if conn is not None else _doorbell
     async with _connection(conn) as c:
         # A live duplicate can finish between our insert and our read; then insert again.
         for _ in range(5):
-            job = await queries.job_insert(c, **fields, ring=ring_after is None)  # type: ignore[arg-type]
-            if job is not None:
-                if ring_after is not None and job.state is JobState.QUEUED:
-                    ring_after.ring(job.queue)
-                return job
-            assert dedup_key is not None
+            inserted = await queries.job_insert(c, job, ring=ring_after is None)
+            if inserted is not None:
+                if ring_after is not None and inserted.state is JobState.QUEUED:
+                    ring_after.ring(inserted.queue)
+                return inserted
+            assert job.dedup_key is not None
             existing = await queries.job_get_live_by_dedup_key(
-                c, task=task.name, dedup_key=dedup_key
+                c, task=job.task, dedup_key=job.dedup_key
             )
             if existing is not None:
                 return existing
-    raise JobStateConflict(f"dedup key {dedup_key!r} kept changing hands; try again")
+    raise JobStateConflict(f"dedup key {job.dedup_key!r} kept changing hands; try again")
 
 
 async def enqueue_many(

@@ -22,10 +22,13 @@ from jobrunner.api import (
     problems,
     sse_routes,
 )
+from jobrunner.api.direct_submit import DirectSubmit
 from jobrunner.api.events import EventHub
 from jobrunner.api.limits import SubmitTokensAhead, UnfinishedJobs
 from jobrunner.api.metrics import RequestMetrics
 from jobrunner.api.middleware import ApiMiddleware
+from jobrunner.api.submit import SubmitContext
+from jobrunner.api.submit_batch import SubmitBatcher
 from jobrunner.auth import TokenCodec
 from jobrunner.db.pool import create_pool, wait_for_database
 from jobrunner.errors import ConfigError
@@ -71,6 +74,10 @@ def create_app(settings: Settings) -> FastAPI:
             wait=settings.startup_wait,
         )
         await client.configure(pool)
+        batcher = SubmitBatcher(pool, client.default_doorbell())
+        app.state.submit_context = SubmitContext(
+            pool, codec, SubmitTokensAhead(settings), UnfinishedJobs(), batcher
+        )
         hub = EventHub(pool)
         app.state.pool, app.state.events = pool, hub
         background = [
@@ -86,6 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            await batcher.drain()
             await pool.close()
 
     app = FastAPI(
@@ -97,12 +105,14 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings, app.state.codec = settings, codec
     app.state.metrics = RequestMetrics()
-    app.state.unfinished = UnfinishedJobs()
-    app.state.submit_tokens_ahead = SubmitTokensAhead(settings)
+    app.state.direct_submit = DirectSubmit(app)
     problems.install(app)
     for module in (auth_routes, jobs_routes, sse_routes, ops_routes, dashboard):
         app.include_router(module.router)
     app.add_middleware(
-        ApiMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics
+        ApiMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=app.state.metrics,
+        direct=app.state.direct_submit,
     )
     return app

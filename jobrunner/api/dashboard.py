@@ -27,7 +27,7 @@ from jobrunner.api import limits
 from jobrunner.api.deps import CodecDep, ConnDep, SettingsDep
 from jobrunner.api.problems import ApiProblem
 from jobrunner.api.schemas import JobCreate
-from jobrunner.api.submit import INTERNAL_TASK_PREFIX, submit_job
+from jobrunner.api.submit import INTERNAL_TASK_PREFIX, Submitter, submit_job
 from jobrunner.auth import InvalidToken
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn
@@ -226,8 +226,9 @@ async def submit(
     try:
         body = JobCreate.model_validate({"task": task, "args": json.loads(args or "{}")})
         await limits.check_submit(conn, settings, me.username)
-        unfinished = request.app.state.unfinished
-        job, _ = await submit_job(conn, settings, me, body, None, unfinished)
+        submitter = Submitter(me.username, me.session_id, session_checked=True)
+        context = request.app.state.submit_context
+        job, _ = await submit_job(context, settings, submitter, body, None)
     except (ValueError, JobrunnerError) as exc:  # bad JSON, bad arguments, limits
         message = exc.detail if isinstance(exc, ApiProblem) else str(exc)
         return RedirectResponse(f"/dashboard?{urlencode({'error': message})}", status_code=303)

@@ -1,4 +1,5 @@
-"""Dependencies routes declare, as short aliases: SettingsDep, ConnDep, PrincipalDep, AdminDep.
+"""Dependencies routes declare, as short aliases: SettingsDep, ConnDep, PrincipalDep, AdminDep,
+and for submitting SubmitterDep and SubmitContextDep.
 
 All are `async def`: FastAPI runs a plain `def` dependency on a worker thread, and the hand-off
 cost more than the rest of a small request.
@@ -6,7 +7,6 @@ cost more than the rest of a small request.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -15,8 +15,8 @@ from fastapi.security import OAuth2PasswordBearer
 
 from jobrunner import accounts
 from jobrunner.accounts import Principal
-from jobrunner.api import limits
 from jobrunner.api.problems import ApiProblem
+from jobrunner.api.submit import SubmitContext, Submitter, take_submission
 from jobrunner.auth import TokenCodec
 from jobrunner.db.pool import Conn, Pool
 from jobrunner.settings import Settings
@@ -74,29 +74,23 @@ async def get_admin(principal: PrincipalDep) -> Principal:
 AdminDep = Annotated[Principal, Depends(get_admin)]
 
 
+async def get_submit_context(request: Request) -> SubmitContext:
+    context: SubmitContext = request.app.state.submit_context
+    return context
+
+
+SubmitContextDep = Annotated[SubmitContext, Depends(get_submit_context)]
+
+
 async def get_submitter(
-    request: Request,
-    conn: ConnDep,
-    codec: CodecDep,
+    context: SubmitContextDep,
     settings: SettingsDep,
     token: Annotated[str | None, Depends(bearer)],
-) -> Principal:
-    """The caller, who has also spent a submission from their rate bucket (one round trip
-    for both: submitting is the route that must be cheap). A token this process took for
-    them ahead (limits.SubmitTokensAhead) is spent first; the session is checked either way."""
+) -> Submitter:
+    """The caller, who has also spent a submission from their rate bucket."""
     if not token:
         raise ApiProblem(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
-    ahead: limits.SubmitTokensAhead = request.app.state.submit_tokens_ahead
-    if ahead.spend(codec.decode(token, "access").sub):
-        return await accounts.authenticate(conn, codec, token)
-    principal, taken = await accounts.authenticate_and_take(
-        conn, codec, token, functools.partial(limits.submit_bucket, settings), ahead.size
-    )
-    if not taken:
-        bucket = limits.submit_bucket(settings, principal.username)
-        raise await limits.refuse(conn, bucket, limits.SUBMISSIONS)
-    ahead.keep(principal.username, taken - 1)
-    return principal
+    return await take_submission(context, settings, token)
 
 
-SubmitterDep = Annotated[Principal, Depends(get_submitter)]
+SubmitterDep = Annotated[Submitter, Depends(get_submitter)]

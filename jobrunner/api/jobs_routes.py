@@ -8,11 +8,11 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Response
 from pydantic import AwareDatetime
 
 from jobrunner import client
-from jobrunner.api.deps import ConnDep, PrincipalDep, SettingsDep, SubmitterDep
+from jobrunner.api.deps import ConnDep, PrincipalDep, SettingsDep, SubmitContextDep, SubmitterDep
 from jobrunner.api.problems import ApiProblem
 from jobrunner.api.schemas import (
     HistoriesPublic,
@@ -37,17 +37,15 @@ IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=255)]
 @router.post("/jobs", status_code=201, responses={409: {}, 413: {}, 422: {}, 429: {}})
 async def create_job(
     body: JobCreate,
-    request: Request,
     response: Response,
     me: SubmitterDep,
-    conn: ConnDep,
+    context: SubmitContextDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
     """Submit a job. Its task and args are checked now; a retried submit with the same
     `Idempotency-Key` header returns the first job (and `Idempotent-Replayed: true`)."""
-    unfinished = request.app.state.unfinished
-    job, replayed = await submit_job(conn, settings, me, body, idempotency_key, unfinished)
+    job, replayed = await submit_job(context, settings, me, body, idempotency_key)
     response.headers["Location"] = f"/jobs/{job.id}"
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"

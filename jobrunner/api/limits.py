@@ -11,7 +11,7 @@ import time
 
 from jobrunner.api.problems import ApiProblem, too_many
 from jobrunner.db import queries
-from jobrunner.db.pool import Conn
+from jobrunner.db.pool import Conn, Pool
 from jobrunner.settings import Settings
 
 # One address may serve many people (an office behind NAT): it gets this many times the
@@ -127,7 +127,7 @@ class UnfinishedJobs:
     def __init__(self) -> None:
         self._counted: dict[str, tuple[int, float]] = {}  # user -> (estimate, counted at)
 
-    async def admit(self, conn: Conn, username: str, *, cap: int) -> None:
+    async def admit(self, conn: Conn | Pool, username: str, *, cap: int) -> None:
         """Raise a 429 if `username` has `cap` unfinished jobs; else count one more."""
         now = time.monotonic()
         known = self._counted.get(username)

@@ -1,4 +1,5 @@
-"""Plain ASGI middleware: the request body cap, and request latency for /metrics.
+"""Plain ASGI middleware: the request body cap, request latency for /metrics, and the direct
+path for plain job submissions (direct_submit).
 
 The body is read here, before any route, so a chunked upload without Content-Length is
 stopped at the cap as surely as one that announces its size.
@@ -10,6 +11,8 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from jobrunner.api import direct_submit
+from jobrunner.api.direct_submit import DirectSubmit
 from jobrunner.api.metrics import RequestMetrics
 from jobrunner.api.problems import problem
 
@@ -17,10 +20,18 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class ApiMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: RequestMetrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        metrics: RequestMetrics,
+        direct: DirectSubmit | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        self.direct = direct
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -28,6 +39,7 @@ class ApiMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        served_directly = False
 
         async def send_and_watch(message: Message) -> None:
             nonlocal status
@@ -37,22 +49,27 @@ class ApiMiddleware:
 
         try:
             if scope["method"] in BODY_METHODS:
-                replay = await self._read_body(scope, receive)
-                if replay is None:
+                whole = await self._read_body(scope, receive)
+                if whole is None:
                     too_large = problem(
                         413, f"the request body is larger than {self.max_body_bytes} bytes"
                     )
                     await too_large(scope, receive, send_and_watch)
                     return
-                receive = replay
+                if self.direct is not None and self.direct.wants(scope, whole):
+                    served_directly = await self.direct(scope, whole["body"], send_and_watch)
+                    if served_directly:
+                        return
+                receive = _replay_message(whole, receive)
             await self.app(scope, receive, send_and_watch)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
+            path = direct_submit.PATH if served_directly else getattr(route, "path", "unmatched")
             self.metrics.observe(scope["method"], path, status, time.perf_counter() - started)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> Receive | None:
-        """A receive that replays the whole body, or None when the body passes the cap."""
+    async def _read_body(self, scope: Scope, receive: Receive) -> Message | None:
+        """The whole body as one message (or the disconnect that cut it short), or None when
+        the body passes the cap."""
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
                 return None
@@ -61,7 +78,7 @@ class ApiMiddleware:
         while True:
             message = await receive()
             if message["type"] != "http.request":  # the client went away
-                return _replay_message(message, receive)
+                return message
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
@@ -69,8 +86,7 @@ class ApiMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-        return _replay_message(body, receive)
+        return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
 
 def _replay_message(first: Message, receive: Receive) -> Receive:

@@ -2,31 +2,77 @@
 has taken the submission from the user's rate bucket).
 
 Nothing here serialises one user's submissions: a user's burst must not queue behind a
-lock. A plain submission is one INSERT. With an Idempotency-Key, the job and its key are
-written in one transaction and the key's primary key decides a race: the loser's transaction
-rolls back (its job with it) and it answers with the winner's job. Bad input raises before
-anything is written.
+lock. A plain submission goes to the SubmitBatcher, which checks its session and inserts it
+together with whatever other submissions are waiting. With an Idempotency-Key, the job and
+its key are written in one transaction and the key's primary key decides a race: the loser's
+transaction rolls back (its job with it) and it answers with the winner's job. Bad input
+raises before anything is written.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+from dataclasses import dataclass
+from uuid import UUID
 
-from jobrunner import client, webhooks
-from jobrunner.accounts import Principal
+from jobrunner import accounts, client, webhooks
 from jobrunner.api import limits
 from jobrunner.api.problems import ApiProblem
 from jobrunner.api.schemas import JobCreate
+from jobrunner.api.submit_batch import SubmitBatcher
+from jobrunner.auth import InvalidToken, TokenCodec
 from jobrunner.db import queries
-from jobrunner.db.pool import Conn
-from jobrunner.doorbell import Doorbell
+from jobrunner.db.pool import Conn, Pool
 from jobrunner.errors import UnknownTask
 from jobrunner.models import Job
 from jobrunner.settings import Settings
 
 IDEMPOTENCY_TTL = 24 * 3600.0
 INTERNAL_TASK_PREFIX = "jobrunner."
+
+
+@dataclass(frozen=True, slots=True)
+class Submitter:
+    """Who submits: the user and session an access token names, who has spent a submission
+    from their rate bucket. `session_checked`: the session was found live on the way; when
+    not, the submission's own statement checks it."""
+
+    username: str
+    session_id: UUID
+    session_checked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitContext:
+    """What a submission needs of the API process: its pool, token codec and shared state."""
+
+    pool: Pool
+    codec: TokenCodec
+    tokens_ahead: limits.SubmitTokensAhead
+    unfinished: limits.UnfinishedJobs
+    batcher: SubmitBatcher
+
+
+async def take_submission(ctx: SubmitContext, settings: Settings, token: str) -> Submitter:
+    """Check an access token and spend a submission from its user's rate bucket. A token this
+    process took for them ahead (limits.SubmitTokensAhead) is spent without a round trip, and
+    the submission's own statement checks the session; otherwise one round trip checks the
+    session and takes tokens from the bucket. No connection is held afterwards: a plain
+    submission waits for its batch without one."""
+    claims = ctx.codec.decode(token, "access")
+    if ctx.tokens_ahead.spend(claims.sub):
+        return Submitter(claims.sub, claims.sid, session_checked=False)
+    bucket_of = functools.partial(limits.submit_bucket, settings)
+    async with ctx.pool.acquire() as conn:
+        principal, taken = await accounts.authenticate_and_take(
+            conn, ctx.codec, token, bucket_of, ctx.tokens_ahead.size
+        )
+        if not taken:
+            raise await limits.refuse(conn, bucket_of(principal.username), limits.SUBMISSIONS)
+    ctx.tokens_ahead.keep(principal.username, taken - 1)
+    return Submitter(principal.username, principal.session_id, session_checked=True)
 
 
 class _KeyTakenMeanwhile(Exception):
@@ -39,12 +85,11 @@ def request_hash(body: JobCreate) -> str:
 
 
 async def submit_job(
-    conn: Conn,
+    ctx: SubmitContext,
     settings: Settings,
-    me: Principal,
+    me: Submitter,
     body: JobCreate,
     idempotency_key: str | None,
-    unfinished: limits.UnfinishedJobs,
 ) -> tuple[Job, bool]:
     """The job, and whether it was made earlier by the same Idempotency-Key. The caller has
     taken the submission from the user's rate bucket already."""
@@ -52,22 +97,50 @@ async def submit_job(
         raise UnknownTask(body.task)  # jobrunner's own tasks are not for submitting by hand
     if body.callback_url is not None:
         _check_callback(body.callback_url, settings)
-    if idempotency_key is not None:
-        earlier = await _replay(conn, me, body, idempotency_key)
-        if earlier is not None:
-            return earlier, True
-    await unfinished.admit(conn, me.username, cap=settings.max_unfinished_jobs_per_user)
-    if idempotency_key is None:  # one statement, committed at once: ring after it
-        return await _enqueue(conn, me, body, client.default_doorbell()), False
+    job = client.prepare_job(
+        body.task,
+        body.args,
+        delay=body.delay_seconds,
+        run_at=body.run_at,
+        priority=body.priority,
+        queue=body.queue,
+        max_attempts=body.max_attempts,
+        timeout=body.timeout_seconds,
+        owner=me.username,
+        callback_url=body.callback_url,
+    )
+    cap = settings.max_unfinished_jobs_per_user
+    if idempotency_key is None:
+        await ctx.unfinished.admit(ctx.pool, me.username, cap=cap)
+        return await ctx.batcher.submit(me.session_id, job), False
+    async with ctx.pool.acquire() as conn:
+        if not me.session_checked:
+            await _check_session(conn, me)
+        return await _submit_once(conn, ctx, cap, me, body, job, idempotency_key)
+
+
+async def _submit_once(
+    conn: Conn,
+    ctx: SubmitContext,
+    cap: int,
+    me: Submitter,
+    body: JobCreate,
+    job: queries.NewJob,
+    idempotency_key: str,
+) -> tuple[Job, bool]:
+    earlier = await _replay(conn, me, body, idempotency_key)
+    if earlier is not None:
+        return earlier, True
+    await ctx.unfinished.admit(conn, me.username, cap=cap)
     try:
         async with conn.transaction():
-            job = await _enqueue(conn, me, body)
+            inserted = await client.insert_job(job, conn=conn)
             claimed = await queries.idempotency_key_claim(
                 conn,
                 owner=me.username,
                 key=idempotency_key,
                 request_hash=request_hash(body),
-                job_id=job.id,
+                job_id=inserted.id,
                 ttl=IDEMPOTENCY_TTL,
             )
             if not claimed:
@@ -77,26 +150,15 @@ async def submit_job(
         if earlier is None:  # the winner's job is gone already (cancelled, then pruned)
             raise ApiProblem(409, "this Idempotency-Key was just used; retry later") from None
         return earlier, True
-    return job, False
+    return inserted, False
 
 
-async def _enqueue(
-    conn: Conn, me: Principal, body: JobCreate, doorbell: Doorbell | None = None
-) -> Job:
-    return await client.enqueue(
-        body.task,
-        body.args,
-        conn=conn,
-        delay=body.delay_seconds,
-        run_at=body.run_at,
-        priority=body.priority,
-        queue=body.queue,
-        max_attempts=body.max_attempts,
-        timeout=body.timeout_seconds,
-        owner=me.username,
-        callback_url=body.callback_url,
-        doorbell=doorbell,
-    )
+async def _check_session(conn: Conn, me: Submitter) -> None:
+    if (
+        await queries.session_principal(conn, session_id=me.session_id, username=me.username)
+        is None
+    ):
+        raise InvalidToken("session ended")
 
 
 def _check_callback(url: str, settings: Settings) -> None:
@@ -106,7 +168,7 @@ def _check_callback(url: str, settings: Settings) -> None:
         raise ApiProblem(422, f"callback_url {exc}") from None
 
 
-async def _replay(conn: Conn, me: Principal, body: JobCreate, key: str) -> Job | None:
+async def _replay(conn: Conn, me: Submitter, body: JobCreate, key: str) -> Job | None:
     earlier = await queries.idempotency_key_get(
         conn, owner=me.username, key=key, ttl=IDEMPOTENCY_TTL
     )

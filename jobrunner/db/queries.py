@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Any, LiteralString, cast
 from uuid import UUID
 
-from jobrunner.db.pool import Conn, dump_json
+from jobrunner.db.pool import Conn, Pool, dump_json
 from jobrunner.models import ClaimedJob, Job, JobState
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
@@ -32,6 +32,24 @@ def _load(text: str) -> dict[str, LiteralString]:
 QUERIES: dict[str, LiteralString] = _load(
     resources.files("jobrunner.db").joinpath("queries.sql").read_text()
 )
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """One job as job_insert writes it: checked, the task's defaults filled in. It starts at
+    `run_at`, or `delay_seconds` from the database's now, or now."""
+
+    queue: str
+    task: str
+    args: dict[str, Any]
+    priority: int
+    max_attempts: int
+    run_at: datetime | None
+    delay_seconds: float | None
+    timeout: timedelta | None
+    dedup_key: str | None = None
+    owner: str | None = None
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,40 +82,51 @@ class Outcome:
     retry_delay: float = 0.0
 
 
-async def job_insert(
-    conn: Conn,
-    *,
-    queue: str,
-    task: str,
-    args: dict[str, Any],
-    priority: int,
-    max_attempts: int,
-    run_at: datetime | None,
-    delay_seconds: float | None,
-    timeout: timedelta | None,
-    dedup_key: str | None,
-    owner: str | None = None,
-    callback_url: str | None = None,
-    ring: bool = True,
-) -> Job | None:
+async def job_insert(conn: Conn, job: NewJob, *, ring: bool = True) -> Job | None:
     """Insert one job; None when a live job holds the same dedup key. `ring`: NOTIFY its
     queue in this transaction (else the caller rings after the commit)."""
     row = await conn.fetchrow(
         QUERIES["job_insert"],
-        queue,
-        task,
-        args,
-        priority,
-        run_at,
-        max_attempts,
-        timeout,
-        dedup_key,
-        owner,
-        callback_url,
-        delay_seconds,
+        job.queue,
+        job.task,
+        job.args,
+        job.priority,
+        job.run_at,
+        job.max_attempts,
+        job.timeout,
+        job.dedup_key,
+        job.owner,
+        job.callback_url,
+        job.delay_seconds,
         ring,
     )
     return Job.from_record(row) if row is not None else None
+
+
+async def job_submit_batch(
+    conn: Conn, submissions: Sequence[tuple[UUID, NewJob]]
+) -> list[Job | None]:
+    """Insert each (session id, job) whose session is live, in one statement: the jobs in
+    the submissions' order, None where the session had ended. Jobs carry no dedup key here."""
+    jobs = [job for _, job in submissions]
+    rows = await conn.fetch(
+        QUERIES["job_submit_batch"],
+        [session_id for session_id, _ in submissions],
+        [job.owner for job in jobs],
+        [job.queue for job in jobs],
+        [job.task for job in jobs],
+        [dump_json(job.args) for job in jobs],  # JSON text, as for job_insert_many
+        [job.priority for job in jobs],
+        [job.max_attempts for job in jobs],
+        [job.run_at for job in jobs],
+        [job.delay_seconds for job in jobs],
+        [job.timeout for job in jobs],
+        [job.callback_url for job in jobs],
+    )
+    inserted: list[Job | None] = [None] * len(submissions)
+    for row in rows:
+        inserted[row["n"] - 1] = Job.from_record(row)
+    return inserted
 
 
 async def doorbell_ring(conn: Conn, queues: Sequence[str]) -> None:
@@ -371,7 +400,8 @@ async def rate_bucket_wait(conn: Conn, *, key: str, per_second: float) -> float:
     return wait or 0.0
 
 
-async def job_count_unfinished(conn: Conn, *, owner: str, cap: int) -> int:
+async def job_count_unfinished(conn: Conn | Pool, *, owner: str, cap: int) -> int:
+    """`conn` may be a pool: the count is one statement, on whichever connection is free."""
     count: int = await conn.fetchval(QUERIES["job_count_unfinished"], owner, cap)
     return count
 

@@ -56,6 +56,37 @@ WITH inserted AS (
 )
 SELECT id, (SELECT count(*) FROM doorbell) AS notified FROM inserted;
 
+-- name: job_submit_batch
+-- Submissions from many HTTP requests in one statement: the element $1 of each is the session
+-- its access token names, $2 its user. A job is inserted only where that session is still live
+-- (the same check as session_principal, in the same snapshot); each inserted row comes back
+-- with `n`, its element's place in the arrays (from 1), so each request gets its own job. Start
+-- times as job_insert. The caller rings the doorbells after the commit.
+WITH submitted AS MATERIALIZED (
+    SELECT jobrunner.uuid_v7() AS id, batch.*,
+           greatest(coalesce(batch.run_at,
+                             now() + make_interval(secs => coalesce(batch.delay_seconds, 0))),
+                    now()) AS starts_at
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
+                $7::int[], $8::timestamptz[], $9::float8[], $10::interval[], $11::text[])
+         WITH ORDINALITY
+         AS batch(session_id, owner, queue, task, args, priority, max_attempts, run_at,
+                  delay_seconds, timeout, callback_url, n)
+    JOIN jobrunner.sessions AS s ON s.id = batch.session_id AND s.username = batch.owner
+    WHERE s.revoked_at IS NULL AND s.expires_at > now()
+), inserted AS (
+    INSERT INTO jobrunner.jobs AS j
+        (id, queue, task, args, priority, state, max_attempts, run_at, timeout, owner,
+         callback_url)
+    SELECT id, queue, task, args::jsonb, priority,
+           CASE WHEN starts_at > now() THEN 'scheduled' ELSE 'queued' END::jobrunner.job_state,
+           max_attempts, starts_at, timeout, owner, callback_url
+    FROM submitted
+    RETURNING j.*
+)
+SELECT submitted.n, inserted.*
+FROM inserted JOIN submitted USING (id);
+
 -- name: job_claim
 -- Claim up to $3 queued jobs from the queues $1 for worker $2, holding each for $4 seconds.
 -- One index scan per queue (jobs_claim_idx); SKIP LOCKED lets workers claim side by side.

@@ -1,0 +1,124 @@
+"""Plain job submissions from concurrent requests, written to the database together.
+
+A submission without an Idempotency-Key cost two round trips of its own (check the session,
+insert the job) and a commit. Here, submissions that arrive while a write is in flight wait
+for the next write, and that one checks all their sessions and inserts all their jobs in one
+statement (queries.job_submit_batch): one round trip and one commit for the lot. Nothing
+waits on a timer: a lone submission is written at once, and batches grow only while the
+database is busy, so a quiet API answers as fast as before and a busy one does less work per
+job.
+
+Each request still gets its own answer: its job, or its own error. A batch that fails for a
+reason in its rows (not the database being away) is written again one submission at a time,
+so a bad submission fails only its own request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from uuid import UUID
+
+import structlog
+
+from jobrunner.auth import InvalidToken
+from jobrunner.db import queries
+from jobrunner.db.errors import is_transient
+from jobrunner.db.pool import Pool
+from jobrunner.doorbell import Doorbell
+from jobrunner.errors import DatabaseUnavailable
+from jobrunner.models import Job, JobState
+
+log = structlog.get_logger("jobrunner.api")
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    session_id: UUID
+    job: queries.NewJob
+    done: asyncio.Future[Job]
+
+
+class SubmitBatcher:
+    """Writes submissions in batches of up to MAX_BATCH, with up to `writers` batches in
+    flight at once (each on its own pooled connection)."""
+
+    MAX_BATCH = 200
+
+    def __init__(self, pool: Pool, doorbell: Doorbell | None, *, writers: int = 2) -> None:
+        self._pool = pool
+        self._doorbell = doorbell
+        self._max_writers = writers
+        self._writers: set[asyncio.Task[None]] = set()
+        self._waiting: list[_Waiting] = []
+
+    async def submit(self, session_id: UUID, job: queries.NewJob) -> Job:
+        """Insert `job` if session `session_id` of the job's owner is live, with whatever
+        else is waiting. Raises InvalidToken when the session has ended."""
+        done: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(session_id, job, done))
+        if len(self._writers) < self._max_writers:
+            writer = asyncio.create_task(self._write_waiting(), name="jobrunner-submit-writer")
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
+        return await done
+
+    async def drain(self) -> None:
+        """Wait for every submission taken so far to be written (before the pool closes)."""
+        while self._writers:
+            await asyncio.gather(*self._writers, return_exceptions=True)
+
+    def _take(self) -> list[_Waiting]:
+        # A request that went away before its turn is not written: nobody was told of it.
+        batch = [w for w in self._waiting[: self.MAX_BATCH] if not w.done.done()]
+        del self._waiting[: self.MAX_BATCH]
+        return batch
+
+    async def _write_waiting(self) -> None:
+        while self._waiting:
+            batch = self._take()
+            if batch:
+                await self._write(batch)
+
+    async def _write(self, batch: list[_Waiting]) -> None:
+        try:
+            async with self._pool.acquire() as conn:
+                jobs = await queries.job_submit_batch(conn, [(w.session_id, w.job) for w in batch])
+        except Exception as exc:
+            await self._failed(batch, exc)
+            return
+        except BaseException:  # cancelled (shutdown): nobody is left without an answer
+            for w in batch:
+                _fail(w, DatabaseUnavailable("the API is shutting down"))
+            raise
+        self._answer(batch, jobs)
+
+    async def _failed(self, batch: list[_Waiting], exc: Exception) -> None:
+        if is_transient(exc):
+            for w in batch:
+                _fail(w, DatabaseUnavailable(str(exc) or type(exc).__name__))
+        elif len(batch) > 1:
+            log.warning("a submission batch failed; writing it one by one", error=str(exc))
+            for w in batch:
+                await self._write([w])
+        else:
+            _fail(batch[0], exc)
+
+    def _answer(self, batch: list[_Waiting], jobs: list[Job | None]) -> None:
+        queued = set()
+        for w, job in zip(batch, jobs, strict=True):
+            if job is None:
+                _fail(w, InvalidToken("session ended"))
+                continue
+            if not w.done.done():
+                w.done.set_result(job)
+            if job.state is JobState.QUEUED:
+                queued.add(job.queue)
+        if self._doorbell is not None:
+            for queue in queued:
+                self._doorbell.ring(queue)
+
+
+def _fail(waiting: _Waiting, exc: BaseException) -> None:
+    if not waiting.done.done():
+        waiting.done.set_exception(exc)

@@ -1,0 +1,125 @@
+"""Plain submissions written together (api.submit_batch.SubmitBatcher): one statement for
+those waiting, yet each submission gets its own job or its own error."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from jobrunner import client
+from jobrunner.api.submit_batch import SubmitBatcher
+from jobrunner.auth import InvalidToken
+from jobrunner.db import queries
+from jobrunner.db.pool import Pool
+from jobrunner.models import Job
+from tests.api.conftest import Account, Login
+
+
+def _session_of(app: FastAPI, account: Account) -> UUID:
+    token = account.headers["Authorization"].removeprefix("Bearer ")
+    session_id: UUID = app.state.codec.decode(token, "access").sid
+    return session_id
+
+
+def _job(owner: str, message: Any = None) -> queries.NewJob:
+    return client.prepare_job("echo", {"message": message}, owner=owner)
+
+
+async def _transactions_of(pool: Pool, jobs: list[Job]) -> int:
+    """How many transactions wrote these jobs (rows written together share their xmin)."""
+    async with pool.acquire() as conn:
+        count: int = await conn.fetchval(
+            "SELECT count(DISTINCT xmin::text) FROM jobrunner.jobs WHERE id = ANY($1)",
+            [job.id for job in jobs],
+        )
+    return count
+
+
+async def test_waiting_submissions_share_one_statement_and_each_gets_its_own_job(
+    app: FastAPI, login: Login, pool: Pool
+) -> None:
+    alice = await login("alice")
+    session = _session_of(app, alice)
+    batcher = SubmitBatcher(pool, None, writers=1)
+    jobs = await asyncio.gather(*(batcher.submit(session, _job("alice", n)) for n in range(50)))
+    assert [job.args for job in jobs] == [{"message": n} for n in range(50)]
+    assert {job.owner for job in jobs} == {"alice"}
+    assert len({job.id for job in jobs}) == 50
+    assert await _transactions_of(pool, jobs) == 1
+
+
+async def test_a_submission_whose_session_ended_fails_alone(
+    app: FastAPI, login: Login, pool: Pool, http: httpx.AsyncClient
+) -> None:
+    alice, bob = await login("alice"), await login("bob")
+    assert (await http.post("/auth/logout", headers=bob.headers)).status_code == 204
+    batcher = SubmitBatcher(pool, None, writers=1)
+    answers = await asyncio.gather(
+        batcher.submit(_session_of(app, alice), _job("alice", "alice")),
+        batcher.submit(_session_of(app, bob), _job("bob", "bob")),
+        # A live session of someone else is no session of alice's.
+        batcher.submit(_session_of(app, alice), _job("bob", "not bob")),
+        return_exceptions=True,
+    )
+    assert isinstance(answers[0], Job) and answers[0].args == {"message": "alice"}
+    assert isinstance(answers[1], InvalidToken) and isinstance(answers[2], InvalidToken)
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM jobrunner.jobs") == 1
+
+
+async def test_a_row_the_database_refuses_fails_only_its_own_submission(
+    app: FastAPI, login: Login, pool: Pool
+) -> None:
+    alice = await login("alice")
+    session = _session_of(app, alice)
+    batcher = SubmitBatcher(pool, None, writers=1)
+    # jsonb cannot hold a NUL character: the API refuses it before this point, but any row
+    # the database refuses must cost only its own submission.
+    refused = dataclasses.replace(_job("alice"), args={"message": "nul\u0000"})
+    answers = await asyncio.gather(
+        batcher.submit(session, _job("alice", 1)),
+        batcher.submit(session, refused),
+        batcher.submit(session, _job("alice", 3)),
+        return_exceptions=True,
+    )
+    assert isinstance(answers[0], Job) and answers[0].args == {"message": 1}
+    assert isinstance(answers[1], asyncpg.DataError)
+    assert isinstance(answers[2], Job) and answers[2].args == {"message": 3}
+
+
+async def test_a_submission_abandoned_before_its_write_is_not_written(
+    app: FastAPI, login: Login, pool: Pool
+) -> None:
+    alice = await login("alice")
+    session = _session_of(app, alice)
+    batcher = SubmitBatcher(pool, None, writers=1)
+    abandoned = asyncio.create_task(batcher.submit(session, _job("alice", 1)))
+    await asyncio.sleep(0)  # it is waiting for the writer, which has not run yet
+    abandoned.cancel()
+    kept = await batcher.submit(session, _job("alice", 2))
+    with pytest.raises(asyncio.CancelledError):
+        await abandoned
+    async with pool.acquire() as conn:
+        args = await conn.fetch("SELECT args FROM jobrunner.jobs")
+    assert [row["args"] for row in args] == [kept.args]
+
+
+async def test_drain_waits_for_the_writes_under_way(app: FastAPI, login: Login, pool: Pool) -> None:
+    alice = await login("alice")
+    batcher = SubmitBatcher(pool, None, writers=2)
+    pending = [
+        asyncio.create_task(batcher.submit(_session_of(app, alice), _job("alice", n)))
+        for n in range(20)
+    ]
+    await asyncio.sleep(0)  # all of them are waiting
+    await batcher.drain()
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM jobrunner.jobs") == 20
+    assert len(await asyncio.gather(*pending)) == 20
