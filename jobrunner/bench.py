@@ -40,6 +40,7 @@ from jobrunner.settings import Settings
 SCRATCH_DB = "jobrunner_bench"
 QUEUE = "default"
 BACKLOG_QUEUE = "bench_backlog"
+CPU_CHECK_STEPS = 10_000_000
 GROUPS = ("enqueue", "process", "latency", "backlog", "memory", "http")
 
 
@@ -464,6 +465,17 @@ async def _one(value: Awaitable[float]) -> list[float]:
     return [await value]
 
 
+def cpu_check() -> float:
+    """Seconds for a fixed pure-Python loop: a small VM's speed moves from hour to hour (the
+    same loop took 0.97 s and 1.64 s within one session here), so a report says how fast the
+    machine was around its figures."""
+    started = time.perf_counter()
+    total = 0
+    for step in range(CPU_CHECK_STEPS):
+        total += step
+    return round(time.perf_counter() - started, 2)
+
+
 async def run(admin_dsn: str, opts: Options) -> dict[str, Any]:
     async with scratch_database(admin_dsn) as dsn:
         conn = await connect(dsn, role="bench")
@@ -477,10 +489,12 @@ async def run(admin_dsn: str, opts: Options) -> dict[str, Any]:
                 "python": platform.python_version(),
                 "postgresql": await queries.bench_server_version(conn),
                 "platform": platform.platform(),
+                "cpu_check_before_s": cpu_check(),
             }
             for group in GROUPS:
                 if group in opts.groups:
                     await getattr(bench, group)()
+            machine["cpu_check_after_s"] = cpu_check()
         finally:
             await pool.close()
             await conn.close()
@@ -505,6 +519,8 @@ def format_table(report: dict[str, Any]) -> str:
     lines = [
         f"jobrunner bench: {m['cpus']} CPUs, Python {m['python']}, PostgreSQL "
         f"{m['postgresql']}; median of {o['rounds']} rounds [min, max]",
+        f"CPU check ({CPU_CHECK_STEPS:,}-step Python loop): {m['cpu_check_before_s']} s before, "
+        f"{m.get('cpu_check_after_s', '-')} s after",
         f"{'figure':<46}{'median':>11}{'min':>11}{'max':>11}  {'unit':<7}target",
     ]
     for f in report["figures"]:
