@@ -76,7 +76,7 @@ class Heartbeat:
                 continue
             try:
                 if conn is None or conn.is_closed():
-                    conn = await connect(self._dsn, role="heartbeat", custom_plans=True)
+                    conn = await connect(self._dsn, role="heartbeat", worker_plans=True)
                 pairs = list(held.items())
                 still_held = await asyncio.wait_for(
                     queries.job_heartbeat(

@@ -224,7 +224,7 @@ class Worker:
                     role="worker",
                     min_size=2,
                     max_size=max(4, self.settings.pool_max_size),
-                    custom_plans=True,
+                    worker_plans=True,
                 ),
                 wait=self.settings.startup_wait,
                 stop=self._stopping,
