@@ -141,10 +141,15 @@ async def logout(conn: Conn, principal: Principal) -> None:
 async def authenticate(conn: Conn, codec: TokenCodec, access_token: str) -> Principal:
     """Check an access token and that its session is still live; the role is read fresh."""
     claims = codec.decode(access_token, "access")
-    role = await queries.session_principal(conn, session_id=claims.sid, username=claims.sub)
+    return await live_session(conn, username=claims.sub, session_id=claims.sid)
+
+
+async def live_session(conn: Conn, *, username: str, session_id: uuid.UUID) -> Principal:
+    """The principal of session `session_id` of `username`; InvalidToken once it has ended."""
+    role = await queries.session_principal(conn, session_id=session_id, username=username)
     if role is None:
         raise InvalidToken("session ended")
-    return Principal(claims.sub, "admin" if role == "admin" else "user", claims.sid)
+    return Principal(username, "admin" if role == "admin" else "user", session_id)
 
 
 async def authenticate_and_take(

@@ -22,7 +22,7 @@ from jobrunner.api import limits
 from jobrunner.api.problems import ApiProblem
 from jobrunner.api.schemas import JobCreate
 from jobrunner.api.submit_batch import SubmitBatcher
-from jobrunner.auth import InvalidToken, TokenCodec
+from jobrunner.auth import TokenCodec
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, Pool
 from jobrunner.errors import UnknownTask
@@ -115,7 +115,7 @@ async def submit_job(
         return await ctx.batcher.submit(me.session_id, job), False
     async with ctx.pool.acquire() as conn:
         if not me.session_checked:
-            await _check_session(conn, me)
+            await accounts.live_session(conn, username=me.username, session_id=me.session_id)
         return await _submit_once(conn, ctx, cap, me, body, job, idempotency_key)
 
 
@@ -151,14 +151,6 @@ async def _submit_once(
             raise ApiProblem(409, "this Idempotency-Key was just used; retry later") from None
         return earlier, True
     return inserted, False
-
-
-async def _check_session(conn: Conn, me: Submitter) -> None:
-    if (
-        await queries.session_principal(conn, session_id=me.session_id, username=me.username)
-        is None
-    ):
-        raise InvalidToken("session ended")
 
 
 def _check_callback(url: str, settings: Settings) -> None:

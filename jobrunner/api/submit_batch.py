@@ -55,6 +55,8 @@ class SubmitBatcher:
     async def submit(self, session_id: UUID, job: queries.NewJob) -> Job:
         """Insert `job` if session `session_id` of the job's owner is live, with whatever
         else is waiting. Raises InvalidToken when the session has ended."""
+        if job.dedup_key is not None:  # the batch statement has no conflict to arbitrate
+            raise ValueError("a job with a dedup key is inserted on its own (client.insert_job)")
         done: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(session_id, job, done))
         if len(self._writers) < self._max_writers:

@@ -32,6 +32,17 @@ def _job(owner: str, message: Any = None) -> queries.NewJob:
     return client.prepare_job("echo", {"message": message}, owner=owner)
 
 
+@pytest.fixture
+async def alice(login: Login) -> Account:
+    return await login("alice")
+
+
+@pytest.fixture
+def one_writer(pool: Pool) -> SubmitBatcher:
+    """A batcher with one write in flight at most: whatever waits meanwhile goes together."""
+    return SubmitBatcher(pool, None, writers=1)
+
+
 async def _transactions_of(pool: Pool, jobs: list[Job]) -> int:
     """How many transactions wrote these jobs (rows written together share their xmin)."""
     async with pool.acquire() as conn:
@@ -43,12 +54,10 @@ async def _transactions_of(pool: Pool, jobs: list[Job]) -> int:
 
 
 async def test_waiting_submissions_share_one_statement_and_each_gets_its_own_job(
-    app: FastAPI, login: Login, pool: Pool
+    app: FastAPI, alice: Account, one_writer: SubmitBatcher, pool: Pool
 ) -> None:
-    alice = await login("alice")
     session = _session_of(app, alice)
-    batcher = SubmitBatcher(pool, None, writers=1)
-    jobs = await asyncio.gather(*(batcher.submit(session, _job("alice", n)) for n in range(50)))
+    jobs = await asyncio.gather(*(one_writer.submit(session, _job("alice", n)) for n in range(50)))
     assert [job.args for job in jobs] == [{"message": n} for n in range(50)]
     assert {job.owner for job in jobs} == {"alice"}
     assert len({job.id for job in jobs}) == 50
@@ -56,16 +65,20 @@ async def test_waiting_submissions_share_one_statement_and_each_gets_its_own_job
 
 
 async def test_a_submission_whose_session_ended_fails_alone(
-    app: FastAPI, login: Login, pool: Pool, http: httpx.AsyncClient
+    app: FastAPI,
+    alice: Account,
+    login: Login,
+    one_writer: SubmitBatcher,
+    pool: Pool,
+    http: httpx.AsyncClient,
 ) -> None:
-    alice, bob = await login("alice"), await login("bob")
+    bob = await login("bob")
     assert (await http.post("/auth/logout", headers=bob.headers)).status_code == 204
-    batcher = SubmitBatcher(pool, None, writers=1)
     answers = await asyncio.gather(
-        batcher.submit(_session_of(app, alice), _job("alice", "alice")),
-        batcher.submit(_session_of(app, bob), _job("bob", "bob")),
+        one_writer.submit(_session_of(app, alice), _job("alice", "alice")),
+        one_writer.submit(_session_of(app, bob), _job("bob", "bob")),
         # A live session of someone else is no session of alice's.
-        batcher.submit(_session_of(app, alice), _job("bob", "not bob")),
+        one_writer.submit(_session_of(app, alice), _job("bob", "not bob")),
         return_exceptions=True,
     )
     assert isinstance(answers[0], Job) and answers[0].args == {"message": "alice"}
@@ -75,18 +88,16 @@ async def test_a_submission_whose_session_ended_fails_alone(
 
 
 async def test_a_row_the_database_refuses_fails_only_its_own_submission(
-    app: FastAPI, login: Login, pool: Pool
+    app: FastAPI, alice: Account, one_writer: SubmitBatcher
 ) -> None:
-    alice = await login("alice")
     session = _session_of(app, alice)
-    batcher = SubmitBatcher(pool, None, writers=1)
     # jsonb cannot hold a NUL character: the API refuses it before this point, but any row
     # the database refuses must cost only its own submission.
     refused = dataclasses.replace(_job("alice"), args={"message": "nul\u0000"})
     answers = await asyncio.gather(
-        batcher.submit(session, _job("alice", 1)),
-        batcher.submit(session, refused),
-        batcher.submit(session, _job("alice", 3)),
+        one_writer.submit(session, _job("alice", 1)),
+        one_writer.submit(session, refused),
+        one_writer.submit(session, _job("alice", 3)),
         return_exceptions=True,
     )
     assert isinstance(answers[0], Job) and answers[0].args == {"message": 1}
@@ -95,15 +106,13 @@ async def test_a_row_the_database_refuses_fails_only_its_own_submission(
 
 
 async def test_a_submission_abandoned_before_its_write_is_not_written(
-    app: FastAPI, login: Login, pool: Pool
+    app: FastAPI, alice: Account, one_writer: SubmitBatcher, pool: Pool
 ) -> None:
-    alice = await login("alice")
     session = _session_of(app, alice)
-    batcher = SubmitBatcher(pool, None, writers=1)
-    abandoned = asyncio.create_task(batcher.submit(session, _job("alice", 1)))
-    await asyncio.sleep(0)  # it is waiting for the writer, which has not run yet
+    abandoned = asyncio.create_task(one_writer.submit(session, _job("alice", 1)))
+    await asyncio.sleep(0)  # one step: it is waiting for the writer, which has not run yet
     abandoned.cancel()
-    kept = await batcher.submit(session, _job("alice", 2))
+    kept = await one_writer.submit(session, _job("alice", 2))
     with pytest.raises(asyncio.CancelledError):
         await abandoned
     async with pool.acquire() as conn:
@@ -111,15 +120,26 @@ async def test_a_submission_abandoned_before_its_write_is_not_written(
     assert [row["args"] for row in args] == [kept.args]
 
 
-async def test_drain_waits_for_the_writes_under_way(app: FastAPI, login: Login, pool: Pool) -> None:
-    alice = await login("alice")
+async def test_drain_waits_for_the_writes_under_way(
+    app: FastAPI, alice: Account, pool: Pool
+) -> None:
     batcher = SubmitBatcher(pool, None, writers=2)
     pending = [
         asyncio.create_task(batcher.submit(_session_of(app, alice), _job("alice", n)))
         for n in range(20)
     ]
-    await asyncio.sleep(0)  # all of them are waiting
+    await asyncio.sleep(0)  # one step: all of them are waiting
     await batcher.drain()
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM jobrunner.jobs") == 20
     assert len(await asyncio.gather(*pending)) == 20
+
+
+async def test_a_job_with_a_dedup_key_is_refused_before_anything_is_written(
+    app: FastAPI, alice: Account, one_writer: SubmitBatcher, pool: Pool
+) -> None:
+    deduplicated = dataclasses.replace(_job("alice"), dedup_key="once")
+    with pytest.raises(ValueError, match="dedup key"):
+        await one_writer.submit(_session_of(app, alice), deduplicated)
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM jobrunner.jobs") == 0
