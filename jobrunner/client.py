@@ -188,7 +188,9 @@ async def enqueue_many(
     max_attempts: int | None = None,
     owner: str | None = None,
 ) -> list[UUID]:
-    """Validate and insert many jobs of one task in one round trip; returns their ids."""
+    """Validate and insert many jobs of one task in one transaction; returns their ids, in
+    the order of `args_list` (which is also the order they are claimed in, other things
+    equal)."""
     task = get_task(task_name)
     args = task.validate_many([a if type(a) is dict else dict(a) for a in args_list])
     if not args:

@@ -170,7 +170,7 @@ class Task(Generic[P, R]):
         priority: int | None = None,
         queue: str | None = None,
     ) -> list[UUID]:
-        """Enqueue one job per argument dict, all in one round trip; returns their ids."""
+        """Enqueue one job per argument dict, all in one transaction; returns their ids."""
         from jobrunner import client
 
         return await client.enqueue_many(

@@ -31,11 +31,28 @@ Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
 dump_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
+_load_json = json.JSONDecoder().decode
+
+
+def _encode_jsonb(value: object) -> bytes:
+    # jsonb's binary form: a format version byte (1), then the JSON text.
+    return b"\x01" + dump_json(value).encode()
+
+
+def _decode_jsonb(data: bytes) -> object:
+    return _load_json(data[1:].decode())
+
+
 async def init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
-    for type_name in ("json", "jsonb"):
-        await conn.set_type_codec(
-            type_name, encoder=dump_json, decoder=json.loads, schema="pg_catalog"
-        )
+    await conn.set_type_codec("json", encoder=dump_json, decoder=_load_json, schema="pg_catalog")
+    # jsonb travels in binary form: COPY (enqueue_many) takes nothing else.
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        schema="pg_catalog",
+        format="binary",
+    )
 
 
 async def _roll_back_only(conn: asyncpg.Connection[asyncpg.Record]) -> None:

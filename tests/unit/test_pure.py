@@ -12,6 +12,7 @@ import pytest
 import jobrunner
 from jobrunner.auth import InvalidToken, TokenCodec
 from jobrunner.backoff import retry_delay
+from jobrunner.db.ids import COUNTER_BITS, time_ordered_ids
 from jobrunner.db.queries import QUERIES, _load
 from jobrunner.errors import ConfigError, InvalidArguments
 from jobrunner.settings import Settings
@@ -105,3 +106,16 @@ def test_a_cached_access_token_still_expires(monkeypatch: pytest.MonkeyPatch) ->
         codec.decode(token, "access")
     with pytest.raises(InvalidToken):  # refresh tokens are never taken from the cache
         codec.decode(token, "refresh")
+
+
+def test_bulk_ids_are_version_7_ascending_and_carry_on_into_the_next_millisecond() -> None:
+    per_millisecond = 1 << COUNTER_BITS
+    ids = time_ordered_ids(1_700_000_000_123, per_millisecond + 5)
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    millis = [i.int >> 80 for i in ids]
+    assert millis[0] == millis[per_millisecond - 1] == 1_700_000_000_123
+    assert millis[per_millisecond] == millis[-1] == 1_700_000_000_124
+    # The last 56 bits are random: two calls for the same millisecond don't repeat an id.
+    assert not set(time_ordered_ids(1_700_000_000_123, 1000)) & set(ids)
+    assert time_ordered_ids(1_700_000_000_123, 0) == []
