@@ -400,16 +400,22 @@ class Bench:
         return [percentile(latencies, p) for p in (50, 95, 99)]
 
     async def backlog(self) -> None:
-        """Processing beside `backlog` queued rows (another queue) and as many scheduled."""
+        """Processing beside `backlog` queued rows (another queue) and as many scheduled, and
+        its share of the empty-table figure. Each round is a pair, measured back to back: this
+        machine's speed drifts within minutes, and a ratio of runs minutes apart measured the
+        drift (60% to 133% between runs of the same code)."""
         o = self.opts
-        empty = next(
-            (
-                f
-                for f in self.figures
-                if f.name.startswith("process, 1 worker x") and f.median is not None
-            ),
-            None,
+        await self.measure(
+            [
+                Figure(f"process beside {o.backlog:,} queued + scheduled", "jobs/s"),
+                Figure("  empty table, right after", "jobs/s"),
+                Figure("  beside as share of empty", "%", 90.0),
+            ],
+            self._backlog_round,
         )
+
+    async def _backlog_round(self) -> list[float]:
+        o = self.opts
         await queries.bench_jobs_truncate(self.conn)
         await queries.bench_jobs_fill(
             self.conn, count=o.backlog, task="noop", queue=BACKLOG_QUEUE, state=JobState.QUEUED
@@ -422,21 +428,15 @@ class Bench:
             state=JobState.SCHEDULED,
             delay=86400.0,
         )
-        rate = Figure(f"process beside {o.backlog:,} queued + scheduled", "jobs/s")
-        share = Figure("  as share of the empty-table figure", "%", None)
-        await self.measure([rate], self._backlog_round)
-        if empty is not None and empty.median:
-            share.target = 90.0
-            share.values = [round(v / empty.median * 100, 1) for v in rate.values]
-            self.figures.append(share)
-
-    async def _backlog_round(self) -> list[float]:
-        await queries.bench_jobs_delete_finished(self.conn)
         await queries.bench_jobs_vacuum(self.conn)
-        rate, _ = await process_round(
-            self.dsn, self.conn, self.opts, processes=1, concurrency=self.opts.concurrency
+        beside, _ = await process_round(
+            self.dsn, self.conn, o, processes=1, concurrency=o.concurrency
         )
-        return [rate]
+        await queries.bench_jobs_truncate(self.conn)
+        empty, _ = await process_round(
+            self.dsn, self.conn, o, processes=1, concurrency=o.concurrency
+        )
+        return [beside, empty, beside / empty * 100]
 
     async def http(self) -> None:
         if importlib.util.find_spec("jobrunner.api.app") is None:

@@ -533,10 +533,6 @@ async def bench_jobs_truncate(conn: Conn) -> None:
     await conn.execute(QUERIES["bench_jobs_truncate"])
 
 
-async def bench_jobs_delete_finished(conn: Conn) -> None:
-    await conn.execute(QUERIES["bench_jobs_delete_finished"])
-
-
 async def bench_jobs_vacuum(conn: Conn) -> None:
     await conn.execute(QUERIES["bench_jobs_vacuum"])
 

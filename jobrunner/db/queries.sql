@@ -629,9 +629,6 @@ FROM generate_series(1, $1::int);
 -- name: bench_jobs_truncate
 TRUNCATE jobrunner.jobs, jobrunner.throughput;
 
--- name: bench_jobs_delete_finished
-DELETE FROM jobrunner.jobs WHERE state IN ('succeeded', 'failed', 'cancelled');
-
 -- name: bench_jobs_vacuum
 VACUUM ANALYZE jobrunner.jobs;
 

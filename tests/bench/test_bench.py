@@ -39,6 +39,7 @@ def test_quick_bench_reports_every_figure(db_dsn: str) -> None:
         "pickup p99, LISTEN",
         "pickup p99, polling",
         "process beside",
+        "  beside as share of empty",
         "worker peak RSS",
         "HTTP POST /jobs",
     ):
