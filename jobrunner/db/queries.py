@@ -139,16 +139,41 @@ async def job_get_live_by_dedup_key(conn: Conn, *, task: str, dedup_key: str) ->
     return Job.from_record(row) if row is not None else None
 
 
-# The columns enqueue_many's COPY fills: every one, so PostgreSQL calls no default per row and
-# writes the rows a page at a time.
-_COPIED_JOB_COLUMNS = (
+@dataclass(frozen=True, slots=True)
+class CopyTarget:
+    """Where a `COPY schema.table (columns) FROM STDIN (FORMAT binary)` statement writes:
+    asyncpg builds that statement itself from these."""
+
+    schema: str
+    table: str
+    columns: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, statement: str) -> CopyTarget:
+        lines = [line for line in statement.splitlines() if not line.lstrip().startswith("--")]
+        found = _COPY.fullmatch("\n".join(lines).strip())
+        if found is None:
+            raise ValueError(f"not a binary COPY ... FROM STDIN: {statement!r}")
+        schema, table, columns = found.groups()
+        return cls(schema, table, tuple(c.strip() for c in columns.split(",")))
+
+
+_COPY = re.compile(
+    r"COPY (\w+)\.(\w+) \(([\w,\s]+)\)\s+FROM STDIN \(FORMAT binary\);?", re.IGNORECASE
+)
+_JOB_COPY = CopyTarget.parse(QUERIES["job_copy"])
+# The order job_insert_many builds its rows in; a job_copy that lists its columns otherwise
+# would fill the wrong ones (queue and task are both text), so it is refused at import.
+_JOB_COPY_ROW = (
     "id", "queue", "task", "args", "priority", "state", "max_attempts", "run_at", "timeout",
     "owner",
 )  # fmt: skip
+if _JOB_COPY.columns != _JOB_COPY_ROW:
+    raise RuntimeError(f"job_copy's columns {_JOB_COPY.columns} are not {_JOB_COPY_ROW}")
 
 
 async def job_insert_many(conn: Conn, jobs: NewJobs) -> list[UUID]:
-    """Insert the jobs with COPY after job_insert_many_start, in one transaction (a savepoint
+    """Insert the jobs with job_copy after job_insert_many_start, in one transaction (a savepoint
     inside the caller's). Returns their ids, in the order of `jobs.args`.
 
     COPY rather than INSERT ... SELECT FROM unnest: 10,000 jobs cost PostgreSQL ~60 ms
@@ -163,9 +188,9 @@ async def job_insert_many(conn: Conn, jobs: NewJobs) -> list[UUID]:
         ids = time_ordered_ids(start["id_ms"], len(jobs.args))
         state, run_at = start["state"], start["run_at"]
         await conn.copy_records_to_table(
-            "jobs",
-            schema_name="jobrunner",
-            columns=_COPIED_JOB_COLUMNS,
+            _JOB_COPY.table,
+            schema_name=_JOB_COPY.schema,
+            columns=_JOB_COPY.columns,
             records=[
                 (job_id, jobs.queue, jobs.task, args, jobs.priority, state, jobs.max_attempts,
                  run_at, jobs.timeout, jobs.owner)

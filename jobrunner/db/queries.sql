@@ -40,16 +40,23 @@ SELECT * FROM jobrunner.jobs
 WHERE task = $1 AND dedup_key = $2 AND state NOT IN ('succeeded', 'failed', 'cancelled');
 
 -- name: job_insert_many_start
--- enqueue_many writes its rows with COPY (job_insert_many in queries.py), which evaluates no
--- expression per row, so this statement, first in the same transaction, gives the rows what
--- they need from the database: the millisecond for their ids (the clock uuid_v7 reads), their
--- start time and state. It also rings the queue's doorbell when they are ready; the ring goes
--- out at commit, and not at all if the COPY fails and the transaction rolls back.
+-- enqueue_many writes its rows with job_copy, which evaluates no expression per row, so this
+-- statement, first in the same transaction, gives the rows what they need from the database:
+-- the millisecond for their ids (the clock uuid_v7 reads), their start time and state. It
+-- also rings the queue's doorbell when they are ready; the ring goes out at commit, and not
+-- at all if the COPY fails and the transaction rolls back.
 SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::int8 AS id_ms,
        now() + make_interval(secs => greatest($2::float8, 0)) AS run_at,
        CASE WHEN $2::float8 > 0 THEN 'scheduled' ELSE 'queued' END::jobrunner.job_state AS state,
        (SELECT count(*) FROM (SELECT pg_notify('jobrunner_jobs', $1)
                               WHERE NOT $2::float8 > 0) AS doorbell) AS notified;
+
+-- name: job_copy
+-- enqueue_many's rows, after job_insert_many_start. Every column comes with the row, so no
+-- default is called per row and PostgreSQL writes them a page at a time. asyncpg sends this
+-- statement itself (copy_records_to_table, given the table and columns read from here).
+COPY jobrunner.jobs (id, queue, task, args, priority, state, max_attempts, run_at, timeout, owner)
+FROM STDIN (FORMAT binary);
 
 -- name: job_submit_batch
 -- Submissions from many HTTP requests in one statement: the element $1 of each is the session

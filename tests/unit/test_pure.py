@@ -13,7 +13,7 @@ import jobrunner
 from jobrunner.auth import InvalidToken, TokenCodec
 from jobrunner.backoff import retry_delay
 from jobrunner.db.ids import COUNTER_BITS, time_ordered_ids
-from jobrunner.db.queries import QUERIES, _load
+from jobrunner.db.queries import QUERIES, CopyTarget, _load
 from jobrunner.errors import ConfigError, InvalidArguments
 from jobrunner.settings import Settings
 from jobrunner.tasks import Task, get_task, task
@@ -119,3 +119,11 @@ def test_bulk_ids_are_version_7_ascending_and_carry_on_into_the_next_millisecond
     # The last 56 bits are random: two calls for the same millisecond don't repeat an id.
     assert not set(time_ordered_ids(1_700_000_000_123, 1000)) & set(ids)
     assert time_ordered_ids(1_700_000_000_123, 0) == []
+
+
+def test_a_copy_statement_gives_its_table_and_columns() -> None:
+    target = CopyTarget.parse("-- what it is\nCOPY s.t (a, b,\n  c) FROM STDIN (FORMAT binary);")
+    assert (target.schema, target.table, target.columns) == ("s", "t", ("a", "b", "c"))
+    for not_binary_copy in ("COPY s.t (a) FROM STDIN", "COPY s.t (a) TO STDOUT (FORMAT binary)"):
+        with pytest.raises(ValueError):
+            CopyTarget.parse(not_binary_copy)
