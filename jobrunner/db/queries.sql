@@ -53,8 +53,8 @@ SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::int8 AS id_ms,
 
 -- name: job_copy
 -- enqueue_many's rows, after job_insert_many_start. Every column comes with the row, so no
--- default is called per row and PostgreSQL writes them a page at a time. asyncpg sends this
--- statement itself (copy_records_to_table, given the table and columns read from here).
+-- default is called per row and PostgreSQL writes them a page at a time. asyncpg's
+-- copy_records_to_table sends it, rebuilt from the table and columns read here.
 COPY jobrunner.jobs (id, queue, task, args, priority, state, max_attempts, run_at, timeout, owner)
 FROM STDIN (FORMAT binary);
 
