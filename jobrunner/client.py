@@ -78,6 +78,18 @@ def _options_error(task: str, message: str) -> InvalidArguments:
     return InvalidArguments(task, [{"loc": ["options"], "msg": message, "type": "value_error"}])
 
 
+def _check_start(task_name: str, delay: timedelta | float | None, run_at: datetime | None) -> None:
+    if delay is not None and run_at is not None:
+        raise _options_error(task_name, "give delay or run_at, not both")
+    if run_at is not None and run_at.tzinfo is None:
+        raise _options_error(task_name, "run_at must carry a timezone")
+
+
+def _timeout(timeout: timedelta | float | None, task_default: float | None) -> timedelta | None:
+    seconds = _seconds(timeout) if timeout is not None else task_default
+    return timedelta(seconds=seconds) if seconds else None
+
+
 def prepare_job(
     task_name: str,
     args: Mapping[str, Any] | None = None,
@@ -96,11 +108,7 @@ def prepare_job(
     defaults filled in. Raises before anything is written."""
     task = get_task(task_name)
     valid_args = task.validate_args(dict(args or {}))
-    if delay is not None and run_at is not None:
-        raise _options_error(task.name, "give delay or run_at, not both")
-    if run_at is not None and run_at.tzinfo is None:
-        raise _options_error(task.name, "run_at must carry a timezone")
-    timeout_seconds = _seconds(timeout) if timeout is not None else task.timeout
+    _check_start(task.name, delay, run_at)
     return queries.NewJob(
         queue=queue or task.queue,
         task=task.name,
@@ -109,7 +117,7 @@ def prepare_job(
         max_attempts=max_attempts or task.max_attempts,
         run_at=run_at,
         delay_seconds=_seconds(delay),
-        timeout=timedelta(seconds=timeout_seconds) if timeout_seconds else None,
+        timeout=_timeout(timeout, task.timeout),
         dedup_key=dedup_key,
         owner=owner,
         callback_url=callback_url,
@@ -183,16 +191,19 @@ async def enqueue_many(
     *,
     conn: Conn | None = None,
     delay: timedelta | float | None = None,
+    run_at: datetime | None = None,
     priority: int | None = None,
     queue: str | None = None,
     max_attempts: int | None = None,
+    timeout: timedelta | float | None = None,
     owner: str | None = None,
 ) -> list[UUID]:
     """Validate and insert many jobs of one task in one transaction; returns their ids, in
     the order of `args_list` (which is also the order they are claimed in, other things
-    equal)."""
+    equal). The options are `enqueue`'s, shared by every job; no dedup keys or callbacks."""
     task = get_task(task_name)
     args = task.validate_many([a if type(a) is dict else dict(a) for a in args_list])
+    _check_start(task.name, delay, run_at)
     if not args:
         return []
     jobs = queries.NewJobs(
@@ -201,8 +212,9 @@ async def enqueue_many(
         args=args,
         priority=task.priority if priority is None else priority,
         max_attempts=max_attempts or task.max_attempts,
-        delay_seconds=_seconds(delay) or 0.0,
-        timeout=timedelta(seconds=task.timeout) if task.timeout else None,
+        run_at=run_at,
+        delay_seconds=_seconds(delay),
+        timeout=_timeout(timeout, task.timeout),
         owner=owner,
     )
     async with _connection(conn) as c:

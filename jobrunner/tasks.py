@@ -167,14 +167,25 @@ class Task(Generic[P, R]):
         *,
         conn: Conn | None = None,
         delay: timedelta | float | None = None,
+        run_at: datetime | None = None,
         priority: int | None = None,
         queue: str | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
     ) -> list[UUID]:
         """Enqueue one job per argument dict, all in one transaction; returns their ids."""
         from jobrunner import client
 
         return await client.enqueue_many(
-            self.name, args_list, conn=conn, delay=delay, priority=priority, queue=queue
+            self.name,
+            args_list,
+            conn=conn,
+            delay=delay,
+            run_at=run_at,
+            priority=priority,
+            queue=queue,
+            max_attempts=max_attempts,
+            timeout=timeout,
         )
 
 

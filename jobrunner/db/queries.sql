@@ -44,12 +44,20 @@ WHERE task = $1 AND dedup_key = $2 AND state NOT IN ('succeeded', 'failed', 'can
 -- statement, first in the same transaction, gives the rows what they need from the database:
 -- the millisecond for their ids (the clock uuid_v7 reads), their start time and state. It
 -- also rings the queue's doorbell when they are ready; the ring goes out at commit, and not
--- at all if the COPY fails and the transaction rolls back.
+-- at all if the COPY fails and the transaction rolls back. Start times as job_insert: at $2
+-- (run_at), or $3 seconds from now (delay), or now.
+WITH timing AS (
+    SELECT greatest(coalesce($2::timestamptz,
+                             now() + make_interval(secs => coalesce($3::float8, 0))),
+                    now()) AS run_at
+)
 SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::int8 AS id_ms,
-       now() + make_interval(secs => greatest($2::float8, 0)) AS run_at,
-       CASE WHEN $2::float8 > 0 THEN 'scheduled' ELSE 'queued' END::jobrunner.job_state AS state,
+       timing.run_at,
+       CASE WHEN timing.run_at > now() THEN 'scheduled' ELSE 'queued' END::jobrunner.job_state
+           AS state,
        (SELECT count(*) FROM (SELECT pg_notify('jobrunner_jobs', $1)
-                              WHERE NOT $2::float8 > 0) AS doorbell) AS notified;
+                              WHERE timing.run_at <= now()) AS doorbell) AS notified
+FROM timing;
 
 -- name: job_copy
 -- enqueue_many's rows, after job_insert_many_start. Every column comes with the row, so no

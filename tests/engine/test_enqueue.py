@@ -244,3 +244,26 @@ async def test_a_refused_enqueue_many_leaves_no_row_no_ring_and_the_callers_tran
         await client.enqueue("test.add", {"a": 1, "b": 2}, conn=conn, queue="q-after")
     assert await asyncio.wait_for(heard.get(), timeout=10) == "q-kept"
     assert await asyncio.wait_for(heard.get(), timeout=10) == "q-after"
+
+
+async def test_enqueue_many_takes_run_at_and_timeout_as_enqueue_does(pool: Pool) -> None:
+    async with pool.acquire() as conn:
+        at = await conn.fetchval("SELECT date_trunc('second', now()) + interval '1 hour'")
+        later = await tasks.add.enqueue_many(
+            [{"a": 1, "b": 2}] * 2, conn=conn, run_at=at, timeout=7.5, max_attempts=4
+        )
+        past = await tasks.add.enqueue_many(
+            [{"a": 1, "b": 2}], conn=conn, run_at=datetime(2000, 1, 1, tzinfo=UTC)
+        )
+        rows = await conn.fetch(
+            "SELECT id, state, run_at, timeout, max_attempts FROM jobrunner.jobs ORDER BY id"
+        )
+        for bad in ({"run_at": at, "delay": 5}, {"run_at": datetime(2030, 1, 1)}):
+            with pytest.raises(InvalidArguments):
+                await tasks.add.enqueue_many([{"a": 1, "b": 2}], conn=conn, **bad)
+        assert await conn.fetchval("SELECT count(*) FROM jobrunner.jobs") == 3
+    assert [r["id"] for r in rows] == later + past
+    assert [(r["state"], r["run_at"]) for r in rows[:2]] == [("scheduled", at)] * 2
+    assert {(r["timeout"], r["max_attempts"]) for r in rows[:2]} == {(timedelta(seconds=7.5), 4)}
+    # A start in the past is now: queued, as enqueue does.
+    assert rows[2]["state"] == "queued" and rows[2]["run_at"] > at - timedelta(hours=2)
