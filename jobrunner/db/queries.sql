@@ -7,9 +7,7 @@
 -- $5 (run_at), or $11 seconds from now (delay), or now; always in the database's time. A live
 -- job with the same (task, dedup_key) makes this return no row.
 WITH timing AS (
-    SELECT greatest(coalesce($5::timestamptz,
-                             now() + make_interval(secs => coalesce($11::float8, 0))),
-                    now()) AS run_at
+    SELECT jobrunner.start_time($5::timestamptz, $11::float8) AS run_at
 ), inserted AS (
     INSERT INTO jobrunner.jobs AS j
         (queue, task, args, priority, state, max_attempts, run_at, timeout, dedup_key, owner,
@@ -44,12 +42,10 @@ WHERE task = $1 AND dedup_key = $2 AND state NOT IN ('succeeded', 'failed', 'can
 -- statement, first in the same transaction, gives the rows what they need from the database:
 -- the millisecond for their ids (the clock uuid_v7 reads), their start time and state. It
 -- also rings the queue's doorbell when they are ready; the ring goes out at commit, and not
--- at all if the COPY fails and the transaction rolls back. Start times as job_insert: at $2
--- (run_at), or $3 seconds from now (delay), or now.
+-- at all if the COPY fails and the transaction rolls back. The rows start at $2 (run_at), or
+-- $3 seconds from now (delay), or now.
 WITH timing AS (
-    SELECT greatest(coalesce($2::timestamptz,
-                             now() + make_interval(secs => coalesce($3::float8, 0))),
-                    now()) AS run_at
+    SELECT jobrunner.start_time($2::timestamptz, $3::float8) AS run_at
 )
 SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::int8 AS id_ms,
        timing.run_at,
@@ -71,12 +67,10 @@ FROM STDIN (FORMAT binary);
 -- its access token names, $2 its user. A job is inserted only where that session is still live
 -- (the same check as session_principal, in the same snapshot); each inserted row comes back
 -- with `n`, its element's place in the arrays (from 1), so each request gets its own job. Start
--- times as job_insert. The caller rings the doorbells after the commit.
+-- times by jobrunner.start_time. The caller rings the doorbells after the commit.
 WITH submitted AS MATERIALIZED (
     SELECT jobrunner.uuid_v7() AS id, batch.*,
-           greatest(coalesce(batch.run_at,
-                             now() + make_interval(secs => coalesce(batch.delay_seconds, 0))),
-                    now()) AS starts_at
+           jobrunner.start_time(batch.run_at, batch.delay_seconds) AS starts_at
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
                 $7::int[], $8::timestamptz[], $9::float8[], $10::interval[], $11::text[])
          WITH ORDINALITY
