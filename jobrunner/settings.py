@@ -46,9 +46,14 @@ class Settings(BaseSettings):
     # started together with PostgreSQL (compose, a restart), it must not die on the race.
     startup_wait: Seconds = 60.0
 
-    # Retries: capped exponential backoff with jitter, in database time.
+    # Retries: capped exponential backoff with jitter, in database time. These are the
+    # defaults for jobs whose row names no backoff (a task's or a submission's own).
     backoff_base: Seconds = 1.0
     backoff_cap: Seconds = 3600.0
+    # A job whose task this worker does not know (a deploy in progress) is put back this long
+    # without spending an attempt, at most this many times; then it retries as a failure.
+    unknown_task_delay: Seconds = 30.0
+    unknown_task_max_deferrals: int = Field(default=20, ge=0, le=1000)
 
     # Maintenance: promotion of due jobs, lease rescue, pruning, periodic tasks.
     maintenance_interval: Seconds = 1.0

@@ -70,10 +70,12 @@ class NewJobs:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """One attempt's end, as the worker reports it. kind: succeeded|cancelled|failed|retry.
+    """One attempt's end, as the worker reports it. kind: succeeded|cancelled|failed|retry|defer
+    (job_record_outcomes says what each makes of the job).
 
     result_json and error_json are already JSON text, so one unencodable result fails its own
-    attempt instead of the whole batch it is written with.
+    attempt instead of the whole batch it is written with. retry_delay: seconds to wait
+    before the next attempt; None for a retry waits the job's own backoff (on its row).
     """
 
     id: UUID
@@ -81,7 +83,17 @@ class Outcome:
     kind: str
     result_json: str | None = None
     error_json: str | None = None
-    retry_delay: float = 0.0
+    retry_delay: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomePolicy:
+    """The worker's side of job_record_outcomes: the backoff (seconds) for jobs whose row
+    names none, and how many times a job may be deferred before a defer counts."""
+
+    backoff_base: float
+    backoff_cap: float
+    max_deferrals: int
 
 
 async def job_insert(conn: Conn, job: NewJob, *, ring: bool = True) -> Job | None:
@@ -220,7 +232,7 @@ async def job_claim(
 
 
 async def job_record_outcomes(
-    conn: Conn, outcomes: Sequence[Outcome], *, worker_id: str
+    conn: Conn, outcomes: Sequence[Outcome], *, worker_id: str, policy: OutcomePolicy
 ) -> dict[UUID, JobState]:
     """Write outcomes; returns the new state of each one that was accepted (not fenced off)."""
     rows = await conn.fetch(
@@ -232,6 +244,9 @@ async def job_record_outcomes(
         [o.error_json for o in outcomes],
         [o.retry_delay for o in outcomes],
         worker_id,
+        policy.backoff_base,
+        policy.backoff_cap,
+        policy.max_deferrals,
     )
     return {r["id"]: JobState(r["state"]) for r in rows}
 

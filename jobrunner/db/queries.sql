@@ -123,7 +123,16 @@ RETURNING j.id, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.timeout;
 -- name: job_record_outcomes
 -- Record attempt outcomes in one statement. Each is fenced by (id, attempt, worker): if the
 -- job was rescued, cancelled or claimed again meanwhile, that outcome changes nothing.
--- kind: succeeded | cancelled | failed (for good) | retry (retrying while attempts remain).
+-- kind (jobrunner.models.OutcomeKind):
+--   succeeded | cancelled | failed (for good);
+--   retry: retrying while attempts remain, else failed. It waits retry_delay seconds when
+--     the handler named one (Retry(after=...)), else the job's own backoff: a draw between
+--     half and all of least(cap, base * 2^(attempt-1)), from backoff_base / backoff_cap on
+--     the row, or the worker's defaults $8 / $9 (seconds) where those are NULL;
+--   defer: the attempt is given back (not counted) and the job waits retry_delay seconds,
+--     e.g. a task this worker does not know yet during a deploy. After $10 deferrals it
+--     counts as a retry instead, so a job no worker will ever know still ends.
+-- jobrunner.attempt_outcome decides (migration 0006); the planner inlines it.
 -- result and error arrive as JSON text, encoded by the worker as each attempt ends.
 -- Also counts outcomes per minute and queue, and queues a webhook delivery for each job with
 -- a callback URL that reached a terminal state.
@@ -135,13 +144,22 @@ RETURNING j.id, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.timeout;
 -- not 2). job_heartbeat and job_release_many match it the same way.
 WITH recorded AS (
     UPDATE jobrunner.jobs AS j
-    SET state = CASE WHEN o.kind <> 'retry' THEN o.kind
-                     WHEN j.attempt < j.max_attempts THEN 'retrying'
-                     ELSE 'failed' END::jobrunner.job_state,
-        finished_at = CASE WHEN o.kind = 'retry' AND j.attempt < j.max_attempts THEN NULL
-                           ELSE now() END,
-        run_at = CASE WHEN o.kind = 'retry' AND j.attempt < j.max_attempts
-                      THEN now() + make_interval(secs => o.retry_delay)
+    SET state = jobrunner.outcome_state(
+            jobrunner.attempt_outcome(o.kind, j.attempt, j.max_attempts, j.errors, $10)),
+        attempt = j.attempt - (jobrunner.attempt_outcome(
+            o.kind, j.attempt, j.max_attempts, j.errors, $10) = 'deferred')::int,
+        finished_at = CASE WHEN jobrunner.attempt_outcome(
+                                o.kind, j.attempt, j.max_attempts, j.errors, $10)
+                                IN ('retrying', 'deferred') THEN NULL ELSE now() END,
+        run_at = CASE WHEN jobrunner.attempt_outcome(
+                               o.kind, j.attempt, j.max_attempts, j.errors, $10)
+                               IN ('retrying', 'deferred')
+                      THEN now() + make_interval(secs => greatest(0, coalesce(
+                          o.retry_delay,
+                          jobrunner.backoff_delay(
+                              j.attempt,
+                              coalesce(extract(epoch FROM j.backoff_base)::float8, $8::float8),
+                              coalesce(extract(epoch FROM j.backoff_cap)::float8, $9::float8)))))
                       ELSE j.run_at END,
         result = CASE WHEN o.kind = 'succeeded' THEN o.result::jsonb END,
         lease_expires_at = NULL,
@@ -149,15 +167,14 @@ WITH recorded AS (
                       ELSE j.errors || jsonb_build_array(o.error::jsonb || jsonb_build_object(
                           'attempt', j.attempt, 'worker', j.worker_id,
                           'started_at', j.started_at, 'finished_at', now(),
-                          'outcome', CASE WHEN o.kind <> 'retry' THEN o.kind
-                                          WHEN j.attempt < j.max_attempts THEN 'retrying'
-                                          ELSE 'failed' END)) END
+                          'outcome', jobrunner.attempt_outcome(
+                              o.kind, j.attempt, j.max_attempts, j.errors, $10))) END
     FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::text[], $6::float8[],
                 array_fill($7::text, ARRAY[cardinality($1::uuid[])]))
          AS o(id, attempt, kind, result, error, retry_delay, worker)
     WHERE j.id = o.id AND j.attempt = o.attempt AND j.worker_id = o.worker
       AND j.state = 'running'
-    RETURNING j.id, j.queue, j.state, j.owner, j.callback_url
+    RETURNING j.id, j.queue, j.state, j.owner, j.callback_url, j.run_at
 ), counted AS (
     INSERT INTO jobrunner.throughput AS t (minute, queue, succeeded, failed, retried, cancelled)
     SELECT date_trunc('minute', now()), queue,
@@ -174,7 +191,7 @@ WITH recorded AS (
     WHERE callback_url IS NOT NULL AND state IN ('succeeded', 'failed', 'cancelled')
     RETURNING queue
 )
-SELECT recorded.id, recorded.state,
+SELECT recorded.id, recorded.state, recorded.run_at,
        (SELECT count(pg_notify('jobrunner_jobs', 'webhooks'))
         FROM (SELECT 1 FROM webhooks LIMIT 1) AS any_webhook) AS webhooks
 FROM recorded;

@@ -17,7 +17,6 @@ from typing import Any
 
 import structlog
 
-from jobrunner.backoff import retry_delay
 from jobrunner.db.queries import Outcome
 from jobrunner.errors import Cancel, JobrunnerError, Retry
 from jobrunner.models import ClaimedJob
@@ -53,23 +52,20 @@ async def run_attempt(
             raise AttemptStopped() from None
         outcome = _ended(job, "cancelled", "cancelled on request")
     except Retry as exc:
-        delay = exc.after_seconds if exc.after_seconds is not None else _backoff(job, settings)
-        outcome = _ended(job, "retry", str(exc), retry_delay=max(delay, 0.0))
+        delay = None if exc.after_seconds is None else max(exc.after_seconds, 0.0)
+        outcome = _ended(job, "retry", str(exc), retry_delay=delay)
     except Cancel as exc:
         outcome = _ended(job, "cancelled", exc.reason)
     except TimeoutError:
         limit = job.timeout.total_seconds() if job.timeout else 0
-        outcome = _ended(
-            job, "retry", f"timed out after {limit:g}s", retry_delay=_backoff(job, settings)
-        )
+        outcome = _ended(job, "retry", f"timed out after {limit:g}s")
     except JobrunnerError as exc:  # e.g. no such task on this worker, or arguments changed
-        outcome = _ended(job, "retry", str(exc), retry_delay=_backoff(job, settings))
+        outcome = _ended(job, "retry", str(exc))
     except Exception as exc:
         outcome = _ended(
             job,
             "retry",
             f"{type(exc).__name__}: {exc}",
-            retry_delay=_backoff(job, settings),
             trace=traceback.format_exc(),
         )
     log.info(
@@ -109,17 +105,12 @@ def _succeeded(job: ClaimedJob, result: Any) -> Outcome:
 
 
 def _ended(
-    job: ClaimedJob, kind: str, message: str, *, retry_delay: float = 0.0, trace: str | None = None
+    job: ClaimedJob,
+    kind: str,
+    message: str,
+    *,
+    retry_delay: float | None = None,
+    trace: str | None = None,
 ) -> Outcome:
     error = {"error": message} if trace is None else {"error": message, "traceback": trace}
     return Outcome(job.id, job.attempt, kind, error_json=json.dumps(error), retry_delay=retry_delay)
-
-
-def _backoff(job: ClaimedJob, settings: Settings) -> float:
-    try:
-        configured = get_task(job.task).backoff
-    except JobrunnerError:
-        configured = None
-    base = configured.base if configured else settings.backoff_base
-    cap = configured.cap if configured else settings.backoff_cap
-    return retry_delay(job.attempt, base=base, cap=cap)

@@ -144,6 +144,11 @@ class Worker:
         self._heartbeat: Heartbeat | None = None
         self._claim_conn: HeldConnection | None = None
         self._flush_conn: HeldConnection | None = None
+        self._outcome_policy = queries.OutcomePolicy(
+            backoff_base=settings.backoff_base,
+            backoff_cap=settings.backoff_cap,
+            max_deferrals=settings.unknown_task_max_deferrals,
+        )
 
     # ----- public surface -------------------------------------------------------------
 
@@ -465,7 +470,6 @@ class Worker:
                 job.attempt,
                 "retry",
                 error_json='{"error":"worker error"}',
-                retry_delay=self.settings.backoff_base,
             )
         self._report(outcome)
 
@@ -527,7 +531,10 @@ class Worker:
                 assert self._flush_conn is not None
                 try:
                     accepted = await queries.job_record_outcomes(
-                        await self._flush_conn.get(), batch, worker_id=self.worker_id
+                        await self._flush_conn.get(),
+                        batch,
+                        worker_id=self.worker_id,
+                        policy=self._outcome_policy,
                     )
                     failures = 0
                 except DB_ERRORS as exc:

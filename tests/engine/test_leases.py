@@ -11,7 +11,9 @@ import asyncio
 from jobrunner import client
 from jobrunner.db import queries
 from jobrunner.db.pool import Pool
-from jobrunner.db.queries import Outcome
+from jobrunner.db.queries import Outcome, OutcomePolicy
+
+POLICY = OutcomePolicy(backoff_base=0.01, backoff_cap=0.05, max_deferrals=20)
 
 WORKER = "w-lease"
 
@@ -27,7 +29,10 @@ async def test_heartbeat_skips_rows_the_flush_holds_instead_of_deadlocking(pool:
         held = [(job.id, job.attempt) for job in claimed]
         async with flush.transaction():
             await queries.job_record_outcomes(
-                flush, [Outcome(second.id, second.attempt, "succeeded", "1")], worker_id=WORKER
+                flush,
+                [Outcome(second.id, second.attempt, "succeeded", "1")],
+                worker_id=WORKER,
+                policy=POLICY,
             )
             # The flush holds `second`. The heartbeat renews `first` and must not queue behind
             # `second`: had it locked `first` and waited, the flush's next write would close a
@@ -38,7 +43,10 @@ async def test_heartbeat_skips_rows_the_flush_holds_instead_of_deadlocking(pool:
             assert still_held == {first.id: False, second.id: False}
             accepted = await asyncio.wait_for(
                 queries.job_record_outcomes(
-                    flush, [Outcome(first.id, first.attempt, "succeeded", "1")], worker_id=WORKER
+                    flush,
+                    [Outcome(first.id, first.attempt, "succeeded", "1")],
+                    worker_id=WORKER,
+                    policy=POLICY,
                 ),
                 10,
             )

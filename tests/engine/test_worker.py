@@ -7,12 +7,14 @@ from uuid import UUID
 from jobrunner import client
 from jobrunner.db import queries
 from jobrunner.db.pool import Pool
-from jobrunner.db.queries import Outcome
+from jobrunner.db.queries import Outcome, OutcomePolicy
 from jobrunner.models import Job, JobState
 from jobrunner.settings import Settings
 from jobrunner.testing import drain
 from tests.engine.conftest import StartWorker, terminal
 from tests.support.waiting import wait_until
+
+POLICY = OutcomePolicy(backoff_base=0.01, backoff_cap=0.05, max_deferrals=20)
 
 ReadJob = Callable[[UUID], Awaitable[Job]]
 
@@ -132,11 +134,13 @@ async def test_a_stale_outcome_is_refused(pool: Pool) -> None:
         )
         assert second.attempt == first.attempt + 1
         ok = Outcome(job.id, second.attempt, "succeeded", result_json="2")
-        assert await queries.job_record_outcomes(conn, [ok], worker_id="fast") == {
+        assert await queries.job_record_outcomes(conn, [ok], worker_id="fast", policy=POLICY) == {
             job.id: JobState.SUCCEEDED
         }
         late = Outcome(job.id, first.attempt, "succeeded", result_json="999")
-        assert await queries.job_record_outcomes(conn, [late], worker_id="slow") == {}
+        assert (
+            await queries.job_record_outcomes(conn, [late], worker_id="slow", policy=POLICY) == {}
+        )
         final = await client.get_job(job.id, conn=conn)
     assert final.result == 2 and final.worker_id == "fast" and final.attempt == 2
     assert final.errors[0]["error"].startswith("worker lost")
