@@ -3,7 +3,8 @@
 from jobrunner.client import close, configure, enqueue, enqueue_many
 from jobrunner.errors import Cancel, JobrunnerError, Retry
 from jobrunner.models import Job, JobState
-from jobrunner.tasks import Backoff, task
+from jobrunner.options import Backoff
+from jobrunner.tasks import task
 
 __all__ = [
     "Backoff",

@@ -34,7 +34,8 @@ from jobrunner import client
 from jobrunner.db import queries
 from jobrunner.db.migrate import migrate
 from jobrunner.db.pool import Conn, Pool, connect, create_pool
-from jobrunner.models import JobState
+from jobrunner.job_rows import insert_copy, make_rows
+from jobrunner.options import JobOptions
 from jobrunner.settings import Settings
 
 SCRATCH_DB = "jobrunner_bench"
@@ -231,6 +232,13 @@ async def _wait_finished(conn: Conn, workers: Workers, queue: str, timeout: floa
 # ----- rounds ---------------------------------------------------------------------------------
 
 
+async def fill(conn: Conn, count: int, options: JobOptions, chunk: int = 100_000) -> None:
+    """`count` no-op jobs, written as enqueue_many writes them (the insert core's COPY form)."""
+    for start in range(0, count, chunk):
+        rows = make_rows("noop", [{}] * min(chunk, count - start), options)
+        await insert_copy(conn, rows)
+
+
 async def enqueue_round(pool: Pool, opts: Options) -> float:
     """One job per call and per transaction, from `enqueue_callers` concurrent callers, as
     application code calls it: `await client.enqueue(...)` on the configured pool."""
@@ -274,9 +282,7 @@ async def process_round(
     try:
         await workers.ready(conn)
         async with conn.transaction():
-            await queries.bench_jobs_fill(
-                conn, count=opts.jobs, task="noop", queue=QUEUE, state=JobState.QUEUED
-            )
+            await fill(conn, opts.jobs, JobOptions(queue=QUEUE))
             await queries.doorbell_ring(conn, [QUEUE])
         await _wait_finished(conn, workers, QUEUE, timeout=60 + opts.jobs / 200)
         peak = workers.peak_rss_mb()
@@ -417,17 +423,8 @@ class Bench:
     async def _backlog_round(self) -> list[float]:
         o = self.opts
         await queries.bench_jobs_truncate(self.conn)
-        await queries.bench_jobs_fill(
-            self.conn, count=o.backlog, task="noop", queue=BACKLOG_QUEUE, state=JobState.QUEUED
-        )
-        await queries.bench_jobs_fill(
-            self.conn,
-            count=o.backlog,
-            task="noop",
-            queue=QUEUE,
-            state=JobState.SCHEDULED,
-            delay=86400.0,
-        )
+        await fill(self.conn, o.backlog, JobOptions(queue=BACKLOG_QUEUE))
+        await fill(self.conn, o.backlog, JobOptions(queue=QUEUE, delay=86400.0))
         await queries.bench_jobs_vacuum(self.conn)
         beside, _ = await process_round(
             self.dsn, self.conn, o, processes=1, concurrency=o.concurrency

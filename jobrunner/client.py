@@ -11,15 +11,16 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 from uuid import UUID
 
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, Pool, create_pool
 from jobrunner.doorbell import Doorbell
-from jobrunner.errors import InvalidArguments, JobNotFound, JobrunnerError, JobStateConflict
+from jobrunner.errors import JobNotFound, JobrunnerError, JobStateConflict
+from jobrunner.job_rows import insert_copy, insert_one, make_rows
 from jobrunner.models import Job, JobState
-from jobrunner.tasks import get_task
+from jobrunner.options import EnqueueOptions, JobOptions
 
 _pool: Pool | None = None
 _doorbell: Doorbell | None = None
@@ -70,119 +71,29 @@ async def _connection(conn: Conn | None) -> AsyncIterator[Conn]:
         yield acquired
 
 
-def _seconds(value: timedelta | float | None) -> float | None:
-    return value.total_seconds() if isinstance(value, timedelta) else value
-
-
-def _options_error(task: str, message: str) -> InvalidArguments:
-    return InvalidArguments(task, [{"loc": ["options"], "msg": message, "type": "value_error"}])
-
-
-def _check_start(task_name: str, delay: timedelta | float | None, run_at: datetime | None) -> None:
-    if delay is not None and run_at is not None:
-        raise _options_error(task_name, "give delay or run_at, not both")
-    if run_at is not None and run_at.tzinfo is None:
-        raise _options_error(task_name, "run_at must carry a timezone")
-
-
-def _timeout(timeout: timedelta | float | None, task_default: float | None) -> timedelta | None:
-    seconds = _seconds(timeout) if timeout is not None else task_default
-    return timedelta(seconds=seconds) if seconds else None
-
-
-def prepare_job(
-    task_name: str,
-    args: Mapping[str, Any] | None = None,
-    *,
-    delay: timedelta | float | None = None,
-    run_at: datetime | None = None,
-    priority: int | None = None,
-    dedup_key: str | None = None,
-    queue: str | None = None,
-    max_attempts: int | None = None,
-    timeout: timedelta | float | None = None,
-    owner: str | None = None,
-    callback_url: str | None = None,
-) -> queries.NewJob:
-    """A job as `enqueue` would insert it: its task known, its arguments checked, the task's
-    defaults filled in. Raises before anything is written."""
-    task = get_task(task_name)
-    valid_args = task.validate_args(dict(args or {}))
-    _check_start(task.name, delay, run_at)
-    return queries.NewJob(
-        queue=queue or task.queue,
-        task=task.name,
-        args=valid_args,
-        priority=task.priority if priority is None else priority,
-        max_attempts=max_attempts or task.max_attempts,
-        run_at=run_at,
-        delay_seconds=_seconds(delay),
-        timeout=_timeout(timeout, task.timeout),
-        dedup_key=dedup_key,
-        owner=owner,
-        callback_url=callback_url,
-    )
-
-
 async def enqueue(
     task_name: str,
     args: Mapping[str, Any] | None = None,
     *,
     conn: Conn | None = None,
-    delay: timedelta | float | None = None,
-    run_at: datetime | None = None,
-    priority: int | None = None,
-    dedup_key: str | None = None,
-    queue: str | None = None,
-    max_attempts: int | None = None,
-    timeout: timedelta | float | None = None,
-    owner: str | None = None,
-    callback_url: str | None = None,
     doorbell: Doorbell | None = None,
+    **options: Unpack[EnqueueOptions],
 ) -> Job:
     """Validate and insert one job; a live job with the same dedup key is returned instead.
+    The options (queue, priority, max_attempts, timeout, backoff, delay or run_at, dedup_key,
+    owner, callback_url) override the task's defaults.
 
     Without `conn`, the job commits on its own and its queue is rung just after, through the
-    default pool's doorbell. With `conn`, the ring goes out with the caller's transaction,
-    unless `doorbell` is given: then the caller promises `conn` is in no transaction (each
-    statement commits at once) and that the doorbell rings the same database.
+    default pool's doorbell. With `conn` (any asyncpg connection, in your transaction or not),
+    the ring goes out with the caller's transaction, unless `doorbell` is given: then the
+    caller promises `conn` is in no transaction (each statement commits at once) and that the
+    doorbell rings the same database.
     """
-    job = prepare_job(
-        task_name,
-        args,
-        delay=delay,
-        run_at=run_at,
-        priority=priority,
-        dedup_key=dedup_key,
-        queue=queue,
-        max_attempts=max_attempts,
-        timeout=timeout,
-        owner=owner,
-        callback_url=callback_url,
-    )
-    return await insert_job(job, conn=conn, doorbell=doorbell)
-
-
-async def insert_job(
-    job: queries.NewJob, *, conn: Conn | None = None, doorbell: Doorbell | None = None
-) -> Job:
-    """Insert a job `prepare_job` made (rings as `enqueue` says)."""
-    ring_after = doorbell if conn is not None else _doorbell
-    async with _connection(conn) as c:
-        # A live duplicate can finish between our insert and our read; then insert again.
-        for _ in range(5):
-            inserted = await queries.job_insert(c, job, ring=ring_after is None)
-            if inserted is not None:
-                if ring_after is not None and inserted.state is JobState.QUEUED:
-                    ring_after.ring(inserted.queue)
-                return inserted
-            assert job.dedup_key is not None
-            existing = await queries.job_get_live_by_dedup_key(
-                c, task=job.task, dedup_key=job.dedup_key
-            )
-            if existing is not None:
-                return existing
-    raise JobStateConflict(f"dedup key {job.dedup_key!r} kept changing hands; try again")
+    rows = make_rows(task_name, [args or {}], JobOptions(**options))
+    if conn is not None:
+        return await insert_one(conn, rows, ring_after=doorbell)
+    async with default_pool().acquire() as acquired:
+        return await insert_one(acquired, rows, ring_after=_doorbell)
 
 
 async def enqueue_many(
@@ -190,35 +101,14 @@ async def enqueue_many(
     args_list: Iterable[Mapping[str, Any]],
     *,
     conn: Conn | None = None,
-    delay: timedelta | float | None = None,
-    run_at: datetime | None = None,
-    priority: int | None = None,
-    queue: str | None = None,
-    max_attempts: int | None = None,
-    timeout: timedelta | float | None = None,
-    owner: str | None = None,
+    **options: Unpack[EnqueueOptions],
 ) -> list[UUID]:
     """Validate and insert many jobs of one task in one transaction; returns their ids, in
     the order of `args_list` (which is also the order they are claimed in, other things
     equal). The options are `enqueue`'s, shared by every job; no dedup keys or callbacks."""
-    task = get_task(task_name)
-    args = task.validate_many([a if type(a) is dict else dict(a) for a in args_list])
-    _check_start(task.name, delay, run_at)
-    if not args:
-        return []
-    jobs = queries.NewJobs(
-        queue=queue or task.queue,
-        task=task.name,
-        args=args,
-        priority=task.priority if priority is None else priority,
-        max_attempts=max_attempts or task.max_attempts,
-        run_at=run_at,
-        delay_seconds=_seconds(delay),
-        timeout=_timeout(timeout, task.timeout),
-        owner=owner,
-    )
+    rows = make_rows(task_name, list(args_list), JobOptions(**options))
     async with _connection(conn) as c:
-        return await queries.job_insert_many(c, jobs)
+        return await insert_copy(c, rows)
 
 
 async def get_job(

@@ -55,6 +55,8 @@ class Job:
     dedup_key: str | None
     owner: str | None
     callback_url: str | None
+    backoff_base: timedelta | None  # None: the worker's default (JOBRUNNER_BACKOFF_BASE)
+    backoff_cap: timedelta | None
 
     @classmethod
     def from_record(cls, row: Row) -> Job:
@@ -80,6 +82,8 @@ class Job:
             dedup_key=row["dedup_key"],
             owner=row["owner"],
             callback_url=row["callback_url"],
+            backoff_base=row["backoff_base"],
+            backoff_cap=row["backoff_cap"],
         )
 
     @property

@@ -12,14 +12,24 @@ import importlib
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, get_type_hints, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    ParamSpec,
+    TypeVar,
+    Unpack,
+    cast,
+    get_type_hints,
+    overload,
+)
 from uuid import UUID
 
 import pydantic
 from croniter import croniter
 
 from jobrunner.errors import ConfigError, InvalidArguments, UnknownTask
+from jobrunner.options import Backoff, EnqueueOptions
 
 if TYPE_CHECKING:
     from jobrunner.db.pool import Conn
@@ -28,33 +38,9 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Keyword arguments of `.enqueue()` itself; a task may not use them as argument names.
-ENQUEUE_OPTIONS = frozenset(
-    {
-        "conn",
-        "delay",
-        "run_at",
-        "priority",
-        "dedup_key",
-        "queue",
-        "max_attempts",
-        "timeout",
-        "owner",
-        "callback_url",
-    }
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Retry delays: doubling from `base` seconds up to `cap` seconds, with jitter."""
-
-    base: float = 1.0
-    cap: float = 3600.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.base <= self.cap:
-            raise ConfigError("backoff needs 0 < base <= cap")
+# Keyword arguments of `.enqueue()` itself (EnqueueOptions' names, and conn); a task may
+# not use them as argument names.
+ENQUEUE_OPTIONS = frozenset({"conn", *EnqueueOptions.__annotations__})
 
 
 @dataclass(eq=False)
@@ -132,61 +118,28 @@ class Task(Generic[P, R]):
         """Call the function directly, as if it were not a task."""
         return self.func(*args, **kwargs)
 
-    async def enqueue(
-        self,
-        *,
-        conn: Conn | None = None,
-        delay: timedelta | float | None = None,
-        run_at: datetime | None = None,
-        priority: int | None = None,
-        dedup_key: str | None = None,
-        queue: str | None = None,
-        max_attempts: int | None = None,
-        timeout: float | None = None,
-        **args: Any,
-    ) -> Job:
-        """Enqueue one job of this task; with `conn`, inside the caller's transaction."""
+    async def enqueue(self, *, conn: Conn | None = None, **kwargs: Any) -> Job:
+        """Enqueue one job of this task; with `conn`, inside the caller's transaction.
+        Keyword arguments named like an option of `jobrunner.enqueue` (queue, priority,
+        max_attempts, timeout, backoff, delay, run_at, dedup_key, owner, callback_url) are
+        options; the rest are the task's arguments."""
         from jobrunner import client  # the client imports tasks; import here to avoid a cycle
 
-        return await client.enqueue(
-            self.name,
-            args,
-            conn=conn,
-            delay=delay,
-            run_at=run_at,
-            priority=priority,
-            dedup_key=dedup_key,
-            queue=queue,
-            max_attempts=max_attempts,
-            timeout=timeout,
-        )
+        options = {k: kwargs.pop(k) for k in ENQUEUE_OPTIONS.intersection(kwargs)}
+        options.pop("conn", None)
+        return await client.enqueue(self.name, kwargs, conn=conn, **options)
 
     async def enqueue_many(
         self,
         args_list: Iterable[dict[str, Any]],
         *,
         conn: Conn | None = None,
-        delay: timedelta | float | None = None,
-        run_at: datetime | None = None,
-        priority: int | None = None,
-        queue: str | None = None,
-        max_attempts: int | None = None,
-        timeout: float | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> list[UUID]:
         """Enqueue one job per argument dict, all in one transaction; returns their ids."""
         from jobrunner import client
 
-        return await client.enqueue_many(
-            self.name,
-            args_list,
-            conn=conn,
-            delay=delay,
-            run_at=run_at,
-            priority=priority,
-            queue=queue,
-            max_attempts=max_attempts,
-            timeout=timeout,
-        )
+        return await client.enqueue_many(self.name, args_list, conn=conn, **options)
 
 
 def _arguments_model(name: str, func: Callable[..., Any]) -> type[pydantic.BaseModel]:

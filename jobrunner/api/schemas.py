@@ -6,7 +6,7 @@ Bodies forbid unknown fields and non-finite numbers, so every bad input is a 422
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -15,7 +15,9 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from jobrunner.accounts import TokenPair, User
 from jobrunner.client import HistoryEntry
+from jobrunner.job_rows import MAX_BACKOFF_SECONDS
 from jobrunner.models import Job, JobState
+from jobrunner.options import Backoff, JobOptions
 
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 MAX_JSON_DEPTH = 32
@@ -172,13 +174,40 @@ class JobCreate(BaseModel):
     run_at: AwareDatetime | None = None
     max_attempts: Annotated[int, Field(ge=1, le=1000, strict=True)] | None = None
     timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400, strict=True)] | None = None
+    # The retry backoff: delays double from base up to cap (seconds); both or neither.
+    backoff_base_seconds: (
+        Annotated[float, Field(gt=0, le=MAX_BACKOFF_SECONDS, strict=True)] | None
+    ) = None
+    backoff_cap_seconds: (
+        Annotated[float, Field(gt=0, le=MAX_BACKOFF_SECONDS, strict=True)] | None
+    ) = None
     callback_url: CallbackUrl | None = None
 
     @model_validator(mode="after")
-    def _one_start_time(self) -> JobCreate:
+    def _consistent(self) -> JobCreate:
         if self.delay_seconds is not None and self.run_at is not None:
             raise ValueError("give delay_seconds or run_at, not both")
+        base, cap = self.backoff_base_seconds, self.backoff_cap_seconds
+        if (base is None) != (cap is None):
+            raise ValueError("give backoff_base_seconds and backoff_cap_seconds together")
+        if base is not None and cap is not None and base > cap:
+            raise ValueError("backoff_base_seconds must not exceed backoff_cap_seconds")
         return self
+
+    def options(self, *, owner: str) -> JobOptions:
+        """The submission's options for the parameter maker (jobrunner.job_rows.make_rows)."""
+        base, cap = self.backoff_base_seconds, self.backoff_cap_seconds
+        return JobOptions(
+            queue=self.queue,
+            priority=self.priority,
+            max_attempts=self.max_attempts,
+            timeout=self.timeout_seconds,
+            backoff=Backoff(base, cap) if base is not None and cap is not None else None,
+            delay=self.delay_seconds,
+            run_at=self.run_at,
+            owner=owner,
+            callback_url=self.callback_url,
+        )
 
 
 class AttemptError(BaseModel):
@@ -213,6 +242,8 @@ JOB_EXAMPLE: dict[str, Any] = {
     "owner": "alice",
     "callback_url": None,
     "dedup_key": None,
+    "backoff_base_seconds": None,
+    "backoff_cap_seconds": None,
 }
 
 
@@ -237,6 +268,11 @@ class JobPublic(BaseModel):
     owner: str | None
     callback_url: str | None
     dedup_key: str | None
+    backoff_base_seconds: float | None = Field(
+        description="Retry delays double from this up to backoff_cap_seconds; null: the "
+        "worker's default."
+    )
+    backoff_cap_seconds: float | None
 
     @classmethod
     def of(cls, job: Job) -> JobPublic:
@@ -260,7 +296,13 @@ class JobPublic(BaseModel):
             owner=job.owner,
             callback_url=job.callback_url,
             dedup_key=job.dedup_key,
+            backoff_base_seconds=_seconds(job.backoff_base),
+            backoff_cap_seconds=_seconds(job.backoff_cap),
         )
+
+
+def _seconds(value: timedelta | None) -> float | None:
+    return value.total_seconds() if value is not None else None
 
 
 class JobStatusPublic(BaseModel):

@@ -26,6 +26,7 @@ from jobrunner.auth import TokenCodec
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, Pool
 from jobrunner.errors import UnknownTask
+from jobrunner.job_rows import JobRows, insert_one, make_rows
 from jobrunner.models import Job
 from jobrunner.settings import Settings
 
@@ -97,18 +98,7 @@ async def submit_job(
         raise UnknownTask(body.task)  # jobrunner's own tasks are not for submitting by hand
     if body.callback_url is not None:
         _check_callback(body.callback_url, settings)
-    job = client.prepare_job(
-        body.task,
-        body.args,
-        delay=body.delay_seconds,
-        run_at=body.run_at,
-        priority=body.priority,
-        queue=body.queue,
-        max_attempts=body.max_attempts,
-        timeout=body.timeout_seconds,
-        owner=me.username,
-        callback_url=body.callback_url,
-    )
+    job = make_rows(body.task, [body.args], body.options(owner=me.username))
     cap = settings.max_unfinished_jobs_per_user
     if idempotency_key is None:
         await ctx.unfinished.admit(ctx.pool, me.username, cap=cap)
@@ -125,7 +115,7 @@ async def _submit_once(
     cap: int,
     me: Submitter,
     body: JobCreate,
-    job: queries.NewJob,
+    job: JobRows,
     idempotency_key: str,
 ) -> tuple[Job, bool]:
     earlier = await _replay(conn, me, body, idempotency_key)
@@ -134,7 +124,7 @@ async def _submit_once(
     await ctx.unfinished.admit(conn, me.username, cap=cap)
     try:
         async with conn.transaction():
-            inserted = await client.insert_job(job, conn=conn)
+            inserted = await insert_one(conn, job)
             claimed = await queries.idempotency_key_claim(
                 conn,
                 owner=me.username,

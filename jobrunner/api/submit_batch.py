@@ -2,8 +2,9 @@
 
 A submission without an Idempotency-Key cost two round trips of its own (check the session,
 insert the job) and a commit. Here, submissions that arrive while a write is in flight wait
-for the next write, and that one checks all their sessions and inserts all their jobs in one
-statement (queries.job_submit_batch): one round trip and one commit for the lot. Nothing
+for the next write, and that one checks all their sessions in one statement
+(queries.session_live_many) and inserts all their jobs in another (job_rows.insert_each, the
+insert core's batch form): two round trips and one commit for the lot. Nothing
 waits on a timer: a lone submission is written at once, and batches grow only while the
 database is busy, so a quiet API answers as fast as before and a busy one does less work per
 job.
@@ -24,9 +25,10 @@ import structlog
 from jobrunner.auth import InvalidToken
 from jobrunner.db import queries
 from jobrunner.db.errors import is_transient
-from jobrunner.db.pool import Pool
+from jobrunner.db.pool import Conn, Pool
 from jobrunner.doorbell import Doorbell
 from jobrunner.errors import DatabaseUnavailable
+from jobrunner.job_rows import JobRows, insert_each
 from jobrunner.models import Job, JobState
 
 log = structlog.get_logger("jobrunner.api")
@@ -35,7 +37,7 @@ log = structlog.get_logger("jobrunner.api")
 @dataclass(frozen=True, slots=True)
 class _Waiting:
     session_id: UUID
-    job: queries.NewJob
+    job: JobRows
     done: asyncio.Future[Job]
 
 
@@ -52,11 +54,11 @@ class SubmitBatcher:
         self._writers: set[asyncio.Task[None]] = set()
         self._waiting: list[_Waiting] = []
 
-    async def submit(self, session_id: UUID, job: queries.NewJob) -> Job:
+    async def submit(self, session_id: UUID, job: JobRows) -> Job:
         """Insert `job` if session `session_id` of the job's owner is live, with whatever
         else is waiting. Raises InvalidToken when the session has ended."""
         if job.dedup_key is not None:  # the batch statement has no conflict to arbitrate
-            raise ValueError("a job with a dedup key is inserted on its own (client.insert_job)")
+            raise ValueError("a job with a dedup key is inserted on its own (insert_one)")
         done: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(session_id, job, done))
         if len(self._writers) < self._max_writers:
@@ -85,7 +87,7 @@ class SubmitBatcher:
     async def _write(self, batch: list[_Waiting]) -> None:
         try:
             async with self._pool.acquire() as conn:
-                jobs = await queries.job_submit_batch(conn, [(w.session_id, w.job) for w in batch])
+                jobs = await _insert_live(conn, batch)
         except Exception as exc:
             await self._failed(batch, exc)
             return
@@ -119,6 +121,18 @@ class SubmitBatcher:
         if self._doorbell is not None:
             for queue in queued:
                 self._doorbell.ring(queue)
+
+
+async def _insert_live(conn: Conn, batch: list[_Waiting]) -> list[Job | None]:
+    """Insert the jobs whose session is live: the jobs in the batch's order, None where the
+    session had ended. The doorbells ring after, from the batcher."""
+    live = await queries.session_live_many(conn, [(w.session_id, w.job.owner or "") for w in batch])
+    inserted = iter(
+        await insert_each(
+            conn, [w.job for w, ok in zip(batch, live, strict=True) if ok], ring=False
+        )
+    )
+    return [next(inserted) if ok else None for ok in live]
 
 
 def _fail(waiting: _Waiting, exc: BaseException) -> None:

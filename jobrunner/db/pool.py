@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TypeAlias, TypeVar, overload
 
@@ -43,7 +44,13 @@ def _decode_jsonb(data: bytes) -> object:
     return _load_json(data[1:].decode())
 
 
+# Connections that have jobrunner's codecs: every one our pools and connect() open, and any
+# caller's own connection that ensure_codecs has seen.
+_WITH_CODECS: weakref.WeakSet[asyncpg.Connection[asyncpg.Record]] = weakref.WeakSet()
+
+
 async def init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    _WITH_CODECS.add(conn)
     await conn.set_type_codec("json", encoder=dump_json, decoder=_load_json, schema="pg_catalog")
     # jsonb travels in binary form: COPY (enqueue_many) takes nothing else.
     await conn.set_type_codec(
@@ -53,6 +60,17 @@ async def init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
         schema="pg_catalog",
         format="binary",
     )
+
+
+async def ensure_codecs(conn: Conn) -> None:
+    """Give `conn` jobrunner's JSON codecs if it has none yet: a caller may enqueue on a plain
+    `asyncpg.connect()` connection, or one of its own pool, inside its own transaction.
+    Costs a round trip once per connection (set_type_codec reads the type), then nothing."""
+    # A pool hands out proxies; the codecs belong to the connection behind (asyncpg keeps it
+    # in the proxy's `_con` slot, the one public way to reach it being the proxy itself).
+    raw = conn._con if isinstance(conn, PoolConnectionProxy) else conn  # type: ignore[attr-defined]
+    if raw is not None and raw not in _WITH_CODECS:
+        await init_connection(raw)
 
 
 async def _roll_back_only(conn: asyncpg.Connection[asyncpg.Record]) -> None:

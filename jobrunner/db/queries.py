@@ -9,14 +9,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from importlib import resources
-from typing import Any, LiteralString, cast
+from typing import TYPE_CHECKING, Any, LiteralString, cast
 from uuid import UUID
 
 from jobrunner.db.ids import time_ordered_ids
 from jobrunner.db.pool import Conn, Pool, dump_json
 from jobrunner.models import ClaimedJob, Job, JobState
+
+if TYPE_CHECKING:
+    from jobrunner.job_rows import JobRows
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
@@ -33,39 +36,6 @@ def _load(text: str) -> dict[str, LiteralString]:
 QUERIES: dict[str, LiteralString] = _load(
     resources.files("jobrunner.db").joinpath("queries.sql").read_text()
 )
-
-
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """One job as job_insert writes it: checked, the task's defaults filled in. It starts at
-    `run_at`, or `delay_seconds` from the database's now, or now."""
-
-    queue: str
-    task: str
-    args: dict[str, Any]
-    priority: int
-    max_attempts: int
-    run_at: datetime | None
-    delay_seconds: float | None
-    timeout: timedelta | None
-    dedup_key: str | None = None
-    owner: str | None = None
-    callback_url: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class NewJobs:
-    """What job_insert_many inserts: one job per entry of `args`, alike in everything else."""
-
-    queue: str
-    task: str
-    args: list[dict[str, Any]]
-    priority: int
-    max_attempts: int
-    run_at: datetime | None  # as NewJob: run_at, or delay_seconds from now, or now
-    delay_seconds: float | None
-    timeout: timedelta | None
-    owner: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,53 +64,73 @@ class OutcomePolicy:
     backoff_base: float
     backoff_cap: float
     max_deferrals: int
+    delivery: JobRows  # a webhook delivery job as the parameter maker makes it (its args unused)
 
 
-async def job_insert(conn: Conn, job: NewJob, *, ring: bool = True) -> Job | None:
-    """Insert one job; None when a live job holds the same dedup key. `ring`: NOTIFY its
-    queue in this transaction (else the caller rings after the commit)."""
+def _made_elsewhere(rows: JobRows) -> tuple[Any, ...]:
+    """The columns of a job a statement inserts itself (a webhook delivery), as bound
+    parameters: queue, task, priority, max_attempts, timeout, backoff base and cap."""
+    return (
+        rows.queue,
+        rows.task,
+        rows.priority,
+        rows.max_attempts,
+        rows.timeout,
+        rows.backoff_base,
+        rows.backoff_cap,
+    )
+
+
+async def job_insert(conn: Conn, rows: JobRows, *, ring: bool = True) -> Job | None:
+    """Insert the one job of `rows`; None when a live job holds the same dedup key. `ring`:
+    NOTIFY its queue in this transaction (else the caller rings after the commit)."""
     row = await conn.fetchrow(
         QUERIES["job_insert"],
-        job.queue,
-        job.task,
-        job.args,
-        job.priority,
-        job.run_at,
-        job.max_attempts,
-        job.timeout,
-        job.dedup_key,
-        job.owner,
-        job.callback_url,
-        job.delay_seconds,
+        rows.queue,
+        rows.task,
+        dump_json(rows.args[0]),
+        rows.priority,
+        rows.run_at,
+        rows.max_attempts,
+        rows.timeout,
+        rows.dedup_key,
+        rows.owner,
+        rows.callback_url,
+        rows.delay_seconds,
+        rows.backoff_base,
+        rows.backoff_cap,
         ring,
     )
     return Job.from_record(row) if row is not None else None
 
 
-async def job_submit_batch(
-    conn: Conn, submissions: Sequence[tuple[UUID, NewJob]]
-) -> list[Job | None]:
-    """Insert each (session id, job) whose session is live, in one statement: the jobs in
-    the submissions' order, None where the session had ended. Jobs carry no dedup key here."""
-    jobs = [job for _, job in submissions]
+async def job_insert_each(conn: Conn, batch: Sequence[JobRows], *, ring: bool) -> list[Job]:
+    """Insert the one job of each JobRows in one statement; the jobs in the batch's order."""
     rows = await conn.fetch(
-        QUERIES["job_submit_batch"],
-        [session_id for session_id, _ in submissions],
-        [job.owner for job in jobs],
-        [job.queue for job in jobs],
-        [job.task for job in jobs],
-        [dump_json(job.args) for job in jobs],  # as text[]: cheaper to send than jsonb[]
-        [job.priority for job in jobs],
-        [job.max_attempts for job in jobs],
-        [job.run_at for job in jobs],
-        [job.delay_seconds for job in jobs],
-        [job.timeout for job in jobs],
-        [job.callback_url for job in jobs],
+        QUERIES["job_insert_each"],
+        [r.queue for r in batch],
+        [r.task for r in batch],
+        [dump_json(r.args[0]) for r in batch],  # as text[]: cheaper to send than jsonb[]
+        [r.priority for r in batch],
+        [r.max_attempts for r in batch],
+        [r.run_at for r in batch],
+        [r.delay_seconds for r in batch],
+        [r.timeout for r in batch],
+        [r.owner for r in batch],
+        [r.callback_url for r in batch],
+        [r.backoff_base for r in batch],
+        [r.backoff_cap for r in batch],
+        ring,
     )
-    inserted: list[Job | None] = [None] * len(submissions)
-    for row in rows:
-        inserted[row["n"] - 1] = Job.from_record(row)
-    return inserted
+    return [Job.from_record(row) for row in rows]
+
+
+async def session_live_many(conn: Conn, sessions: Sequence[tuple[UUID, str]]) -> list[bool]:
+    """For each (session id, username): is that session live? In the order given."""
+    rows = await conn.fetch(
+        QUERIES["session_live_many"], [s[0] for s in sessions], [s[1] for s in sessions]
+    )
+    return [bool(r["live"]) for r in rows]
 
 
 async def doorbell_ring(conn: Conn, queues: Sequence[str]) -> None:
@@ -179,13 +169,13 @@ _JOB_COPY = CopyTarget.parse(QUERIES["job_copy"])
 # would fill the wrong ones (queue and task are both text), so it is refused at import.
 _JOB_COPY_ROW = (
     "id", "queue", "task", "args", "priority", "state", "max_attempts", "run_at", "timeout",
-    "owner",
+    "owner", "backoff_base", "backoff_cap",
 )  # fmt: skip
 if _JOB_COPY.columns != _JOB_COPY_ROW:
     raise RuntimeError(f"job_copy's columns {_JOB_COPY.columns} are not {_JOB_COPY_ROW}")
 
 
-async def job_insert_many(conn: Conn, jobs: NewJobs) -> list[UUID]:
+async def job_insert_many(conn: Conn, jobs: JobRows) -> list[UUID]:
     """Insert the jobs with job_copy after job_insert_many_start, in one transaction (a savepoint
     inside the caller's). Returns their ids, in the order of `jobs.args`.
 
@@ -206,7 +196,7 @@ async def job_insert_many(conn: Conn, jobs: NewJobs) -> list[UUID]:
             columns=_JOB_COPY.columns,
             records=[
                 (job_id, jobs.queue, jobs.task, args, jobs.priority, state, jobs.max_attempts,
-                 run_at, jobs.timeout, jobs.owner)
+                 run_at, jobs.timeout, jobs.owner, jobs.backoff_base, jobs.backoff_cap)
                 for job_id, args in zip(ids, jobs.args, strict=True)
             ],
         )  # fmt: skip
@@ -247,6 +237,7 @@ async def job_record_outcomes(
         policy.backoff_base,
         policy.backoff_cap,
         policy.max_deferrals,
+        *_made_elsewhere(policy.delivery),
     )
     return {r["id"]: JobState(r["state"]) for r in rows}
 
@@ -299,8 +290,10 @@ async def job_promote_due(conn: Conn, *, limit: int) -> int:
     return sum(int(r["promoted"]) for r in rows)
 
 
-async def job_rescue_expired(conn: Conn, *, limit: int) -> list[tuple[UUID, JobState]]:
-    rows = await conn.fetch(QUERIES["job_rescue_expired"], limit)
+async def job_rescue_expired(
+    conn: Conn, *, limit: int, delivery: JobRows
+) -> list[tuple[UUID, JobState]]:
+    rows = await conn.fetch(QUERIES["job_rescue_expired"], limit, *_made_elsewhere(delivery))
     return [(r["id"], JobState(r["state"])) for r in rows]
 
 
@@ -563,12 +556,6 @@ async def bench_database_drop(conn: Conn) -> None:
 
 async def bench_database_create(conn: Conn) -> None:
     await conn.execute(QUERIES["bench_database_create"])
-
-
-async def bench_jobs_fill(
-    conn: Conn, *, count: int, task: str, queue: str, state: JobState, delay: float = 0.0
-) -> None:
-    await conn.execute(QUERIES["bench_jobs_fill"], count, task, queue, state.value, delay)
 
 
 async def bench_jobs_truncate(conn: Conn) -> None:

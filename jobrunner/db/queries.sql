@@ -3,18 +3,19 @@
 -- Naming: noun_verb, so statements sort by the table they touch.
 
 -- name: job_insert
--- Insert one job and, when $12, ring its queue's doorbell in the same transaction. It runs at
--- $5 (run_at), or $11 seconds from now (delay), or now; always in the database's time. A live
--- job with the same (task, dedup_key) makes this return no row.
+-- Insert one job (jobrunner.job_rows.insert_one) and, when $14, ring its queue's doorbell in
+-- the same transaction. It runs at $5 (run_at), or $11 seconds from now (delay), or now;
+-- always in the database's time. A live job with the same (task, dedup_key) makes this return
+-- no row. $3 arrives as JSON text, so any asyncpg connection can send it.
 WITH timing AS (
     SELECT jobrunner.start_time($5::timestamptz, $11::float8) AS run_at
 ), inserted AS (
     INSERT INTO jobrunner.jobs AS j
         (queue, task, args, priority, state, max_attempts, run_at, timeout, dedup_key, owner,
-         callback_url)
-    SELECT $1, $2, $3, $4,
+         callback_url, backoff_base, backoff_cap)
+    SELECT $1, $2, $3::text::jsonb, $4,
            CASE WHEN timing.run_at > now() THEN 'scheduled' ELSE 'queued' END::jobrunner.job_state,
-           $6, timing.run_at, $7, $8, $9, $10
+           $6, timing.run_at, $7, $8, $9, $10, $12, $13
     FROM timing
     ON CONFLICT (task, dedup_key)
         WHERE dedup_key IS NOT NULL AND state NOT IN ('succeeded', 'failed', 'cancelled')
@@ -24,8 +25,40 @@ WITH timing AS (
 SELECT inserted.*
 FROM inserted
 LEFT JOIN LATERAL (
-    SELECT pg_notify('jobrunner_jobs', inserted.queue) WHERE inserted.state = 'queued' AND $12
+    SELECT pg_notify('jobrunner_jobs', inserted.queue) WHERE inserted.state = 'queued' AND $14
 ) AS doorbell ON true;
+
+-- name: job_insert_each
+-- Insert one job per element of the arrays (jobrunner.job_rows.insert_each: the API's
+-- batched submissions, webhook deliveries), in their order, and when $13 ring the queues of
+-- those ready in the same transaction. Start times as job_insert; no dedup keys. Each row
+-- comes back with `n`, its element's place in the arrays (from 1).
+WITH given AS MATERIALIZED (
+    SELECT jobrunner.uuid_v7() AS id, rows.*,
+           jobrunner.start_time(rows.run_at, rows.delay_seconds) AS starts_at
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::timestamptz[],
+                $7::float8[], $8::interval[], $9::text[], $10::text[], $11::interval[],
+                $12::interval[])
+         WITH ORDINALITY
+         AS rows(queue, task, args, priority, max_attempts, run_at, delay_seconds, timeout,
+                 owner, callback_url, backoff_base, backoff_cap, n)
+    ORDER BY n
+), inserted AS (
+    INSERT INTO jobrunner.jobs AS j
+        (id, queue, task, args, priority, state, max_attempts, run_at, timeout, owner,
+         callback_url, backoff_base, backoff_cap)
+    SELECT id, queue, task, args::jsonb, priority,
+           CASE WHEN starts_at > now() THEN 'scheduled' ELSE 'queued' END::jobrunner.job_state,
+           max_attempts, starts_at, timeout, owner, callback_url, backoff_base, backoff_cap
+    FROM given
+    RETURNING j.*
+)
+SELECT given.n, inserted.*
+FROM inserted JOIN given USING (id)
+LEFT JOIN LATERAL (
+    SELECT pg_notify('jobrunner_jobs', inserted.queue) WHERE inserted.state = 'queued' AND $13
+) AS doorbell ON true
+ORDER BY given.n;
 
 -- name: doorbell_ring
 -- Ring the doorbells of queues $1: after jobs committed without ringing (jobrunner.doorbell),
@@ -59,37 +92,9 @@ FROM timing;
 -- enqueue_many's rows, after job_insert_many_start. Every column comes with the row, so no
 -- default is called per row and PostgreSQL writes them a page at a time. asyncpg's
 -- copy_records_to_table sends it, rebuilt from the table and columns read here.
-COPY jobrunner.jobs (id, queue, task, args, priority, state, max_attempts, run_at, timeout, owner)
+COPY jobrunner.jobs (id, queue, task, args, priority, state, max_attempts, run_at, timeout, owner,
+                    backoff_base, backoff_cap)
 FROM STDIN (FORMAT binary);
-
--- name: job_submit_batch
--- Submissions from many HTTP requests in one statement: the element $1 of each is the session
--- its access token names, $2 its user. A job is inserted only where that session is still live
--- (the same check as session_principal, in the same snapshot); each inserted row comes back
--- with `n`, its element's place in the arrays (from 1), so each request gets its own job. Start
--- times by jobrunner.start_time. The caller rings the doorbells after the commit.
-WITH submitted AS MATERIALIZED (
-    SELECT jobrunner.uuid_v7() AS id, batch.*,
-           jobrunner.start_time(batch.run_at, batch.delay_seconds) AS starts_at
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
-                $7::int[], $8::timestamptz[], $9::float8[], $10::interval[], $11::text[])
-         WITH ORDINALITY
-         AS batch(session_id, owner, queue, task, args, priority, max_attempts, run_at,
-                  delay_seconds, timeout, callback_url, n)
-    JOIN jobrunner.sessions AS s ON s.id = batch.session_id AND s.username = batch.owner
-    WHERE s.revoked_at IS NULL AND s.expires_at > now()
-), inserted AS (
-    INSERT INTO jobrunner.jobs AS j
-        (id, queue, task, args, priority, state, max_attempts, run_at, timeout, owner,
-         callback_url)
-    SELECT id, queue, task, args::jsonb, priority,
-           CASE WHEN starts_at > now() THEN 'scheduled' ELSE 'queued' END::jobrunner.job_state,
-           max_attempts, starts_at, timeout, owner, callback_url
-    FROM submitted
-    RETURNING j.*
-)
-SELECT submitted.n, inserted.*
-FROM inserted JOIN submitted USING (id);
 
 -- name: job_claim
 -- Claim up to $3 queued jobs from the queues $1 for worker $2, holding each for $4 seconds.
@@ -135,7 +140,7 @@ RETURNING j.id, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.timeout;
 -- jobrunner.attempt_outcome decides (migration 0006); the planner inlines it.
 -- result and error arrive as JSON text, encoded by the worker as each attempt ends.
 -- Also counts outcomes per minute and queue, and queues a webhook delivery for each job with
--- a callback URL that reached a terminal state.
+-- a callback URL that reached a terminal state, in the same transaction (none is lost).
 -- One UPDATE over the unnested batch, no second read of the jobs: the new state is worked out
 -- from the row being updated (its attempt against max_attempts).
 -- The worker's id comes in per row (array_fill) and is matched as a join clause: as a filter
@@ -185,14 +190,18 @@ WITH recorded AS (
     SET succeeded = t.succeeded + excluded.succeeded, failed = t.failed + excluded.failed,
         retried = t.retried + excluded.retried, cancelled = t.cancelled + excluded.cancelled
 ), webhooks AS (
-    INSERT INTO jobrunner.jobs (queue, task, args, max_attempts, owner)
-    SELECT 'webhooks', 'jobrunner.deliver_webhook', jsonb_build_object('job_id', id), 10, owner
+    -- The deliveries' rows: $11-$17 are made by the parameter maker (jobrunner.job_rows)
+    -- from the delivery task's defaults; only the job they deliver is filled in here.
+    -- Owned by nobody: a delivery is jobrunner's work, not the user's.
+    INSERT INTO jobrunner.jobs
+        (queue, task, args, priority, max_attempts, timeout, backoff_base, backoff_cap)
+    SELECT $11, $12, jsonb_build_object('job_id', id), $13, $14, $15, $16, $17
     FROM recorded
     WHERE callback_url IS NOT NULL AND state IN ('succeeded', 'failed', 'cancelled')
     RETURNING queue
 )
 SELECT recorded.id, recorded.state, recorded.run_at,
-       (SELECT count(pg_notify('jobrunner_jobs', 'webhooks'))
+       (SELECT count(pg_notify('jobrunner_jobs', $11))
         FROM (SELECT 1 FROM webhooks LIMIT 1) AS any_webhook) AS webhooks
 FROM recorded;
 
@@ -321,9 +330,10 @@ WITH expired AS (
                             WHEN j.attempt < j.max_attempts THEN 'queued' ELSE 'failed' END))
     WHERE j.id = ANY(ARRAY(SELECT id FROM expired))  -- a key lookup in any plan: job_claim
     RETURNING j.id, j.queue, j.state, j.owner, j.callback_url
-), webhooks AS (
-    INSERT INTO jobrunner.jobs (queue, task, args, max_attempts, owner)
-    SELECT 'webhooks', 'jobrunner.deliver_webhook', jsonb_build_object('job_id', id), 10, owner
+), webhooks AS (  -- deliveries as in job_record_outcomes, $2-$8 from the parameter maker
+    INSERT INTO jobrunner.jobs
+        (queue, task, args, priority, max_attempts, timeout, backoff_base, backoff_cap)
+    SELECT $2, $3, jsonb_build_object('job_id', id), $4, $5, $6, $7, $8
     FROM rescued
     WHERE callback_url IS NOT NULL AND state IN ('failed', 'cancelled')
 )
@@ -465,6 +475,16 @@ SELECT u.role
 FROM jobrunner.sessions AS s
 JOIN jobrunner.users AS u ON u.username = s.username
 WHERE s.id = $1 AND s.username = $2 AND s.revoked_at IS NULL AND s.expires_at > now();
+
+-- name: session_live_many
+-- Which of the sessions $1 (each of user $2 at the same place) are live: the same check as
+-- session_principal, for a batch of submissions (jobrunner.api.submit_batch).
+SELECT batch.n, s.id IS NOT NULL AS live
+FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS batch(session_id, username, n)
+LEFT JOIN jobrunner.sessions AS s
+    ON s.id = batch.session_id AND s.username = batch.username
+   AND s.revoked_at IS NULL AND s.expires_at > now()
+ORDER BY batch.n;
 
 -- name: session_principal_take
 -- session_principal, and up to $6 tokens from rate bucket $3 (refilling $4 per second,
@@ -645,12 +665,6 @@ DROP DATABASE IF EXISTS jobrunner_bench WITH (FORCE);
 
 -- name: bench_database_create
 CREATE DATABASE jobrunner_bench;
-
--- name: bench_jobs_fill
--- $1 jobs of task $2 in queue $3, in state $4 (queued or scheduled), due in $5 seconds.
-INSERT INTO jobrunner.jobs (queue, task, args, priority, state, max_attempts, run_at)
-SELECT $3, $2, '{}', 0, $4::jobrunner.job_state, 1, now() + make_interval(secs => $5::float8)
-FROM generate_series(1, $1::int);
 
 -- name: bench_jobs_truncate
 TRUNCATE jobrunner.jobs, jobrunner.throughput;

@@ -18,8 +18,10 @@ import structlog
 from jobrunner.db import queries
 from jobrunner.db.errors import DB_ERRORS
 from jobrunner.db.pool import Conn, Pool
+from jobrunner.job_rows import JobRows
 from jobrunner.models import JobState
 from jobrunner.settings import Settings
+from jobrunner.webhooks import delivery_rows
 from jobrunner.worker.periodic import enqueue_due_periodic
 
 log = structlog.get_logger("jobrunner.maintenance")
@@ -45,6 +47,7 @@ class Maintenance:
     batch: int = 1000
     max_batches_per_step: int = 20
     retention: dict[JobState, float] = field(init=False)
+    _delivery: JobRows = field(init=False, repr=False, default_factory=delivery_rows)
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.max_batches_per_step < 1:
@@ -96,7 +99,7 @@ class Maintenance:
         return total
 
     async def _rescue(self, conn: Conn) -> int:
-        rescued = await queries.job_rescue_expired(conn, limit=self.batch)
+        rescued = await queries.job_rescue_expired(conn, limit=self.batch, delivery=self._delivery)
         for job_id, state in rescued:
             log.warning("lease expired: worker lost", job_id=str(job_id), now=state.value)
         return len(rescued)

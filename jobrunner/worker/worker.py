@@ -42,6 +42,7 @@ from jobrunner.db.pool import Conn, Pool, create_pool, wait_for_database
 from jobrunner.db.queries import Outcome
 from jobrunner.models import ClaimedJob, JobState
 from jobrunner.settings import Settings
+from jobrunner.webhooks import delivery_rows
 from jobrunner.worker.executor import AttemptStopped, run_attempt
 from jobrunner.worker.heartbeat import Heartbeat
 from jobrunner.worker.listener import Listener
@@ -148,6 +149,7 @@ class Worker:
             backoff_base=settings.backoff_base,
             backoff_cap=settings.backoff_cap,
             max_deferrals=settings.unknown_task_max_deferrals,
+            delivery=delivery_rows(),
         )
 
     # ----- public surface -------------------------------------------------------------

@@ -82,6 +82,8 @@ def _job(**changes: object) -> Job:
         dedup_key=None,
         owner=None,
         callback_url=None,
+        backoff_base=None,
+        backoff_cap=None,
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 

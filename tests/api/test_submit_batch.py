@@ -13,12 +13,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from jobrunner import client
 from jobrunner.api.submit_batch import SubmitBatcher
 from jobrunner.auth import InvalidToken
-from jobrunner.db import queries
 from jobrunner.db.pool import Pool
+from jobrunner.job_rows import JobRows, make_rows
 from jobrunner.models import Job
+from jobrunner.options import JobOptions
 from tests.api.conftest import Account, Login
 
 
@@ -28,8 +28,8 @@ def _session_of(app: FastAPI, account: Account) -> UUID:
     return session_id
 
 
-def _job(owner: str, message: Any = None) -> queries.NewJob:
-    return client.prepare_job("echo", {"message": message}, owner=owner)
+def _job(owner: str, message: Any = None) -> JobRows:
+    return make_rows("echo", [{"message": message}], JobOptions(owner=owner))
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ async def test_a_row_the_database_refuses_fails_only_its_own_submission(
     session = _session_of(app, alice)
     # jsonb cannot hold a NUL character: the API refuses it before this point, but any row
     # the database refuses must cost only its own submission.
-    refused = dataclasses.replace(_job("alice"), args={"message": "nul\u0000"})
+    refused = dataclasses.replace(_job("alice"), args=[{"message": "nul\u0000"}])
     answers = await asyncio.gather(
         one_writer.submit(session, _job("alice", 1)),
         one_writer.submit(session, refused),

@@ -12,8 +12,11 @@ from jobrunner import client
 from jobrunner.db import queries
 from jobrunner.db.pool import Pool
 from jobrunner.db.queries import Outcome, OutcomePolicy
+from jobrunner.webhooks import delivery_rows
 
-POLICY = OutcomePolicy(backoff_base=0.01, backoff_cap=0.05, max_deferrals=20)
+POLICY = OutcomePolicy(
+    backoff_base=0.01, backoff_cap=0.05, max_deferrals=20, delivery=delivery_rows()
+)
 
 WORKER = "w-lease"
 

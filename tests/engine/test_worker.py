@@ -11,10 +11,13 @@ from jobrunner.db.queries import Outcome, OutcomePolicy
 from jobrunner.models import Job, JobState
 from jobrunner.settings import Settings
 from jobrunner.testing import drain
+from jobrunner.webhooks import delivery_rows
 from tests.engine.conftest import StartWorker, terminal
 from tests.support.waiting import wait_until
 
-POLICY = OutcomePolicy(backoff_base=0.01, backoff_cap=0.05, max_deferrals=20)
+POLICY = OutcomePolicy(
+    backoff_base=0.01, backoff_cap=0.05, max_deferrals=20, delivery=delivery_rows()
+)
 
 ReadJob = Callable[[UUID], Awaitable[Job]]
 
@@ -128,7 +131,7 @@ async def test_a_stale_outcome_is_refused(pool: Pool) -> None:
             conn, queues=["default"], worker_id="slow", limit=1, lease_seconds=0.001
         )
         await asyncio.sleep(0.01)  # let the tiny lease lapse (creating the fault, not waiting)
-        assert len(await queries.job_rescue_expired(conn, limit=10)) == 1
+        assert len(await queries.job_rescue_expired(conn, limit=10, delivery=delivery_rows())) == 1
         (second,) = await queries.job_claim(
             conn, queues=["default"], worker_id="fast", limit=1, lease_seconds=30
         )

@@ -7,7 +7,7 @@ import os
 import time
 from datetime import timedelta
 
-from jobrunner import Cancel, Retry, task
+from jobrunner import Backoff, Cancel, Retry, task
 
 calls: dict[str, int] = {}
 
@@ -69,3 +69,19 @@ async def block_loop(seconds: float) -> None:
 @task(name="test.suicide", max_attempts=3)
 async def suicide() -> None:
     os.kill(os.getpid(), 9)
+
+
+# Defaults on every setting the parameter maker fills: each way in must write these.
+DEFAULTS_QUEUE = "defaults-q"
+
+
+@task(
+    name="test.with_defaults",
+    queue=DEFAULTS_QUEUE,
+    priority=7,
+    max_attempts=4,
+    timeout=12.5,
+    backoff=Backoff(base=2.0, cap=30.0),
+)
+async def with_defaults(n: int = 0) -> int:
+    return n

@@ -1,0 +1,61 @@
+"""The options a caller may give its jobs, one list for every way in (jobrunner.job_rows)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from typing import TypedDict
+
+from jobrunner.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Retry delays: doubling from `base` seconds up to `cap` seconds, with jitter."""
+
+    base: float = 1.0
+    cap: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.base <= self.cap:
+            raise ConfigError("backoff needs 0 < base <= cap")
+
+
+class EnqueueOptions(TypedDict, total=False):
+    """The keyword options of `enqueue`, `enqueue_many` and `Task.enqueue`, for type checkers;
+    JobOptions holds them at run time (a test checks the two list the same names)."""
+
+    queue: str | None
+    priority: int | None
+    max_attempts: int | None
+    timeout: timedelta | float | None
+    backoff: Backoff | None
+    delay: timedelta | float | None
+    run_at: datetime | None
+    dedup_key: str | None
+    owner: str | None
+    callback_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """What a caller chose for its jobs; None takes the task's default (or now, for the start).
+
+    delay and run_at: give one or neither. dedup_key: a live job of the same task with the
+    same key is returned instead of a new one (single jobs only). owner: the API user the job
+    belongs to. callback_url: where its outcome is posted (webhooks)."""
+
+    queue: str | None = None
+    priority: int | None = None
+    max_attempts: int | None = None
+    timeout: timedelta | float | None = None
+    backoff: Backoff | None = None
+    delay: timedelta | float | None = None
+    run_at: datetime | None = None
+    dedup_key: str | None = None
+    owner: str | None = None
+    callback_url: str | None = None
+
+
+OPTION_NAMES = frozenset(f.name for f in fields(JobOptions))
+NO_OPTIONS = JobOptions()
