@@ -42,6 +42,8 @@ DESCRIPTIONS = {
     "database before it exits with one line saying so.",
     "backoff_base": "First retry delay in seconds; doubles with each attempt (with jitter).",
     "backoff_cap": "Longest retry delay in seconds.",
+    "unknown_task_delay": "Seconds a job of a task no worker knows waits (no attempt spent).",
+    "unknown_task_max_deferrals": "Times such a job is put back before it retries as a failure.",
     "maintenance_interval": "Seconds between maintenance ticks (promote due jobs, rescue "
     "expired leases, prune, periodic tasks).",
     "retention_succeeded": "Seconds a succeeded job is kept before it is deleted.",
