@@ -5,6 +5,11 @@ common.py   settings from flags, output, and the database a command uses
 serving.py  migrate, worker, api, up
 jobs.py     enqueue, jobs ls|show|cancel|retry
 admin.py    users create|list, doctor
+
+Operator tooling the commands use:
+doctor.py   the checks of `jobrunner doctor`
+console.py  how commands print jobs and errors (JSON on stdout, messages on stderr)
+embedded.py the private PostgreSQL `jobrunner up` starts when no database URL is given
 """
 
 from jobrunner.cli.common import database, database_url

@@ -9,7 +9,7 @@ import secrets
 import subprocess
 import sys
 
-from jobrunner import console
+from jobrunner.cli import console
 from jobrunner.cli.common import database, out, settings_from
 from jobrunner.db.pool import Conn, connect
 from jobrunner.errors import ConfigError
@@ -66,7 +66,7 @@ def cmd_users(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from jobrunner import doctor
+    from jobrunner.cli import doctor
 
     settings = settings_from({})
     marks = {"ok": "OK  ", "warn": "WARN", "fail": "FAIL"}

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobrunner import console
-from jobrunner.embedded import EmbeddedPostgres
+from jobrunner.cli import console
+from jobrunner.cli.embedded import EmbeddedPostgres
 from jobrunner.errors import ConfigError
 from jobrunner.settings import Settings
 from jobrunner.tasks import load_task_modules

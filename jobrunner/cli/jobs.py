@@ -10,7 +10,8 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
-from jobrunner import client, console
+from jobrunner import client
+from jobrunner.cli import console
 from jobrunner.cli.common import err, out, settings_from, task_database
 from jobrunner.db import queries
 from jobrunner.errors import ConfigError

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
-def _load(text: str) -> dict[str, LiteralString]:
+def load_queries(text: str) -> dict[str, LiteralString]:
+    """The named statements of a queries.sql-style file: `-- name: x` starts each."""
     parts = _NAME.split(text)
     # parts = [preamble, name1, body1, name2, body2, ...]
     return {
@@ -33,7 +34,7 @@ def _load(text: str) -> dict[str, LiteralString]:
     }
 
 
-QUERIES: dict[str, LiteralString] = _load(
+QUERIES: dict[str, LiteralString] = load_queries(
     resources.files("jobrunner.db").joinpath("queries.sql").read_text()
 )
 
@@ -545,49 +546,6 @@ async def job_latency_recent(
     """(queue, pickup seconds, run seconds) of recently finished jobs."""
     rows = await conn.fetch(QUERIES["job_latency_recent"], seconds, limit)
     return [(r["queue"], r["pickup_seconds"], r["run_seconds"]) for r in rows]
-
-
-# ===== bench =====
-
-
-async def bench_database_drop(conn: Conn) -> None:
-    await conn.execute(QUERIES["bench_database_drop"])
-
-
-async def bench_database_create(conn: Conn) -> None:
-    await conn.execute(QUERIES["bench_database_create"])
-
-
-async def bench_jobs_truncate(conn: Conn) -> None:
-    await conn.execute(QUERIES["bench_jobs_truncate"])
-
-
-async def bench_jobs_vacuum(conn: Conn) -> None:
-    await conn.execute(QUERIES["bench_jobs_vacuum"])
-
-
-async def bench_jobs_unfinished(conn: Conn, *, queue: str) -> bool:
-    return bool(await conn.fetchval(QUERIES["bench_jobs_unfinished"], queue))
-
-
-async def bench_jobs_span(conn: Conn, *, queue: str) -> tuple[int, int, float]:
-    """(succeeded, finished, seconds from the first start to the last finish) of a queue."""
-    row = await conn.fetchrow(QUERIES["bench_jobs_span"], queue)
-    assert row is not None
-    return int(row["succeeded"]), int(row["finished"]), float(row["seconds"] or 0.0)
-
-
-async def bench_jobs_results(conn: Conn, *, task: str) -> dict[UUID, Any]:
-    rows = await conn.fetch(QUERIES["bench_jobs_results"], task)
-    return {r["id"]: r["result"] for r in rows}
-
-
-async def bench_connections_count(conn: Conn, *, application_name: str) -> int:
-    return int(await conn.fetchval(QUERIES["bench_connections_count"], application_name))
-
-
-async def bench_server_version(conn: Conn) -> str:
-    return str(await conn.fetchval(QUERIES["bench_server_version"]))
 
 
 # ----- API: housekeeping (for the maintenance tick) -------------------------------------

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from jobrunner.cli.embedded import EmbeddedPostgres
 from jobrunner.db.pool import Pool
-from jobrunner.embedded import EmbeddedPostgres
 from tests.cli.conftest import Cli, cli_env
 from tests.support.waiting import wait_until
 

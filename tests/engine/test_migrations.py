@@ -5,6 +5,7 @@ import asyncio
 import asyncpg
 import pytest
 
+from jobrunner.bench.queries import QUERIES as BENCH_QUERIES
 from jobrunner.db import migrate
 from jobrunner.db.pool import init_connection
 from jobrunner.db.queries import QUERIES
@@ -48,7 +49,7 @@ async def test_every_named_query_prepares_against_the_schema(db_dsn: str) -> Non
     conn = await asyncpg.connect(db_dsn)
     await init_connection(conn)
     try:
-        for name, sql in QUERIES.items():
+        for name, sql in (QUERIES | BENCH_QUERIES).items():
             try:
                 await conn.prepare(sql)
             except asyncpg.PostgresError as exc:

@@ -26,8 +26,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from jobrunner.cli.embedded import EmbeddedPostgres
 from jobrunner.db.migrate import migrate
-from jobrunner.embedded import EmbeddedPostgres
 from jobrunner.tasks import load_task_modules
 from tests.faults.checks import Db
 from tests.support.fault_tasks import FAULT_TABLES

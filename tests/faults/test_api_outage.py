@@ -17,7 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from jobrunner import accounts
-from jobrunner.embedded import EmbeddedPostgres
+from jobrunner.cli.embedded import EmbeddedPostgres
 from jobrunner.settings import Settings
 from tests.faults.checks import Db, assert_nothing_lost
 from tests.faults.conftest import Figures

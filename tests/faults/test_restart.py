@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from jobrunner.embedded import EmbeddedPostgres
+from jobrunner.cli.embedded import EmbeddedPostgres
 from tests.faults.checks import Db, Producer, assert_nothing_lost, assert_repeats_explained
 from tests.faults.conftest import Figures
 from tests.support.processes import Processes, WorkerOptions, equals, wait_until

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from jobrunner.embedded import EmbeddedPostgres
+from jobrunner.cli.embedded import EmbeddedPostgres
 from tests.faults.checks import Db, assert_nothing_lost
 from tests.faults.conftest import Figures
 from tests.support.processes import Processes, WorkerOptions, wait_until

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import asyncpg
 
+from jobrunner.cli.embedded import EmbeddedPostgres
 from jobrunner.db.migrate import migrate
-from jobrunner.embedded import EmbeddedPostgres
 
 
 @dataclass

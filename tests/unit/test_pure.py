@@ -13,7 +13,7 @@ import jobrunner
 from jobrunner.auth import InvalidToken, TokenCodec
 from jobrunner.backoff import retry_delay
 from jobrunner.db.ids import COUNTER_BITS, time_ordered_ids
-from jobrunner.db.queries import QUERIES, CopyTarget, _load
+from jobrunner.db.queries import QUERIES, CopyTarget, load_queries
 from jobrunner.errors import ConfigError, InvalidArguments
 from jobrunner.settings import Settings
 from jobrunner.tasks import Task, get_task, task
@@ -82,7 +82,7 @@ def test_builtin_tasks_compute_what_the_readme_says() -> None:
 
 
 def test_named_queries_load_from_one_file() -> None:
-    assert _load("-- name: a\nSELECT 1;\n\n-- name: b\n-- doc\nSELECT 2;") == {
+    assert load_queries("-- name: a\nSELECT 1;\n\n-- name: b\n-- doc\nSELECT 2;") == {
         "a": "SELECT 1;",
         "b": "-- doc\nSELECT 2;",
     }

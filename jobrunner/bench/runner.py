@@ -31,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 from jobrunner import client
+from jobrunner.bench import queries as bench_queries
 from jobrunner.db import queries
 from jobrunner.db.migrate import migrate
 from jobrunner.db.pool import Conn, Pool, connect, create_pool
@@ -131,8 +132,8 @@ async def scratch_database(admin_dsn: str) -> AsyncIterator[str]:
     """Create and migrate `jobrunner_bench` beside `admin_dsn`'s database; drop it after."""
     admin = await connect(admin_dsn, role="bench")
     try:
-        await queries.bench_database_drop(admin)
-        await queries.bench_database_create(admin)
+        await bench_queries.bench_database_drop(admin)
+        await bench_queries.bench_database_create(admin)
         dsn = _dsn_for(admin_dsn, SCRATCH_DB)
         conn = await connect(dsn, role="bench")
         try:
@@ -141,7 +142,7 @@ async def scratch_database(admin_dsn: str) -> AsyncIterator[str]:
             await conn.close()
         yield dsn
     finally:
-        await queries.bench_database_drop(admin)
+        await bench_queries.bench_database_drop(admin)
         await admin.close()
 
 
@@ -169,7 +170,7 @@ class Workers:
             "JOBRUNNER_DATABASE_URL": dsn,
             "JOBRUNNER_LOG_LEVEL": "warning",
             "JOBRUNNER_LOG_FORMAT": "json",
-            "JOBRUNNER_TASKS": "jobrunner.bench_tasks",
+            "JOBRUNNER_TASKS": "jobrunner.bench.tasks",
         }
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self._procs = [
@@ -181,7 +182,7 @@ class Workers:
         """Wait until every worker has its pool open (and, with LISTEN, its listener)."""
         role, per_worker = ("jobrunner-listener", 1) if self.listen else ("jobrunner-worker", 2)
         deadline = time.monotonic() + timeout
-        while await queries.bench_connections_count(conn, application_name=role) < (
+        while await bench_queries.bench_connections_count(conn, application_name=role) < (
             self.count * per_worker
         ):
             self._check_alive()
@@ -222,7 +223,7 @@ class Workers:
 
 async def _wait_finished(conn: Conn, workers: Workers, queue: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while await queries.bench_jobs_unfinished(conn, queue=queue):
+    while await bench_queries.bench_jobs_unfinished(conn, queue=queue):
         workers._check_alive()
         if time.monotonic() > deadline:
             raise BenchError(f"jobs of queue {queue!r} still unfinished after {timeout:.0f}s")
@@ -250,7 +251,7 @@ async def enqueue_round(pool: Pool, opts: Options) -> float:
             await client.enqueue("noop")
 
     async with pool.acquire() as conn:
-        await queries.bench_jobs_truncate(conn)
+        await bench_queries.bench_jobs_truncate(conn)
     started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(opts.enqueue_callers)))
     return per_caller * opts.enqueue_callers / (time.perf_counter() - started)
@@ -264,7 +265,7 @@ async def enqueue_many_round(pool: Pool, opts: Options) -> float:
     args: list[dict[str, Any]] = [{} for _ in range(opts.batch)]
     calls = max(1, opts.enqueue_many // opts.batch)
     async with pool.acquire() as conn:
-        await queries.bench_jobs_truncate(conn)
+        await bench_queries.bench_jobs_truncate(conn)
         started = time.perf_counter()
         for _ in range(calls):
             await client.enqueue_many("noop", args, conn=conn)
@@ -288,7 +289,7 @@ async def process_round(
         peak = workers.peak_rss_mb()
     finally:
         await workers.stop()
-    succeeded, finished, seconds = await queries.bench_jobs_span(conn, queue=QUEUE)
+    succeeded, finished, seconds = await bench_queries.bench_jobs_span(conn, queue=QUEUE)
     if succeeded != opts.jobs or finished != opts.jobs:
         raise BenchError(f"{opts.jobs} jobs queued, {succeeded} succeeded, {finished} finished")
     return opts.jobs / seconds, peak
@@ -296,9 +297,9 @@ async def process_round(
 
 async def pickup_round(dsn: str, conn: Conn, opts: Options, *, listen: bool) -> list[float]:
     """Latencies (ms) from an enqueue's commit to its handler's start, at `rate` jobs/s."""
-    from jobrunner.bench_tasks import PICKUP
+    from jobrunner.bench.tasks import PICKUP
 
-    await queries.bench_jobs_truncate(conn)
+    await bench_queries.bench_jobs_truncate(conn)
     workers = Workers(
         dsn, 1, concurrency=opts.concurrency, listen=listen, poll_interval=opts.poll_interval
     )
@@ -313,7 +314,7 @@ async def pickup_round(dsn: str, conn: Conn, opts: Options, *, listen: bool) -> 
         await _wait_finished(conn, workers, QUEUE, timeout=30 + opts.poll_interval * 2)
     finally:
         await workers.stop()
-    started = await queries.bench_jobs_results(conn, task=PICKUP)
+    started = await bench_queries.bench_jobs_results(conn, task=PICKUP)
     if len(started) != len(committed):
         raise BenchError(f"{len(committed)} pickup jobs enqueued, {len(started)} succeeded")
     return [(started[job_id] - at) * 1000 for job_id, at in committed.items()]
@@ -382,7 +383,7 @@ class Bench:
     async def _process(
         self, *, processes: int, concurrency: int, with_rss: bool = False
     ) -> list[float]:
-        await queries.bench_jobs_truncate(self.conn)
+        await bench_queries.bench_jobs_truncate(self.conn)
         rate, rss = await process_round(
             self.dsn, self.conn, self.opts, processes=processes, concurrency=concurrency
         )
@@ -422,14 +423,14 @@ class Bench:
 
     async def _backlog_round(self) -> list[float]:
         o = self.opts
-        await queries.bench_jobs_truncate(self.conn)
+        await bench_queries.bench_jobs_truncate(self.conn)
         await fill(self.conn, o.backlog, JobOptions(queue=BACKLOG_QUEUE))
         await fill(self.conn, o.backlog, JobOptions(queue=QUEUE, delay=86400.0))
-        await queries.bench_jobs_vacuum(self.conn)
+        await bench_queries.bench_jobs_vacuum(self.conn)
         beside, _ = await process_round(
             self.dsn, self.conn, o, processes=1, concurrency=o.concurrency
         )
-        await queries.bench_jobs_truncate(self.conn)
+        await bench_queries.bench_jobs_truncate(self.conn)
         empty, _ = await process_round(
             self.dsn, self.conn, o, processes=1, concurrency=o.concurrency
         )
@@ -451,9 +452,9 @@ class Bench:
         await self.measure(figures, self._http)
 
     async def _http(self) -> list[float]:
-        from jobrunner.bench_http import http_round
+        from jobrunner.bench.http import http_round
 
-        await queries.bench_jobs_truncate(self.conn)
+        await bench_queries.bench_jobs_truncate(self.conn)
         rate, latencies = await http_round(self.dsn, self.opts.http)
         return [rate, percentile(latencies, 50), percentile(latencies, 99)]
 
@@ -484,7 +485,7 @@ async def run(admin_dsn: str, opts: Options) -> dict[str, Any]:
             machine = {
                 "cpus": os.cpu_count(),
                 "python": platform.python_version(),
-                "postgresql": await queries.bench_server_version(conn),
+                "postgresql": await bench_queries.bench_server_version(conn),
                 "platform": platform.platform(),
                 "cpu_check_before_s": cpu_check(),
             }
@@ -554,7 +555,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from jobrunner.cli.common import database_url
     from jobrunner.tasks import load_task_modules
 
-    load_task_modules(["jobrunner.bench_tasks"])
+    load_task_modules(["jobrunner.bench.tasks"])
     opts = options_from(args)
     report = asyncio.run(run(database_url(Settings()), opts))
     print(json.dumps(report, indent=2) if args.json else format_table(report))

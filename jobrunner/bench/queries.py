@@ -1,0 +1,54 @@
+"""Typed wrappers around the statements in jobrunner/bench/queries.sql."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any, LiteralString
+from uuid import UUID
+
+from jobrunner.db.pool import Conn
+from jobrunner.db.queries import load_queries
+
+QUERIES: dict[str, LiteralString] = load_queries(
+    resources.files("jobrunner.bench").joinpath("queries.sql").read_text()
+)
+
+
+async def bench_database_drop(conn: Conn) -> None:
+    await conn.execute(QUERIES["bench_database_drop"])
+
+
+async def bench_database_create(conn: Conn) -> None:
+    await conn.execute(QUERIES["bench_database_create"])
+
+
+async def bench_jobs_truncate(conn: Conn) -> None:
+    await conn.execute(QUERIES["bench_jobs_truncate"])
+
+
+async def bench_jobs_vacuum(conn: Conn) -> None:
+    await conn.execute(QUERIES["bench_jobs_vacuum"])
+
+
+async def bench_jobs_unfinished(conn: Conn, *, queue: str) -> bool:
+    return bool(await conn.fetchval(QUERIES["bench_jobs_unfinished"], queue))
+
+
+async def bench_jobs_span(conn: Conn, *, queue: str) -> tuple[int, int, float]:
+    """(succeeded, finished, seconds from the first start to the last finish) of a queue."""
+    row = await conn.fetchrow(QUERIES["bench_jobs_span"], queue)
+    assert row is not None
+    return int(row["succeeded"]), int(row["finished"]), float(row["seconds"] or 0.0)
+
+
+async def bench_jobs_results(conn: Conn, *, task: str) -> dict[UUID, Any]:
+    rows = await conn.fetch(QUERIES["bench_jobs_results"], task)
+    return {r["id"]: r["result"] for r in rows}
+
+
+async def bench_connections_count(conn: Conn, *, application_name: str) -> int:
+    return int(await conn.fetchval(QUERIES["bench_connections_count"], application_name))
+
+
+async def bench_server_version(conn: Conn) -> str:
+    return str(await conn.fetchval(QUERIES["bench_server_version"]))
