@@ -1,13 +1,22 @@
 """jobrunner's errors, all under one root so callers can catch them together.
 
+Every subclass of `JobrunnerError` is drawn here, with the module it lives in when that is
+not this one (a unit test walks the subclasses and fails on any missing from this tree).
+
     JobrunnerError
     ├── ConfigError          a setting is missing or unsafe; raised at startup
     ├── UnknownTask          no task is registered under that name
     ├── InvalidArguments     arguments do not match the task's signature
     ├── JobNotFound          no such job (or not visible to the caller)
     ├── JobStateConflict     the job is not in a state that allows the change
-    ├── DuplicateJob         a unique key (dedup key, idempotency key) is taken
-    └── DatabaseUnavailable  PostgreSQL cannot be reached right now
+    ├── DatabaseUnavailable  PostgreSQL cannot be reached right now
+    ├── UserExists           (accounts) that username is taken
+    ├── InvalidAccount       (accounts) a username or password does not meet the rules
+    ├── LoginFailed          (accounts) wrong username or password
+    ├── InvalidToken         (auth) a JWT is malformed, expired, or of the wrong kind
+    ├── UnsafeUrl            (webhooks) a callback URL jobrunner refuses to call
+    ├── DeliveryFailed       (webhooks) the receiver did not answer 2xx; retried
+    └── ApiProblem           (api.problems) an HTTP error with its status and headers
 
 Handlers signal their outcome with `Retry` and `Cancel`, which are not errors of jobrunner's.
 """
@@ -45,10 +54,6 @@ class JobNotFound(JobrunnerError):
 
 
 class JobStateConflict(JobrunnerError):
-    pass
-
-
-class DuplicateJob(JobrunnerError):
     pass
 
 

@@ -21,7 +21,6 @@ from jobrunner.auth import InvalidToken
 from jobrunner.db.errors import TRANSIENT_ERRORS
 from jobrunner.errors import (
     DatabaseUnavailable,
-    DuplicateJob,
     InvalidArguments,
     JobNotFound,
     JobrunnerError,
@@ -75,7 +74,6 @@ SCHEMA_MISSING = (
 _STATUS: list[tuple[type[BaseException], int]] = [
     (JobNotFound, 404),
     (JobStateConflict, 409),
-    (DuplicateJob, 409),
     (UserExists, 409),
     (UnknownTask, 422),
     (InvalidAccount, 422),
