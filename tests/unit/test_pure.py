@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-import jobrunner
 from jobrunner.auth import InvalidToken, TokenCodec
 from jobrunner.backoff import retry_delay
 from jobrunner.db.ids import COUNTER_BITS, time_ordered_ids
@@ -87,12 +86,6 @@ def test_named_queries_load_from_one_file() -> None:
         "b": "-- doc\nSELECT 2;",
     }
     assert "job_claim" in QUERIES and "job_record_outcomes" in QUERIES
-
-
-def test_public_surface_is_sorted_and_complete() -> None:
-    assert jobrunner.__all__ == sorted(jobrunner.__all__)
-    for name in jobrunner.__all__:
-        assert hasattr(jobrunner, name)
 
 
 def test_a_cached_access_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -52,3 +52,16 @@ def test_the_app_factory_refuses_a_weak_or_missing_secret_outside_dev_mode() -> 
     with pytest.raises(ConfigError, match="too weak"):
         create_app(Settings(jwt_secret="x" * 31, dev_mode=False))
     create_app(Settings(jwt_secret="x" * 32, dev_mode=False))
+
+
+def test_public_surface_is_sorted_and_equals_the_public_names_of_the_package() -> None:
+    exported = jobrunner.__all__
+    assert exported == sorted(exported)
+    assert [name for name in exported if not hasattr(jobrunner, name)] == []
+    public = {
+        name
+        for name, value in vars(jobrunner).items()
+        if not name.startswith("_") and not isinstance(value, ModuleType)
+    }
+    assert public - set(exported) == set(), "public names missing from __all__"
+    assert set(exported) - public == set(), "__all__ names nothing of that name"
