@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Unpack
 from uuid import UUID
 
@@ -19,7 +18,7 @@ from jobrunner.db.pool import Conn, Pool, create_pool
 from jobrunner.doorbell import Doorbell
 from jobrunner.errors import JobNotFound, JobrunnerError, JobStateConflict
 from jobrunner.job_rows import insert_copy, insert_one, make_rows
-from jobrunner.models import Job, JobState
+from jobrunner.models import HistoryEntry, Job, JobState, QueueCounts
 from jobrunner.options import EnqueueOptions, JobOptions
 
 _pool: Pool | None = None
@@ -149,41 +148,6 @@ async def retry_job(
 
 
 # ----- reads for the API and the dashboard ---------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    """One finished job as the jobrunner.history view shows it."""
-
-    id: UUID
-    queue: str
-    task: str
-    state: JobState
-    attempt: int
-    max_attempts: int
-    owner: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime
-    run_duration: timedelta | None
-    total_duration: timedelta
-    result: Any
-    last_error: str | None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> HistoryEntry:
-        values = {name: row[name] for name in cls.__slots__}
-        values["state"] = JobState(row["state"])
-        return cls(**values)
-
-
-@dataclass(frozen=True, slots=True)
-class QueueCounts:
-    """Jobs of one queue per state; a count equal to `cap` means "at least"."""
-
-    queue: str
-    states: dict[str, int]
-    cap: int
 
 
 async def list_jobs(

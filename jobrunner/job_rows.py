@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from jobrunner.db import queries
@@ -27,7 +27,10 @@ from jobrunner.doorbell import Doorbell
 from jobrunner.errors import InvalidArguments, JobStateConflict
 from jobrunner.models import Job, JobState
 from jobrunner.options import NO_OPTIONS, JobOptions
-from jobrunner.tasks import Task, get_task
+from jobrunner.registry import get_task
+
+if TYPE_CHECKING:  # types only: tasks imports the client, which imports this module
+    from jobrunner.tasks import Task
 
 MAX_BACKOFF_SECONDS = 30 * 86400.0  # the longest backoff cap a job may ask for
 

@@ -105,3 +105,38 @@ class ClaimedJob:
     attempt: int
     max_attempts: int
     timeout: timedelta | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One finished job as the jobrunner.history view shows it."""
+
+    id: UUID
+    queue: str
+    task: str
+    state: JobState
+    attempt: int
+    max_attempts: int
+    owner: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime
+    run_duration: timedelta | None
+    total_duration: timedelta
+    result: Any
+    last_error: str | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> HistoryEntry:
+        values = {name: row[name] for name in cls.__slots__}
+        values["state"] = JobState(row["state"])
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """Jobs of one queue per state; a count equal to `cap` means "at least"."""
+
+    queue: str
+    states: dict[str, int]
+    cap: int

@@ -8,32 +8,20 @@ becoming a job that can only fail.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Generic,
-    ParamSpec,
-    TypeVar,
-    Unpack,
-    cast,
-    get_type_hints,
-    overload,
-)
+from typing import Any, Generic, ParamSpec, TypeVar, Unpack, cast, get_type_hints, overload
 from uuid import UUID
 
 import pydantic
 from croniter import croniter
 
-from jobrunner.errors import ConfigError, InvalidArguments, UnknownTask
+from jobrunner import client, registry
+from jobrunner.db.pool import Conn
+from jobrunner.errors import ConfigError, InvalidArguments
+from jobrunner.models import Job
 from jobrunner.options import Backoff, EnqueueOptions
-
-if TYPE_CHECKING:
-    from jobrunner.db.pool import Conn
-    from jobrunner.models import Job
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -123,8 +111,6 @@ class Task(Generic[P, R]):
         Keyword arguments named like an option of `jobrunner.enqueue` (queue, priority,
         max_attempts, timeout, backoff, delay, run_at, dedup_key, owner, callback_url) are
         options; the rest are the task's arguments."""
-        from jobrunner import client  # the client imports tasks; import here to avoid a cycle
-
         options = {k: kwargs.pop(k) for k in ENQUEUE_OPTIONS.intersection(kwargs)}
         options.pop("conn", None)
         return await client.enqueue(self.name, kwargs, conn=conn, **options)
@@ -137,8 +123,6 @@ class Task(Generic[P, R]):
         **options: Unpack[EnqueueOptions],
     ) -> list[UUID]:
         """Enqueue one job per argument dict, all in one transaction; returns their ids."""
-        from jobrunner import client
-
         return await client.enqueue_many(self.name, args_list, conn=conn, **options)
 
 
@@ -157,9 +141,6 @@ def _arguments_model(name: str, func: Callable[..., Any]) -> type[pydantic.BaseM
     config = pydantic.ConfigDict(extra="forbid", allow_inf_nan=False)
     model_name = "".join(part.title() for part in name.replace(".", "_").split("_")) + "Args"
     return pydantic.create_model(model_name, __config__=config, **fields)
-
-
-_registry: dict[str, Task[Any, Any]] = {}
 
 
 @overload
@@ -205,33 +186,7 @@ def task(
             backoff=backoff,
             cron=cron,
         )
-        existing = _registry.get(task_name)
-        if existing is not None and existing.func is not f:
-            raise ConfigError(f"two tasks are registered as {task_name!r}")
-        _registry[task_name] = registered
+        registry.add(registered)
         return registered
 
     return register(func) if func is not None else register
-
-
-def get_task(name: str) -> Task[Any, Any]:
-    try:
-        return _registry[name]
-    except KeyError:
-        raise UnknownTask(name) from None
-
-
-def registered_tasks() -> list[Task[Any, Any]]:
-    return sorted(_registry.values(), key=lambda t: t.name)
-
-
-def load_task_modules(modules: Iterable[str]) -> None:
-    """Import the built-in tasks and each module named in JOBRUNNER_TASKS."""
-    importlib.import_module("jobrunner.builtin_tasks")
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ConfigError(
-                f"JOBRUNNER_TASKS names {module!r}, which cannot be imported: {exc}"
-            ) from exc

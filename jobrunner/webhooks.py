@@ -33,6 +33,7 @@ import structlog
 
 from jobrunner import accounts, client
 from jobrunner.errors import Cancel, JobNotFound, JobrunnerError
+from jobrunner.job_public import job_payload
 from jobrunner.job_rows import JobRows, make_rows
 from jobrunner.models import Job
 from jobrunner.settings import get_settings
@@ -156,9 +157,7 @@ def message_id(job: Job) -> str:
 
 
 def payload(job: Job) -> bytes:
-    from jobrunner.api.schemas import JobPublic  # pydantic only; keeps this module light
-
-    data = JobPublic.of(job).model_dump(mode="json")
+    data = job_payload(job)
     body = {"type": f"job.{job.state.value}", "timestamp": data["finished_at"], "data": data}
     return json.dumps(body, separators=(",", ":")).encode()
 

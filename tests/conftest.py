@@ -9,7 +9,7 @@ import pytest
 from jobrunner.db.pool import Pool, create_pool
 from jobrunner.logs import configure_logging
 from jobrunner.settings import Settings
-from jobrunner.tasks import load_task_modules
+from jobrunner.task_modules import load_task_modules
 from tests.support.database import (
     Server,
     create_database,

@@ -33,7 +33,7 @@ from jobrunner.auth import TokenCodec
 from jobrunner.db.pool import create_pool, wait_for_database
 from jobrunner.errors import ConfigError
 from jobrunner.settings import Settings
-from jobrunner.tasks import load_task_modules
+from jobrunner.task_modules import load_task_modules
 
 DESCRIPTION = """
 Submit background jobs and follow them. PostgreSQL is the only queue.

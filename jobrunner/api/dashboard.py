@@ -32,7 +32,7 @@ from jobrunner.auth import InvalidToken
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn
 from jobrunner.errors import JobNotFound, JobrunnerError, JobStateConflict
-from jobrunner.tasks import registered_tasks
+from jobrunner.registry import registered_tasks
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 

@@ -14,8 +14,7 @@ from importlib import resources
 from string import Template
 from typing import Any
 
-from jobrunner.client import QueueCounts
-from jobrunner.models import Job, JobState
+from jobrunner.models import Job, JobState, QueueCounts
 
 STATES = [s.value for s in JobState]
 

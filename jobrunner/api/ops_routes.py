@@ -18,7 +18,7 @@ from jobrunner.api.submit import INTERNAL_TASK_PREFIX
 from jobrunner.db import migrate, queries
 from jobrunner.db.pool import Conn
 from jobrunner.errors import ConfigError
-from jobrunner.tasks import registered_tasks
+from jobrunner.registry import registered_tasks
 
 router = APIRouter(tags=["operations"])
 

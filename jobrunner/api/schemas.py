@@ -6,7 +6,7 @@ Bodies forbid unknown fields and non-finite numbers, so every bad input is a 422
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -14,9 +14,13 @@ from uuid import UUID
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from jobrunner.accounts import TokenPair, User
-from jobrunner.client import HistoryEntry
+
+# The job's public shape is shared with webhook bodies, so it lives outside the API package.
+from jobrunner.job_public import JOB_EXAMPLE, JOB_ID
+from jobrunner.job_public import AttemptError as AttemptError
+from jobrunner.job_public import JobPublic as JobPublic
 from jobrunner.job_rows import MAX_BACKOFF_SECONDS
-from jobrunner.models import Job, JobState
+from jobrunner.models import HistoryEntry, Job, JobState
 from jobrunner.options import Backoff, JobOptions
 
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -208,101 +212,6 @@ class JobCreate(BaseModel):
             owner=owner,
             callback_url=self.callback_url,
         )
-
-
-class AttemptError(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    attempt: int | None = None
-    error: str | None = None
-    traceback: str | None = None
-    outcome: str | None = None
-    worker: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-
-
-JOB_ID = "01a207cc-cba6-722f-a0ab-9006fa64fcfc"
-JOB_EXAMPLE: dict[str, Any] = {
-    "id": JOB_ID,
-    "queue": "default",
-    "task": "square_sum",
-    "args": {"data": [1, 2, 3]},
-    "priority": 0,
-    "state": "succeeded",
-    "attempt": 1,
-    "max_attempts": 3,
-    "run_at": "2026-11-23T10:00:00Z",
-    "created_at": "2026-11-23T10:00:00Z",
-    "started_at": "2026-11-23T10:00:00.010Z",
-    "finished_at": "2026-11-23T10:00:00.012Z",
-    "timeout_seconds": None,
-    "cancel_requested": False,
-    "result": 14,
-    "errors": [],
-    "owner": "alice",
-    "callback_url": None,
-    "dedup_key": None,
-    "backoff_base_seconds": None,
-    "backoff_cap_seconds": None,
-}
-
-
-class JobPublic(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [JOB_EXAMPLE]})
-    id: UUID
-    queue: str
-    task: str
-    args: dict[str, Any]
-    priority: int
-    state: JobState
-    attempt: int
-    max_attempts: int
-    run_at: datetime
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    timeout_seconds: float | None
-    cancel_requested: bool
-    result: Any
-    errors: list[AttemptError]
-    owner: str | None
-    callback_url: str | None
-    dedup_key: str | None
-    backoff_base_seconds: float | None = Field(
-        description="Retry delays double from this up to backoff_cap_seconds; null: the "
-        "worker's default."
-    )
-    backoff_cap_seconds: float | None
-
-    @classmethod
-    def of(cls, job: Job) -> JobPublic:
-        return cls(
-            id=job.id,
-            queue=job.queue,
-            task=job.task,
-            args=job.args,
-            priority=job.priority,
-            state=job.state,
-            attempt=job.attempt,
-            max_attempts=job.max_attempts,
-            run_at=job.run_at,
-            created_at=job.created_at,
-            started_at=job.started_at,
-            finished_at=job.finished_at,
-            timeout_seconds=job.timeout.total_seconds() if job.timeout else None,
-            cancel_requested=job.cancel_requested_at is not None,
-            result=job.result,
-            errors=[AttemptError.model_validate(e) for e in job.errors],
-            owner=job.owner,
-            callback_url=job.callback_url,
-            dedup_key=job.dedup_key,
-            backoff_base_seconds=_seconds(job.backoff_base),
-            backoff_cap_seconds=_seconds(job.backoff_cap),
-        )
-
-
-def _seconds(value: timedelta | None) -> float | None:
-    return value.total_seconds() if value is not None else None
 
 
 class JobStatusPublic(BaseModel):

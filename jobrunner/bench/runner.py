@@ -553,7 +553,7 @@ def options_from(args: argparse.Namespace) -> Options:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from jobrunner.cli.common import database_url
-    from jobrunner.tasks import load_task_modules
+    from jobrunner.task_modules import load_task_modules
 
     load_task_modules(["jobrunner.bench.tasks"])
     opts = options_from(args)

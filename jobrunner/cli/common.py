@@ -20,7 +20,7 @@ from jobrunner.cli import console
 from jobrunner.cli.embedded import EmbeddedPostgres
 from jobrunner.errors import ConfigError
 from jobrunner.settings import Settings
-from jobrunner.tasks import load_task_modules
+from jobrunner.task_modules import load_task_modules
 
 
 def settings_from(overrides: dict[str, Any]) -> Settings:

@@ -21,8 +21,9 @@ from jobrunner.db import migrate as migrations
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, connect
 from jobrunner.errors import ConfigError
+from jobrunner.registry import registered_tasks
 from jobrunner.settings import Settings
-from jobrunner.tasks import load_task_modules, registered_tasks
+from jobrunner.task_modules import load_task_modules
 
 Status = Literal["ok", "warn", "fail"]
 MIN_SERVER_VERSION = 130000  # gen_random_uuid() is built in from PostgreSQL 13

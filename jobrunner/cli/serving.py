@@ -12,7 +12,7 @@ from jobrunner.cli.common import Database, database, err, out, settings_from
 from jobrunner.db import migrate as migrations
 from jobrunner.db.pool import connect, wait_for_database
 from jobrunner.settings import Settings
-from jobrunner.tasks import load_task_modules
+from jobrunner.task_modules import load_task_modules
 
 DEMO_ADMIN = "admin"
 

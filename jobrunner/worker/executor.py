@@ -20,8 +20,9 @@ import structlog
 from jobrunner.db.queries import Outcome
 from jobrunner.errors import Cancel, JobrunnerError, Retry
 from jobrunner.models import ClaimedJob
+from jobrunner.registry import get_task
 from jobrunner.settings import Settings
-from jobrunner.tasks import Task, get_task
+from jobrunner.tasks import Task
 
 log = structlog.get_logger("jobrunner.worker")
 

@@ -15,7 +15,7 @@ from croniter import croniter
 from jobrunner import client
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn
-from jobrunner.tasks import registered_tasks
+from jobrunner.registry import registered_tasks
 
 
 def latest_tick(expression: str, now: datetime) -> datetime:

@@ -16,7 +16,8 @@ from jobrunner.db.pool import Pool
 from jobrunner.job_rows import insert_each, make_rows
 from jobrunner.models import Job, JobState
 from jobrunner.options import OPTION_NAMES, EnqueueOptions, JobOptions
-from jobrunner.tasks import ENQUEUE_OPTIONS, get_task
+from jobrunner.registry import get_task
+from jobrunner.tasks import ENQUEUE_OPTIONS
 from jobrunner.webhooks import delivery_rows
 from tests.support.tasks import DEFAULTS_QUEUE, with_defaults
 

@@ -6,8 +6,9 @@ from jobrunner import client
 from jobrunner.db import queries
 from jobrunner.db.pool import Pool
 from jobrunner.models import JobState
+from jobrunner.registry import _registry
 from jobrunner.settings import Settings
-from jobrunner.tasks import _registry, task
+from jobrunner.tasks import task
 from jobrunner.worker.maintenance import Maintenance
 from jobrunner.worker.periodic import enqueue_due_periodic, latest_tick
 

@@ -28,7 +28,7 @@ import pytest
 
 from jobrunner.cli.embedded import EmbeddedPostgres
 from jobrunner.db.migrate import migrate
-from jobrunner.tasks import load_task_modules
+from jobrunner.task_modules import load_task_modules
 from tests.faults.checks import Db
 from tests.support.fault_tasks import FAULT_TABLES
 from tests.support.processes import REPO_ROOT, Processes

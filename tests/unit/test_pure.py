@@ -14,8 +14,9 @@ from jobrunner.backoff import retry_delay
 from jobrunner.db.ids import COUNTER_BITS, time_ordered_ids
 from jobrunner.db.queries import QUERIES, CopyTarget, load_queries
 from jobrunner.errors import ConfigError, InvalidArguments
+from jobrunner.registry import get_task
 from jobrunner.settings import Settings
-from jobrunner.tasks import Task, get_task, task
+from jobrunner.tasks import Task, task
 
 
 def test_backoff_doubles_with_jitter_and_respects_the_cap() -> None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import pkgutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -65,3 +70,100 @@ def test_public_surface_is_sorted_and_equals_the_public_names_of_the_package() -
     }
     assert public - set(exported) == set(), "public names missing from __all__"
     assert set(exported) - public == set(), "__all__ names nothing of that name"
+
+
+# ----- the import graph -----------------------------------------------------------------
+
+PACKAGE_DIR = Path(jobrunner.__file__).parent
+
+
+def _module_file(name: str) -> Path:
+    path = PACKAGE_DIR.parent.joinpath(*name.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def _imported_modules(tree: ast.AST, modules: set[str]) -> Iterator[str]:
+    """The package's modules that `tree` imports, at any depth (an import inside a function
+    closes a circle as surely as one at the top), except under `if TYPE_CHECKING:`, which
+    never runs. `importlib.import_module("jobrunner.x")` with a literal name counts too.
+    `from jobrunner import client` depends on jobrunner.client, not on the package's
+    __init__ (which Python runs first for any submodule, so every module would loop)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in _TYPE_CHECKING:
+            for child in node.orelse:
+                yield from _imported_modules(child, modules)
+            continue
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for alias in node.names:
+                submodule = f"{node.module}.{alias.name}"
+                yield submodule if submodule in modules else node.module
+        elif (
+            isinstance(node, ast.Call)
+            and ast.unparse(node.func) == "importlib.import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            yield str(node.args[0].value)
+        yield from _imported_modules(node, modules)
+
+
+_TYPE_CHECKING = {"TYPE_CHECKING", "typing.TYPE_CHECKING"}
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports."""
+    modules = set(_module_names()) | {"jobrunner"}
+    graph: dict[str, set[str]] = {}
+    for name in modules:
+        tree = ast.parse(_module_file(name).read_text())
+        graph[name] = {m for m in _imported_modules(tree, modules) if m in modules} - {name}
+    return graph
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        if node in path:
+            return [*path[path.index(node) :], node]
+        if node in done:
+            return None
+        path.append(node)
+        for target in sorted(graph[node]):
+            if cycle := visit(target):
+                return cycle
+        path.pop()
+        done.add(node)
+        return None
+
+    for start in sorted(graph):
+        if cycle := visit(start):
+            return cycle
+    return None
+
+
+def test_the_import_graph_of_the_package_has_no_cycle() -> None:
+    graph = _import_graph()
+    assert "jobrunner.client" in graph["jobrunner.tasks"], "the graph misses plain imports"
+    assert _find_cycle(graph) is None, f"import circle: {' -> '.join(_find_cycle(graph) or [])}"
+
+
+def test_a_cycle_in_a_graph_is_found() -> None:
+    assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_every_module_imports_in_a_fresh_interpreter() -> None:
+    """Not only in this one, where conftest has imported much already."""
+    script = "import importlib, sys\nfor name in sys.argv[1:]: importlib.import_module(name)"
+    run = subprocess.run(
+        [sys.executable, "-c", script, *_module_names()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PACKAGE_DIR.parent,
+    )
+    assert run.returncode == 0, run.stderr
