@@ -92,16 +92,13 @@ async def serve(settings: Settings, *, dsn: str, with_worker: bool) -> int:
                 stopped=[name for name, t in tasks.items() if t.done()],
             )
             stop()
-        if pool is not None:
-            await asyncio.wait([tasks["api"]])
-            await client.configure(pool)
         results = await asyncio.gather(*tasks.values(), return_exceptions=True)
         code = _exit_code(dict(zip(tasks, results, strict=True)))
         await exit_if_handlers_stuck(worker, code)
     finally:
         _handle_stop_signals(None)
         if pool is not None:
-            await client.close()  # the worker's client pool, configured again above
+            await client.close()  # the worker's client pool: rings what handlers enqueued
     return code
 
 
@@ -134,8 +131,8 @@ def _handle_stop_signals(stop: Callable[[], None] | None) -> None:
 
 
 async def _client_pool(settings: Settings, dsn: str, worker: Worker) -> Pool | None:
-    """Jobs that enqueue jobs need a client pool that outlives the API's (closed at its
-    shutdown); None when a stop comes before the database does."""
+    """The client's default pool, which jobs that enqueue jobs use (the API keeps a pool of
+    its own); None when a stop comes before the database does."""
     return await wait_for_database(
         lambda: client.configure(dsn), wait=settings.startup_wait, stop=worker.stop_requested
     )

@@ -1,7 +1,9 @@
 """The app factory: `create_app(settings)` builds a FastAPI app with everything wired.
 
-Its lifespan checks the JWT secret, opens the API's pool, points `jobrunner.client` at it,
-loads the task modules and starts the one SSE poller of this process.
+Its lifespan checks the JWT secret, opens the API's pool and its doorbell (kept in
+`app.state`, passed to every `client.*` call: the API never touches the client's process-wide
+default pool, which a worker in the same process owns), loads the task modules and starts the
+one SSE poller of this process.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from jobrunner import client
 from jobrunner.api import (
     auth_routes,
     dashboard,
@@ -31,6 +32,7 @@ from jobrunner.api.submit import SubmitContext
 from jobrunner.api.submit_batch import SubmitBatcher
 from jobrunner.auth import TokenCodec
 from jobrunner.db.pool import create_pool, wait_for_database
+from jobrunner.doorbell import Doorbell
 from jobrunner.errors import ConfigError
 from jobrunner.settings import Settings
 from jobrunner.task_modules import load_task_modules
@@ -73,13 +75,13 @@ def create_app(settings: Settings) -> FastAPI:
             ),
             wait=settings.startup_wait,
         )
-        await client.configure(pool)
-        batcher = SubmitBatcher(pool, client.default_doorbell())
+        doorbell = Doorbell(pool)
+        batcher = SubmitBatcher(pool, doorbell)
         app.state.submit_context = SubmitContext(
             pool, codec, SubmitTokensAhead(settings), UnfinishedJobs(), batcher
         )
         hub = EventHub(pool)
-        app.state.pool, app.state.events = pool, hub
+        app.state.pool, app.state.doorbell, app.state.events = pool, doorbell, hub
         background = [
             asyncio.create_task(hub.run(), name="jobrunner-sse-poller"),
             asyncio.create_task(
@@ -94,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await batcher.drain()
+            await doorbell.flush()  # rings of the last submissions, before their pool goes
             await pool.close()
 
     app = FastAPI(

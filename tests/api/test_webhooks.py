@@ -60,6 +60,13 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 @pytest.fixture
+async def worker_client(pool: Pool) -> Pool:
+    """Point the client's default pool at the test database, as a worker process does at
+    start: the delivery task reads the job and its owner through it (the API has its own)."""
+    return await client.configure(pool)
+
+
+@pytest.fixture
 def allow_loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # The delivery task runs in workers, which read their settings from the environment.
     monkeypatch.setenv("JOBRUNNER_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
@@ -78,6 +85,7 @@ async def test_webhook_is_signed_and_retried_with_a_stable_id(
     receiver: Receiver,
     allow_loopback: None,
     api_settings: Settings,
+    worker_client: Pool,
 ) -> None:
     app.dependency_overrides[deps.get_settings] = lambda: api_settings.model_copy(
         update={"webhook_allowed_networks": ["127.0.0.1/32"]}
@@ -115,7 +123,7 @@ async def test_webhook_is_signed_and_retried_with_a_stable_id(
 
 
 async def test_refused_callback_cancels_the_delivery(
-    http: httpx.AsyncClient,  # the running app points jobrunner.client at this database
+    worker_client: Pool,
     pool: Pool,
     settings: Settings,
     receiver: Receiver,
