@@ -1,9 +1,8 @@
+"""The API under test: the app with its lifespan, an HTTP client on it, and logged-in users."""
+
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -14,9 +13,7 @@ from jobrunner import accounts
 from jobrunner.api.app import create_app
 from jobrunner.db.pool import Pool
 from jobrunner.settings import Settings
-
-SECRET = "test-secret-" + "x" * 40
-PASSWORD = "correct horse battery"
+from tests.support.api import PASSWORD, SECRET, Account, Login
 
 
 @pytest.fixture
@@ -40,16 +37,6 @@ async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-@dataclass
-class Account:
-    username: str
-    headers: dict[str, str]
-    refresh_token: str
-
-
-Login = Callable[..., Awaitable[Account]]
-
-
 @pytest.fixture
 def login(http: httpx.AsyncClient, pool: Pool) -> Login:
     """Make an account (admin through the library, as the CLI does) and log it in."""
@@ -67,12 +54,3 @@ def login(http: httpx.AsyncClient, pool: Pool) -> Login:
         )
 
     return make
-
-
-async def wait_for(condition: Callable[[], Awaitable[bool]], *, timeout: float = 10.0) -> None:
-    """Poll `condition` until it holds; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.02)

@@ -9,7 +9,7 @@ from jobrunner import accounts, client
 from jobrunner.api.app import create_app
 from jobrunner.db.pool import Pool
 from jobrunner.settings import Settings
-from tests.api.conftest import PASSWORD
+from tests.support.api import PASSWORD
 
 
 async def test_the_api_serves_without_touching_the_clients_default_pool(

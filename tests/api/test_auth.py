@@ -16,7 +16,7 @@ from jobrunner.api.limits import ADDRESS_LOGIN_FACTOR
 from jobrunner.db.pool import Pool
 from jobrunner.errors import ConfigError
 from jobrunner.settings import Settings
-from tests.api.conftest import PASSWORD, SECRET, Login
+from tests.support.api import PASSWORD, SECRET, Login
 
 
 async def test_register_then_login_with_form_and_json(http: httpx.AsyncClient) -> None:

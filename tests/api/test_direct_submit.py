@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from jobrunner.api.deps import get_settings
 from jobrunner.settings import Settings
-from tests.api.conftest import Login
+from tests.support.api import Login
 
 VOLATILE = {"id", "run_at", "created_at"}  # differ between any two submissions
 HEADERS_COMPARED = ("content-type", "www-authenticate", "retry-after")

@@ -15,7 +15,8 @@ from jobrunner.db.pool import Pool
 from jobrunner.models import Job, JobState
 from jobrunner.settings import Settings
 from jobrunner.testing import drain
-from tests.api.conftest import Login, wait_for
+from tests.support.api import Login
+from tests.support.waiting import wait_for
 
 
 def _parse(stream: str) -> list[tuple[int, str, dict[str, object]]]:

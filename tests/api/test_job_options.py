@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from jobrunner.db.pool import Pool
-from tests.api.conftest import Login
+from tests.support.api import Login
 from tests.support.tasks import DEFAULTS_QUEUE
 
 TASK = "test.with_defaults"

@@ -9,7 +9,7 @@ import httpx
 from jobrunner.db.pool import Pool
 from jobrunner.settings import Settings
 from jobrunner.testing import drain
-from tests.api.conftest import Login
+from tests.support.api import Login
 
 
 def _nested(depth: int) -> object:

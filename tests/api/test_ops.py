@@ -12,7 +12,7 @@ from jobrunner.api.app import create_app
 from jobrunner.db.pool import Pool
 from jobrunner.settings import Settings
 from jobrunner.testing import drain
-from tests.api.conftest import Login
+from tests.support.api import Login
 from tests.support.database import Server, create_database, drop_database
 
 

@@ -19,7 +19,7 @@ from jobrunner.db.pool import Pool
 from jobrunner.job_rows import JobRows, make_rows
 from jobrunner.models import Job
 from jobrunner.options import JobOptions
-from tests.api.conftest import Account, Login
+from tests.support.api import Account, Login
 
 
 def _session_of(app: FastAPI, account: Account) -> UUID:

@@ -12,7 +12,7 @@ import pytest
 from jobrunner.api.limits import SubmitTokensAhead
 from jobrunner.db.pool import Pool
 from jobrunner.settings import Settings
-from tests.api.conftest import Login
+from tests.support.api import Login
 
 PER_SECOND = 20.0
 BURST = 20

@@ -10,7 +10,7 @@ from jobrunner.api.deps import get_settings
 from jobrunner.db.pool import Pool
 from jobrunner.settings import Settings
 from jobrunner.testing import drain
-from tests.api.conftest import Login
+from tests.support.api import Login
 
 
 async def test_another_users_job_is_exactly_a_missing_one(

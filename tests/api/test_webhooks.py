@@ -18,8 +18,9 @@ from jobrunner.db.pool import Pool
 from jobrunner.settings import Settings, get_settings
 from jobrunner.testing import drain
 from jobrunner.webhooks import UnsafeUrl, check_address, check_url_syntax, resolve, send
-from tests.api.conftest import Login, wait_for
+from tests.support.api import Login
 from tests.support.signatures import signature_valid
+from tests.support.waiting import wait_for
 
 QUEUES = ("default", "webhooks")
 

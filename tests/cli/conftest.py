@@ -1,69 +1,12 @@
-"""Running `python -m jobrunner` as a user would: a subprocess with JOBRUNNER_* variables."""
+"""The `cli` fixture: the CLI against this test's own migrated database."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-JWT_SECRET = "cli-tests-secret-" + "x" * 40
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@dataclass(frozen=True)
-class Cli:
-    env: dict[str, str]
-
-    def run(self, *args: str, stdin: str = "", timeout: float = 60) -> Result:
-        done = subprocess.run(
-            [sys.executable, "-m", "jobrunner", *args],
-            env=self.env,
-            cwd=REPO_ROOT,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        return Result(done.returncode, done.stdout, done.stderr)
-
-    async def start(self, *args: str) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "jobrunner",
-            *args,
-            env=self.env,
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-
-
-def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBRUNNER_")}
-    env.update(
-        JOBRUNNER_DATA_DIR=str(tmp_path / "data"),
-        JOBRUNNER_TASKS="tests.support.tasks",
-        JOBRUNNER_LOG_FORMAT="json",
-        JOBRUNNER_LOG_LEVEL="warning",
-        PYTHONWARNINGS="ignore",
-        **extra,
-    )
-    return env
+from tests.support.cli import JWT_SECRET, Cli, cli_env
 
 
 @pytest.fixture

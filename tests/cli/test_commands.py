@@ -13,8 +13,8 @@ from jobrunner.cli import main
 from jobrunner.db.pool import Pool
 from jobrunner.models import JobState
 from jobrunner.testing import drain
-from tests.cli.conftest import Cli
-from tests.support.waiting import wait_until
+from tests.support.cli import Cli
+from tests.support.waiting import wait_for
 
 COMMANDS = [
     ["up"],
@@ -83,7 +83,7 @@ async def _enqueue_and_drain(cli: Cli, pool: Pool, *args: str) -> tuple[int, str
         async with pool.acquire() as conn:
             return bool(await client.list_jobs(conn=conn, limit=1))
 
-    await wait_until(waiting_job, timeout=30)
+    await wait_for(waiting_job, timeout=30)
     stats = await drain(pool, concurrency=2)
     assert stats.claimed >= 1
     out, err = await asyncio.wait_for(process.communicate(), timeout=30)

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cli.conftest import REPO_ROOT, Cli
-from tests.support.waiting import wait_until
+from tests.support.cli import Cli
+from tests.support.processes import REPO_ROOT
+from tests.support.waiting import wait_for
 
 
 def _compose() -> dict[str, Any]:
@@ -95,7 +96,7 @@ async def test_the_commands_compose_runs_work_together(cli: Cli) -> None:
     api = await compose.start(*services["api"]["command"])
     workers = [await compose.start(*services["worker"]["command"]) for _ in range(2)]
     try:
-        await wait_until(lambda: _healthy(env), timeout=60)
+        await wait_for(lambda: _healthy(env), timeout=60)
         done = await asyncio.to_thread(
             compose.run, "enqueue", "square_sum", "--args", '{"data": [1, 2, 3]}', "--wait"
         )

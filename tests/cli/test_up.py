@@ -13,8 +13,8 @@ import pytest
 
 from jobrunner.cli.embedded import EmbeddedPostgres
 from jobrunner.db.pool import Pool
-from tests.cli.conftest import Cli, cli_env
-from tests.support.waiting import wait_until
+from tests.support.cli import Cli, cli_env
+from tests.support.waiting import wait_for
 
 
 def _free_port() -> int:
@@ -43,7 +43,7 @@ async def test_up_serves_works_and_stops_cleanly_on_sigterm(cli: Cli, pool: Pool
                     assert process.returncode is None, "jobrunner up exited early"
                     return False
 
-            await wait_until(healthy, timeout=60)
+            await wait_for(healthy, timeout=60)
         async with pool.acquire() as conn:
             admins = await conn.fetch("SELECT username, role FROM jobrunner.users")
         assert [(r["username"], r["role"]) for r in admins] == [("admin", "admin")]

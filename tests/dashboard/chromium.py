@@ -11,7 +11,6 @@ import asyncio
 import itertools
 import json
 import shutil
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
+
+from tests.support.waiting import wait_for
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -58,17 +59,14 @@ class Page:
 
     async def wait_for(self, expression: str, *, timeout: float = 20.0) -> Any:
         """Evaluate until truthy (pages load and refresh on their own); the value."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        async def value() -> Any:
             try:
-                value = await self.evaluate(expression)
+                return await self.evaluate(expression)
             except RuntimeError:
-                value = None  # mid-navigation: the context went away
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not true within {timeout:g}s: {expression}")
-            await asyncio.sleep(0.1)
+                return None  # mid-navigation: the context went away
+
+        return await wait_for(value, timeout=timeout, what=expression, interval=0.1)
 
 
 @asynccontextmanager
@@ -87,11 +85,13 @@ async def chromium_page(binary: str, profile: Path) -> AsyncIterator[Page]:
     )
     try:
         port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if time.monotonic() > deadline or process.returncode is not None:
-                raise RuntimeError("chromium did not open its debugging port")
-            await asyncio.sleep(0.05)
+
+        def port_written() -> bool:
+            if process.returncode is not None:
+                raise RuntimeError("chromium exited before it opened its debugging port")
+            return port_file.exists() and bool(port_file.read_text().strip())
+
+        await wait_for(port_written, timeout=30, what="chromium's debugging port", interval=0.05)
         port = int(port_file.read_text().split()[0])
         async with httpx.AsyncClient() as http:
             targets = (await http.get(f"http://127.0.0.1:{port}/json/list")).json()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import JWT_SECRET, Cli, cli_env
+from tests.support.cli import JWT_SECRET, Cli, cli_env
 
 
 @pytest.fixture

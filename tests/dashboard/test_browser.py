@@ -17,9 +17,9 @@ import pytest
 
 from jobrunner import accounts
 from jobrunner.db.pool import Pool
-from tests.cli.conftest import Cli
 from tests.dashboard.chromium import chromium_page, find_chromium
-from tests.support.waiting import wait_until
+from tests.support.cli import Cli
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.browser
 CHROMIUM = find_chromium()
@@ -50,7 +50,7 @@ async def test_log_in_submit_and_watch_a_job_succeed(cli: Cli, pool: Pool, tmp_p
                 except httpx.TransportError:
                     return False
 
-            await wait_until(up, timeout=60)
+            await wait_for(up, timeout=60)
         async with chromium_page(CHROMIUM, tmp_path / "chromium") as page:
             await page.goto(f"{base}/dashboard")
             await page.wait_for("location.pathname === '/dashboard/login'")

@@ -9,11 +9,10 @@ import pytest
 
 from jobrunner import client
 from jobrunner.db.pool import Pool
-from jobrunner.models import Job, JobState
+from jobrunner.models import Job
 from jobrunner.settings import Settings
 from jobrunner.worker.worker import Worker
-
-StartWorker = Callable[..., Awaitable[Worker]]
+from tests.support.workers import StartWorker
 
 
 @pytest.fixture
@@ -42,7 +41,3 @@ def job_state(pool: Pool) -> Callable[[UUID], Awaitable[Job]]:
             return await client.get_job(job_id, conn=conn)
 
     return read
-
-
-def terminal(job: Job) -> bool:
-    return job.state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)

@@ -12,8 +12,8 @@ from jobrunner.models import Job, JobState
 from jobrunner.settings import Settings
 from jobrunner.testing import drain
 from jobrunner.webhooks import delivery_rows
-from tests.engine.conftest import StartWorker, terminal
-from tests.support.waiting import wait_until
+from tests.support.waiting import wait_for
+from tests.support.workers import StartWorker, terminal
 
 POLICY = OutcomePolicy(
     backoff_base=0.01, backoff_cap=0.05, max_deferrals=20, delivery=delivery_rows()
@@ -32,7 +32,7 @@ async def _finished(job_state: ReadJob, job_id: UUID, timeout: float = 15) -> Jo
         job = await job_state(job_id)
         return job if terminal(job) else None
 
-    return await wait_until(probe, timeout=timeout)
+    return await wait_for(probe, timeout=timeout)
 
 
 async def test_each_outcome_maps_to_its_state(
@@ -115,7 +115,7 @@ async def test_two_workers_never_run_one_job_at_once(pool: Pool, start_worker: S
                 )
             )
 
-    await wait_until(all_done, timeout=60)
+    await wait_for(all_done, timeout=60)
     async with pool.acquire() as conn:
         attempts = await conn.fetchval("SELECT sum(attempt) FROM jobrunner.jobs")
         workers = await conn.fetchval("SELECT count(DISTINCT worker_id) FROM jobrunner.jobs")
@@ -162,7 +162,7 @@ async def test_cancel_queued_is_immediate_and_running_stops_its_handler(
     async def is_running() -> bool:
         return (await job_state(running.id)).state is JobState.RUNNING
 
-    await wait_until(is_running)
+    await wait_for(is_running)
     async with pool.acquire() as conn:
         requested = await client.cancel_job(running.id, conn=conn)
     assert requested.state is JobState.RUNNING and requested.cancel_requested_at is not None
@@ -184,7 +184,7 @@ async def test_doorbell_wakes_an_idle_worker_long_before_its_poll(
                 )
             )
 
-    await wait_until(listening)
+    await wait_for(listening)
     # Not waiting for work: giving the worker time to settle into its one-minute poll wait,
     # so only the doorbell can explain a prompt pickup.
     await asyncio.sleep(0.2)
@@ -208,7 +208,7 @@ async def test_stop_drains_short_jobs_and_releases_long_ones(
     async def both_running() -> bool:
         return all([(await job_state(j.id)).state is not JobState.QUEUED for j in (short, long)])
 
-    await wait_until(both_running)
+    await wait_for(both_running)
     worker.request_stop()
     await asyncio.wait_for(run, timeout=15)
     assert (await job_state(short.id)).state is JobState.SUCCEEDED

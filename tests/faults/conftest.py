@@ -19,58 +19,29 @@ import signal
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from jobrunner.cli.embedded import EmbeddedPostgres
-from jobrunner.db.migrate import migrate
 from jobrunner.task_modules import load_task_modules
 from tests.faults.checks import Db
-from tests.support.fault_tasks import FAULT_TABLES
+from tests.support.fault_server import (
+    SERVER_SETTINGS,
+    TEMPLATE,
+    Figures,
+    admin,
+    dsn_for,
+    make_template,
+)
 from tests.support.processes import REPO_ROOT, Processes
 
 load_task_modules(["tests.support.fault_tasks"])
 
 FIGURES_PATH = REPO_ROOT / ".jobrunner" / "fault-figures.json"
-TEMPLATE = "fault_template"
-SERVER_SETTINGS = {
-    "max_connections": "300",
-    # Safe here: the tests crash PostgreSQL, never the machine, so the OS keeps what it wrote.
-    # synchronous_commit stays on: a commit the client saw must survive an immediate stop.
-    "fsync": "off",
-    "full_page_writes": "off",
-    "autovacuum_naptime": "1",
-}
-
-Figures = Callable[..., None]
 _figures: dict[str, dict[str, Any]] = {}
-
-
-async def _admin(dsn: str, *statements: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-async def _make_template(server: EmbeddedPostgres) -> None:
-    await _admin(server.dsn, f"DROP DATABASE IF EXISTS {TEMPLATE}", f"CREATE DATABASE {TEMPLATE}")
-    conn = await asyncpg.connect(_dsn_for(server, TEMPLATE))
-    try:
-        await migrate(conn)
-        await conn.execute(FAULT_TABLES)
-    finally:
-        await conn.close()
-
-
-def _dsn_for(server: EmbeddedPostgres, database: str) -> str:
-    return f"postgresql://postgres@127.0.0.1:{server.port}/{database}"
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +61,7 @@ def fault_server(fault_root: Path) -> Iterator[EmbeddedPostgres]:
     server = EmbeddedPostgres(fault_root / "pgdata", extra_settings=SERVER_SETTINGS)
     server.start()
     try:
-        asyncio.run(_make_template(server))
+        asyncio.run(make_template(server))
         yield server
     finally:
         server.stop("immediate")
@@ -102,12 +73,12 @@ def fault_dsn(fault_server: EmbeddedPostgres) -> Iterator[str]:
     if not fault_server.is_running():  # a test that stopped it and failed before restarting
         fault_server.start()
     name = f"f_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(fault_server.dsn, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
-    yield _dsn_for(fault_server, name)
+    asyncio.run(admin(fault_server.dsn, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+    yield dsn_for(fault_server, name)
     if not fault_server.is_running():
         fault_server.start()
     fault_server.wait_ready()
-    asyncio.run(_admin(fault_server.dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    asyncio.run(admin(fault_server.dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 @pytest.fixture

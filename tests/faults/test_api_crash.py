@@ -25,15 +25,14 @@ import httpx
 
 from jobrunner import accounts
 from tests.faults.checks import Db, assert_nothing_lost, assert_repeats_explained
-from tests.faults.conftest import Figures
+from tests.support.fault_server import Figures
 from tests.support.processes import (
     REPO_ROOT,
     Processes,
     WorkerOptions,
     WorkerProcess,
-    equals,
-    wait_until,
 )
+from tests.support.waiting import equals, wait_for
 
 PASSWORD = "correct horse battery"
 KEYS = 400
@@ -69,14 +68,14 @@ def _start_api(procs: Processes, name: str, port: int) -> WorkerProcess:
     return api
 
 
-async def _wait_ready(http: httpx.AsyncClient, api: WorkerProcess) -> float:
+async def _wait_ready(http: httpx.AsyncClient, api: WorkerProcess) -> None:
     async def ready() -> bool:
         assert api.alive(), f"the API exited: {api.log()[-2000:]}"
         with contextlib.suppress(httpx.TransportError):
             return (await http.get("/readyz")).status_code == 200
         return False
 
-    return await wait_until(ready, 60, what=f"{api.name} ready", interval=0.05)
+    await wait_for(ready, timeout=60, what=f"{api.name} ready", interval=0.05)
 
 
 def _body(i: int) -> dict[str, Any]:
@@ -123,7 +122,9 @@ class Burst:
 
 async def _kill_when(burst: Burst, api: WorkerProcess) -> int:
     """kill -9 the API once KILL_AFTER answers are in; returns the requests in flight then."""
-    await wait_until(lambda: len(burst.answered) >= KILL_AFTER, 60, what="answers before kill")
+    await wait_for(
+        lambda: len(burst.answered) >= KILL_AFTER, timeout=60, what="answers before kill"
+    )
     in_flight = burst.in_flight
     os.kill(api.pid, signal.SIGKILL)
     await api.wait_exit(10)
@@ -192,9 +193,9 @@ async def test_api_killed_mid_burst_idempotency_keys_make_one_job_each(
 
     await _assert_one_job_per_key(db, final)
     ids = list(final.values())
-    await wait_until(lambda: db.all_done(ids), 60, what="every job done")
+    await wait_for(lambda: db.all_done(ids), timeout=60, what="every job done")
     all_done = time.monotonic() - killed
-    await wait_until(lambda: equals(db.unfinished(), 0), 30, what="nothing left unfinished")
+    await wait_for(lambda: equals(db.unfinished(), 0), timeout=30, what="nothing left unfinished")
     await assert_nothing_lost(db, ids)
     assert await assert_repeats_explained(db) == 0  # no worker fault here: each ran once
     assert restarted.alive()

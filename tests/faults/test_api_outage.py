@@ -13,17 +13,16 @@ from pathlib import Path
 from uuid import UUID
 
 import httpx
-import pytest
 from pydantic import SecretStr
 
 from jobrunner import accounts
+from jobrunner.api.app import create_app
 from jobrunner.cli.embedded import EmbeddedPostgres
 from jobrunner.settings import Settings
 from tests.faults.checks import Db, assert_nothing_lost
-from tests.faults.conftest import Figures
-from tests.support.processes import Processes, WorkerOptions, wait_until
-
-app_module = pytest.importorskip("jobrunner.api.app")
+from tests.support.fault_server import Figures
+from tests.support.processes import Processes, WorkerOptions
+from tests.support.waiting import wait_for
 
 PASSWORD = "correct horse battery"
 
@@ -60,7 +59,7 @@ async def test_api_answers_503_while_postgres_restarts(
     )  # fmt: skip
     await accounts.create_user(await db.conn(), username="alice", password=PASSWORD)
     procs.start_worker("w", WorkerOptions(lease_seconds=10.0, heartbeat_interval=0.5))
-    app = app_module.create_app(settings)
+    app = create_app(settings)
     statuses: Counter[int] = Counter()
     accepted: list[UUID] = []
     async with app.router.lifespan_context(app):
@@ -72,20 +71,21 @@ async def test_api_answers_503_while_postgres_restarts(
             stop = asyncio.Event()
             submitting = asyncio.create_task(_submit_until(http, headers, stop, statuses, accepted))
             try:
-                await wait_until(lambda: len(accepted) >= 50, 30, what="submissions flow")
+                await wait_for(lambda: len(accepted) >= 50, timeout=30, what="submissions flow")
                 await asyncio.to_thread(fault_server.stop, "fast")
                 down = time.monotonic()
-                await wait_until(lambda: statuses[503] >= 3, 30, what="503 while away")
+                await wait_for(lambda: statuses[503] >= 3, timeout=30, what="503 while away")
                 await asyncio.sleep(1.0)  # the database stays away a while longer
                 await asyncio.to_thread(fault_server.start)
                 up = time.monotonic()
                 before = len(accepted)
-                back = await wait_until(lambda: len(accepted) >= before + 50, 60,
-                                        what="201s again")  # fmt: skip
+                await wait_for(lambda: len(accepted) >= before + 50, timeout=60,
+                               what="201s again")  # fmt: skip
+                back = time.monotonic() - up
             finally:
                 stop.set()
                 await submitting
-    await wait_until(lambda: db.all_done(accepted), 60, what="every 201 job done")
+    await wait_for(lambda: db.all_done(accepted), timeout=60, what="every 201 job done")
     await assert_nothing_lost(db, accepted)
     assert set(statuses) <= {201, 503}, statuses  # never a 500
     figures(statuses={str(k): v for k, v in sorted(statuses.items())},

@@ -25,12 +25,12 @@ import pytest
 from pydantic import SecretStr
 
 from jobrunner import accounts
+from jobrunner.api.app import create_app
 from jobrunner.settings import Settings
 from tests.faults.checks import Db, assert_nothing_lost, assert_repeats_explained
-from tests.faults.conftest import Figures
-from tests.support.processes import Processes, WorkerOptions, WorkerProcess, equals, wait_until
-
-app_module = pytest.importorskip("jobrunner.api.app")
+from tests.support.fault_server import Figures
+from tests.support.processes import Processes, WorkerOptions, WorkerProcess
+from tests.support.waiting import equals, wait_for
 
 PASSWORD = "correct horse battery"
 REFUSED = "too many connections"
@@ -185,10 +185,10 @@ async def _full_window(
         window.cut = await _exhaust(db, hog, app_dsn)
         window.full_at = time.monotonic()
         refused_before = submitter.statuses[503]
-        await wait_until(lambda: submitter.refused(refused_before + 3), 30,
-                         what="the API answers 503")  # fmt: skip
-        await wait_until(lambda: all(_refusals(w.log()) for w in workers), 30,
-                         what="every worker refused a connection")  # fmt: skip
+        await wait_for(lambda: submitter.refused(refused_before + 3), timeout=30,
+                       what="the API answers 503")  # fmt: skip
+        await wait_for(lambda: all(_refusals(w.log()) for w in workers), timeout=30,
+                       what="every worker refused a connection")  # fmt: skip
         during = await db.enqueue_many(
             "fault.record", [{"n": 1_000_000 + i} for i in range(DURING)], max_attempts=50
         )
@@ -218,7 +218,7 @@ async def test_connection_exhaustion_workers_back_off_api_answers_503(
         submit_rate_per_minute=1_000_000, submit_burst=1_000_000,
     )  # fmt: skip
     await accounts.create_user(await db.conn(), username="alice", password=PASSWORD)
-    app = app_module.create_app(settings)
+    app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
@@ -227,23 +227,25 @@ async def test_connection_exhaustion_workers_back_off_api_answers_503(
             submitter = Submitter(http, {"Authorization": f"Bearer {login.json()['access_token']}"})
             submitting = asyncio.create_task(submitter.run())
             try:
-                await wait_until(lambda: _done_at_least(db, submitter.accepted, 50), 60,
-                                 what="jobs submitted and done")  # fmt: skip
+                await wait_for(lambda: _done_at_least(db, submitter.accepted, 50), timeout=60,
+                               what="jobs submitted and done")  # fmt: skip
                 window, during = await _full_window(db, app_dsn, submitter, workers)
                 accepted_at_free = len(submitter.accepted)
-                api_back = await wait_until(
-                    lambda: len(submitter.accepted) >= accepted_at_free + 20, 60,
+                freed = time.monotonic()
+                await wait_for(
+                    lambda: len(submitter.accepted) >= accepted_at_free + 20, timeout=60,
                     what="201s again",
                 )  # fmt: skip
+                api_back = time.monotonic() - freed
             finally:
                 submitter.stop.set()
                 await submitting
-    await wait_until(lambda: db.all_done(during), 60, what="jobs of the window done")
+    await wait_for(lambda: db.all_done(during), timeout=60, what="jobs of the window done")
     window_done = time.monotonic() - window.freed_at
     ids = [*submitter.accepted, *during]
-    await wait_until(lambda: db.all_done(ids), 60, what="every job done")
+    await wait_for(lambda: db.all_done(ids), timeout=60, what="every job done")
     all_done = time.monotonic() - window.freed_at
-    await wait_until(lambda: equals(db.unfinished(), 0), 60, what="nothing left unfinished")
+    await wait_for(lambda: equals(db.unfinished(), 0), timeout=60, what="nothing left unfinished")
 
     assert all(w.alive() for w in workers), "a worker died instead of waiting for a connection"
     await assert_nothing_lost(db, ids)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 from tests.faults.checks import Db, assert_nothing_lost
-from tests.faults.conftest import Figures
-from tests.support.processes import Processes, WorkerOptions, equals, wait_until
+from tests.support.fault_server import Figures
+from tests.support.processes import Processes, WorkerOptions
+from tests.support.waiting import equals, wait_for
 
 JOBS = 40
 
@@ -20,16 +21,18 @@ async def test_kill9_mid_flight_standby_finishes_after_lease(
     ids = await db.enqueue_many(
         "fault.sleeps_first_run", [{"token": t, "seconds": 60.0} for t in tokens]
     )
-    await wait_until(lambda: equals(db.runs(), JOBS), 30, what="victim runs every job")
+    await wait_for(lambda: equals(db.runs(), JOBS), timeout=30, what="victim runs every job")
     standby = procs.start_worker("standby", WorkerOptions(concurrency=JOBS, lease_seconds=lease))
-    await wait_until(lambda: _listeners(db, 2), 30, what="standby listening")
+    await wait_for(lambda: _listeners(db, 2), timeout=30, what="standby listening")
 
     victim.popen.kill()
     killed_at = time.monotonic()
     await victim.wait_exit(10)
-    rescued = await wait_until(lambda: equals(db.running_on(victim.id_pattern), 0), 30,
-                               what="victim's jobs rescued")  # fmt: skip
-    await wait_until(lambda: db.all_done(ids), 30, what="standby finishes them")
+    exited = time.monotonic()
+    await wait_for(lambda: equals(db.running_on(victim.id_pattern), 0), timeout=30,
+                   what="victim's jobs rescued")  # fmt: skip
+    rescued = time.monotonic() - exited
+    await wait_for(lambda: db.all_done(ids), timeout=30, what="standby finishes them")
     recovered = time.monotonic() - killed_at
 
     jobs = await assert_nothing_lost(db, ids)

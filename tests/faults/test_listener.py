@@ -8,8 +8,9 @@ import signal
 import time
 
 from tests.faults.checks import Db, assert_nothing_lost
-from tests.faults.conftest import Figures
-from tests.support.processes import Processes, WorkerOptions, wait_until
+from tests.support.fault_server import Figures
+from tests.support.processes import Processes, WorkerOptions
+from tests.support.waiting import wait_for
 
 LISTENER = "jobrunner-listener"
 
@@ -23,7 +24,7 @@ async def _one_listener(db: Db) -> int:
         pid = pids[0] if len(pids) == 1 else 0
         return bool(pid)
 
-    await wait_until(found, 30, what="one listener backend")
+    await wait_for(found, timeout=30, what="one listener backend")
     return pid
 
 
@@ -34,7 +35,9 @@ async def _replaced(db: Db, old: int) -> bool:
 
 async def _flows(db: Db, count: int) -> float:
     ids = await db.enqueue_many("fault.pid", [{}] * count)
-    took = await wait_until(lambda: db.all_done(ids), 30, what="jobs still picked up")
+    started = time.monotonic()
+    await wait_for(lambda: db.all_done(ids), timeout=30, what="jobs still picked up")
+    took = time.monotonic() - started
     await assert_nothing_lost(db, ids)
     return took
 
@@ -48,7 +51,7 @@ async def test_terminated_listener_backend_reconnects_and_jobs_flow(
     assert await db.fetchval("SELECT pg_terminate_backend($1)", old)
     killed_at = time.monotonic()
     during = await _flows(db, 20)
-    await wait_until(lambda: _replaced(db, old), 30, what="a new listener backend")
+    await wait_for(lambda: _replaced(db, old), timeout=30, what="a new listener backend")
     reconnected = time.monotonic() - killed_at
     after = await _flows(db, 20)  # and through the new listener
     figures(listener_reconnected_seconds=reconnected, jobs_done_while_reconnecting_seconds=during,
@@ -67,11 +70,11 @@ async def test_frozen_listener_backend_is_replaced_and_jobs_flow(
     frozen_backends.add(old)
     frozen_at = time.monotonic()
     during = await _flows(db, 20)  # polling does not need the listener
-    await wait_until(lambda: _replaced(db, old), 30, what="a new listener backend")
+    await wait_for(lambda: _replaced(db, old), timeout=30, what="a new listener backend")
     replaced = time.monotonic() - frozen_at
     os.kill(old, signal.SIGCONT)
     # Thawed, the old backend finds its client gone and exits.
-    await wait_until(lambda: _gone(db, old), 30, what="the old backend exits")
+    await wait_for(lambda: _gone(db, old), timeout=30, what="the old backend exits")
     after = await _flows(db, 20)
     figures(listener_replaced_seconds=replaced, jobs_done_while_frozen_seconds=during,
             jobs_done_after_seconds=after)  # fmt: skip

@@ -15,8 +15,9 @@ from jobrunner import client
 from jobrunner.db.pool import Conn
 from jobrunner.db.queries import QUERIES
 from tests.faults.checks import Db
-from tests.faults.conftest import Figures
-from tests.support.processes import Processes, WorkerOptions, equals, wait_until
+from tests.support.fault_server import Figures
+from tests.support.processes import Processes, WorkerOptions
+from tests.support.waiting import equals, wait_for
 
 CHUNK = 5000
 LOAD_OPTIONS = WorkerOptions(concurrency=32, lease_seconds=30.0, heartbeat_interval=1.0)
@@ -37,7 +38,7 @@ async def _run_load(db: Db, procs: Processes, figures: Figures, jobs: int) -> No
     await _enqueue_records(db, 0, jobs)
     started = time.monotonic()
     workers = [procs.start_worker(f"load{i}", LOAD_OPTIONS) for i in range(4)]
-    await wait_until(lambda: _succeeded(db, jobs), 60 + jobs / 100, what="all jobs succeed")
+    await wait_for(lambda: _succeeded(db, jobs), timeout=60 + jobs / 100, what="all jobs succeed")
     took = time.monotonic() - started
 
     assert all(w.alive() for w in workers)
@@ -133,10 +134,10 @@ async def _prune_cycles(
     sizes, claim_buffers = [], []
     for cycle in range(3):
         claim_buffers.append(await _enqueue_cycle(db, cycle * jobs, jobs))
-        await wait_until(lambda: equals(db.fetchval("SELECT count(*) FROM jobrunner.jobs"), 0),
-                         60 + jobs / 100, what=f"cycle {cycle} done and pruned")  # fmt: skip
-        await wait_until(functools.partial(_vacuumed, db, time.time()), 180,
-                         what="autovacuum caught up")  # fmt: skip
+        await wait_for(lambda: equals(db.fetchval("SELECT count(*) FROM jobrunner.jobs"), 0),
+                       timeout=60 + jobs / 100, what=f"cycle {cycle} done and pruned")  # fmt: skip
+        await wait_for(functools.partial(_vacuumed, db, time.time()), timeout=180,
+                       what="autovacuum caught up")  # fmt: skip
         sizes.append(await db.fetchval(SIZE_SQL))
     assert await db.fetchval("SELECT count(*) FROM fault_effects") == 3 * jobs
     assert sizes[-1] <= 1.2 * sizes[baseline] + slack, sizes

@@ -8,8 +8,9 @@ import signal
 import time
 
 from tests.faults.checks import Db, assert_nothing_lost
-from tests.faults.conftest import Figures
-from tests.support.processes import Processes, WorkerOptions, equals, wait_until
+from tests.support.fault_server import Figures
+from tests.support.processes import Processes, WorkerOptions
+from tests.support.waiting import equals, wait_for
 
 REFUSED = "outcome refused: the attempt was taken over"
 
@@ -21,17 +22,17 @@ async def test_paused_worker_late_result_and_side_effect_refused(
     # lock (test_frozen_maintenance_holder_does_not_stop_rescue covers that case).
     paused = procs.start_worker("paused", WorkerOptions(maintenance_interval=3600))
     [job_id] = await db.enqueue_many("fault.fenced_write", [{"token": "t", "hold": 1.5}])
-    await wait_until(lambda: equals(db.runs(), 1), 30, what="the handler holds the job")
+    await wait_for(lambda: equals(db.runs(), 1), timeout=30, what="the handler holds the job")
 
     paused.send(signal.SIGSTOP)
     stopped_at = time.monotonic()
     rescuer = procs.start_worker("rescuer")
-    await wait_until(lambda: db.all_done([job_id]), 30, what="rescuer finishes the job")
+    await wait_for(lambda: db.all_done([job_id]), timeout=30, what="rescuer finishes the job")
     taken_over = time.monotonic() - stopped_at
     before = (await db.jobs([job_id]))[job_id]
 
     paused.send(signal.SIGCONT)
-    await wait_until(lambda: REFUSED in paused.log(), 30, what="late outcome refused")
+    await wait_for(lambda: REFUSED in paused.log(), timeout=30, what="late outcome refused")
 
     row = (await assert_nothing_lost(db, [job_id]))[job_id]
     assert dict(row) == dict(before)  # the late result changed nothing
@@ -53,12 +54,14 @@ async def test_frozen_maintenance_holder_does_not_stop_rescue(
     from rescuing expired leases (or promoting due jobs) for as long as it stays frozen."""
     frozen = procs.start_worker("frozen", WorkerOptions(maintenance_interval=0.01))
     [job_id] = await db.enqueue_many("fault.sleeps_first_run", [{"token": "m", "seconds": 60.0}])
-    await wait_until(lambda: equals(db.runs(), 1), 30, what="the handler holds the job")
+    await wait_for(lambda: equals(db.runs(), 1), timeout=30, what="the handler holds the job")
     await _freeze_holding_maintenance_lock(db, frozen.send)
 
     stopped_at = time.monotonic()
     procs.start_worker("rescuer")
-    await wait_until(lambda: db.all_done([job_id]), 30, what="rescued despite a frozen holder")
+    await wait_for(
+        lambda: db.all_done([job_id]), timeout=30, what="rescued despite a frozen holder"
+    )
     figures(lease_seconds=1.0, frozen_holder_to_done_seconds=time.monotonic() - stopped_at)
     row = (await assert_nothing_lost(db, [job_id]))[job_id]
     assert row["attempt"] == 2

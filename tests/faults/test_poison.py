@@ -9,8 +9,9 @@ from uuid import UUID
 
 from jobrunner.models import JobState
 from tests.faults.checks import Db, assert_nothing_lost
-from tests.faults.conftest import Figures
-from tests.support.processes import Processes, Supervisor, WorkerOptions, wait_until
+from tests.support.fault_server import Figures
+from tests.support.processes import Processes, Supervisor, WorkerOptions
+from tests.support.waiting import wait_for
 
 
 async def test_poison_job_fails_after_its_attempts_and_others_flow(
@@ -22,11 +23,16 @@ async def test_poison_job_fails_after_its_attempts_and_others_flow(
         started = time.monotonic()
         [poison] = await db.enqueue_many("test.suicide", [{}])  # max_attempts=3
         others: list[UUID] = []
-        while not await db.all_done([poison]):  # keep other work coming the whole time
-            others += await db.enqueue_many("fault.sleep", [{"seconds": 0.05}] * 5)
-            await asyncio.sleep(0.2)
+
+        async def poison_failed() -> bool:
+            if await db.all_done([poison]):
+                return True
+            others.extend(await db.enqueue_many("fault.sleep", [{"seconds": 0.05}] * 5))
+            return False  # more work comes every poll, the whole time the poison lives
+
+        await wait_for(poison_failed, timeout=120, what="the poison job ends", interval=0.2)
         failed_after = time.monotonic() - started
-        await wait_until(lambda: db.all_done(others), 60, what="other jobs finish")
+        await wait_for(lambda: db.all_done(others), timeout=60, what="other jobs finish")
     finally:
         supervisor.stop.set()
         await supervising

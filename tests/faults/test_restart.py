@@ -10,8 +10,9 @@ import pytest
 
 from jobrunner.cli.embedded import EmbeddedPostgres
 from tests.faults.checks import Db, Producer, assert_nothing_lost, assert_repeats_explained
-from tests.faults.conftest import Figures
-from tests.support.processes import Processes, WorkerOptions, equals, wait_until
+from tests.support.fault_server import Figures
+from tests.support.processes import Processes, WorkerOptions
+from tests.support.waiting import equals, wait_for
 
 
 async def _effects(db: Db) -> int:
@@ -33,27 +34,29 @@ async def test_postgres_restart_under_load_loses_nothing(
     producer = Producer(Db(db.dsn))  # its own connection: the test polls on db meanwhile
     producing = asyncio.create_task(producer.run())
     try:
-        await wait_until(lambda: _at_least(db, 200), 60, what="jobs flowing")
+        await wait_for(lambda: _at_least(db, 200), timeout=60, what="jobs flowing")
         stopping = time.monotonic()
         await asyncio.to_thread(fault_server.stop, mode)
         await asyncio.sleep(1.0)  # the fault window: the database is away
         await asyncio.to_thread(fault_server.start)
         started = time.monotonic()
         before = await _wait_for_answer(db)
-        resumed = await wait_until(lambda: _at_least(db, before + 50), 60, what="work resumes")
+        answered = time.monotonic()
+        await wait_for(lambda: _at_least(db, before + 50), timeout=60, what="work resumes")
+        resumed = time.monotonic() - answered
         accepted_at_restart = len(producer.accepted)
-        await wait_until(lambda: len(producer.accepted) >= accepted_at_restart + 200, 60,
-                         what="submissions resume")  # fmt: skip
+        await wait_for(lambda: len(producer.accepted) >= accepted_at_restart + 200, timeout=60,
+                       what="submissions resume")  # fmt: skip
     finally:
         producer.stop.set()
         await producing
         await producer.db.close()
     ids = list(producer.accepted)
-    await wait_until(lambda: db.all_done(ids), 120, what="every accepted job done")
+    await wait_for(lambda: db.all_done(ids), timeout=120, what="every accepted job done")
     done = time.monotonic() - started
     # Even jobs whose submission we never heard back about (the commit landed, the answer
     # did not) must finish.
-    await wait_until(lambda: equals(db.unfinished(), 0), 60, what="nothing left unfinished")
+    await wait_for(lambda: equals(db.unfinished(), 0), timeout=60, what="nothing left unfinished")
 
     assert all(w.alive() for w in workers), "a worker died instead of reconnecting"
     await assert_nothing_lost(db, ids)
@@ -83,5 +86,5 @@ async def _wait_for_answer(db: Db) -> int:
         seen = await _effects(db)
         return seen >= 0
 
-    await wait_until(answered, 30, what="database answers again")
+    await wait_for(answered, timeout=30, what="database answers again")
     return seen

@@ -9,8 +9,9 @@ import time
 
 from jobrunner.models import JobState
 from tests.faults.checks import Db, assert_nothing_lost
-from tests.faults.conftest import Figures
-from tests.support.processes import Processes, WorkerOptions, equals, wait_until
+from tests.support.fault_server import Figures
+from tests.support.processes import Processes, WorkerOptions
+from tests.support.waiting import equals, wait_for
 
 JOBS = 10
 
@@ -23,7 +24,7 @@ async def test_sigterm_drains_short_jobs_and_exits_0(
     ids = await db.enqueue_many(
         "fault.sleeps_first_run", [{"token": t, "seconds": 0.5} for t in tokens]
     )
-    await wait_until(lambda: equals(db.runs(), JOBS), 30, what="every job running")
+    await wait_for(lambda: equals(db.runs(), JOBS), timeout=30, what="every job running")
 
     worker.send(signal.SIGTERM)
     signalled = time.monotonic()
@@ -47,9 +48,9 @@ async def test_sigterm_releases_long_jobs_at_once_to_another_worker(
     ids = await db.enqueue_many(
         "fault.sleeps_first_run", [{"token": t, "seconds": 120.0} for t in tokens]
     )
-    await wait_until(lambda: equals(db.runs(), JOBS), 30, what="every job running")
+    await wait_for(lambda: equals(db.runs(), JOBS), timeout=30, what="every job running")
     staying = procs.start_worker("staying", options)
-    await wait_until(lambda: _listeners(db, 2), 30, what="second worker listening")
+    await wait_for(lambda: _listeners(db, 2), timeout=30, what="second worker listening")
     leases_end = await db.fetchval(
         "SELECT min(lease_expires_at) FROM jobrunner.jobs WHERE id = any($1::uuid[])", ids
     )
@@ -58,7 +59,7 @@ async def test_sigterm_releases_long_jobs_at_once_to_another_worker(
     signalled = time.monotonic()
     assert await leaving.wait_exit(15) == 0
     exited = time.monotonic() - signalled
-    await wait_until(lambda: db.all_done(ids), 30, what="the other worker finishes them")
+    await wait_for(lambda: db.all_done(ids), timeout=30, what="the other worker finishes them")
     done = time.monotonic() - signalled
 
     jobs = await assert_nothing_lost(db, ids)
@@ -78,7 +79,7 @@ async def test_second_sigterm_skips_the_drain(db: Db, procs: Processes, figures:
     ids = await db.enqueue_many(
         "fault.sleeps_first_run", [{"token": t, "seconds": 120.0} for t in tokens]
     )
-    await wait_until(lambda: equals(db.runs(), JOBS), 30, what="every job running")
+    await wait_for(lambda: equals(db.runs(), JOBS), timeout=30, what="every job running")
 
     worker.send(signal.SIGTERM)
     signalled = time.monotonic()

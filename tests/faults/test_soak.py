@@ -17,8 +17,9 @@ import pytest
 
 from jobrunner.cli.embedded import EmbeddedPostgres
 from tests.faults.checks import Db, Producer, assert_nothing_lost, assert_repeats_explained
-from tests.faults.conftest import Figures
-from tests.support.processes import Processes, Supervisor, WorkerOptions, equals, wait_until
+from tests.support.fault_server import Figures
+from tests.support.processes import Processes, Supervisor, WorkerOptions
+from tests.support.waiting import equals, wait_for
 
 OPTIONS = WorkerOptions(concurrency=8, lease_seconds=2.0, heartbeat_interval=0.2)
 
@@ -53,8 +54,8 @@ async def _soak(
         producer.stop.set()
         await tasks[1]
         ids = list(producer.accepted)
-        await wait_until(lambda: db.all_done(ids), 120, what="every accepted job done")
-        await wait_until(lambda: equals(db.unfinished(), 0), 60, what="nothing unfinished")
+        await wait_for(lambda: db.all_done(ids), timeout=120, what="every accepted job done")
+        await wait_for(lambda: equals(db.unfinished(), 0), timeout=60, what="nothing unfinished")
     finally:
         supervisor.stop.set()
         producer.stop.set()

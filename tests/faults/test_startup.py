@@ -8,8 +8,9 @@ import time
 
 from jobrunner.cli.embedded import EmbeddedPostgres
 from tests.faults.checks import Db, assert_nothing_lost
-from tests.faults.conftest import Figures
-from tests.support.processes import Processes, WorkerOptions, wait_until
+from tests.support.fault_server import Figures
+from tests.support.processes import Processes, WorkerOptions
+from tests.support.waiting import wait_for
 
 JOBS = 30
 RETRYING = "database unavailable at start; retrying"
@@ -21,13 +22,13 @@ async def test_worker_started_while_database_down_waits_then_works(
     await db.close()
     await asyncio.to_thread(fault_server.stop, "fast")
     worker = procs.start_worker("early", WorkerOptions(concurrency=JOBS))
-    await wait_until(lambda: RETRYING in worker.log(), 60, what="worker retrying its connect")
+    await wait_for(lambda: RETRYING in worker.log(), timeout=60, what="worker retrying its connect")
     assert worker.alive()
 
     await asyncio.to_thread(fault_server.start)
     started = time.monotonic()
     ids = await db.enqueue_many("fault.record", [{"n": i} for i in range(JOBS)])
-    await wait_until(lambda: db.all_done(ids), 60, what="jobs done by the early worker")
+    await wait_for(lambda: db.all_done(ids), timeout=60, what="jobs done by the early worker")
     done = time.monotonic() - started
 
     assert worker.alive(), "the worker died instead of waiting for the database"

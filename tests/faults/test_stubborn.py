@@ -21,8 +21,9 @@ import pytest
 
 from jobrunner import client
 from tests.faults.checks import Db, assert_nothing_lost
-from tests.faults.conftest import Figures
-from tests.support.processes import Processes, WorkerOptions, equals, wait_until
+from tests.support.fault_server import Figures
+from tests.support.processes import Processes, WorkerOptions
+from tests.support.waiting import equals, wait_for
 
 REFUSED = "outcome refused: the attempt was taken over"
 BLOCKED = "worker event loop blocked for longer than a lease; not renewing"
@@ -33,7 +34,7 @@ async def test_handler_swallowing_cancellation_outlives_its_timeout(
 ) -> None:
     procs.start_worker("w")
     [job_id] = await db.enqueue_many("fault.ignore_cancel_timeout", [{"seconds": 0.6}])
-    await wait_until(lambda: db.all_done([job_id]), 30, what="job ends")
+    await wait_for(lambda: db.all_done([job_id]), timeout=30, what="job ends")
     row = (await assert_nothing_lost(db, [job_id]))[job_id]
     # The 0.2 s timeout fired (one cancellation swallowed) and the handler ran on regardless.
     assert row["attempt"] == 1 and row["result"]["swallowed"] == 1
@@ -45,9 +46,9 @@ async def test_handler_swallowing_cancellation_ignores_a_cancel_request(
 ) -> None:
     procs.start_worker("w")
     [job_id] = await db.enqueue_many("fault.ignore_cancel", [{"seconds": 1.0}])
-    await wait_until(lambda: equals(db.count([job_id], "running"), 1), 30, what="running")
+    await wait_for(lambda: equals(db.count([job_id], "running"), 1), timeout=30, what="running")
     await client.cancel_job(job_id, conn=await db.conn())
-    await wait_until(lambda: db.all_done([job_id]), 30, what="job ends")
+    await wait_for(lambda: db.all_done([job_id]), timeout=30, what="job ends")
     row = (await assert_nothing_lost(db, [job_id]))[job_id]
     assert row["result"]["swallowed"] >= 1 and row["cancel_requested_at"] is not None
 
@@ -58,11 +59,13 @@ async def test_sigterm_with_a_handler_swallowing_cancellation_releases_and_exits
     options = WorkerOptions(lease_seconds=30.0, drain_timeout=0.3)
     stubborn = procs.start_worker("stubborn", options)
     [job_id] = await db.enqueue_many("fault.ignore_cancel", [{"seconds": 60.0}])
-    await wait_until(lambda: equals(db.running_on(stubborn.id_pattern), 1), 30, what="running")
+    await wait_for(
+        lambda: equals(db.running_on(stubborn.id_pattern), 1), timeout=30, what="running"
+    )
 
     stubborn.send(signal.SIGTERM)
     signalled = time.monotonic()
-    await wait_until(lambda: equals(db.count([job_id], "queued"), 1), 15, what="released")
+    await wait_for(lambda: equals(db.count([job_id], "queued"), 1), timeout=15, what="released")
     assert await stubborn.wait_exit(6) == 0  # drain 0.3 s + 1 s grace for stopping handlers
     figures(sigterm_to_exit_seconds=time.monotonic() - signalled)
 
@@ -72,10 +75,10 @@ async def test_sigterm_with_a_sync_handler_running_releases_and_exits(
 ) -> None:
     worker = procs.start_worker("sync", WorkerOptions(lease_seconds=30.0, drain_timeout=0.3))
     [job_id] = await db.enqueue_many("fault.sync_sleep", [{"seconds": 60.0}])
-    await wait_until(lambda: equals(db.running_on(worker.id_pattern), 1), 30, what="running")
+    await wait_for(lambda: equals(db.running_on(worker.id_pattern), 1), timeout=30, what="running")
 
     worker.send(signal.SIGTERM)
-    await wait_until(lambda: equals(db.count([job_id], "queued"), 1), 15, what="released")
+    await wait_for(lambda: equals(db.count([job_id], "queued"), 1), timeout=15, what="released")
     assert await worker.wait_exit(6) == 0  # its thread is still sleeping: not waited for
     assert "handlers that ignore cancellation" in worker.log()
 
@@ -88,13 +91,13 @@ async def test_loop_blocked_past_the_lease_is_rescued_elsewhere(
     [job_id] = await db.enqueue_many(
         "fault.blocks_first_run_until", [{"token": "b", "flag": str(flag), "limit": 120.0}]
     )
-    await wait_until(lambda: equals(db.runs(), 1), 30, what="the loop is blocked")
+    await wait_for(lambda: equals(db.runs(), 1), timeout=30, what="the loop is blocked")
     blocked_at = time.monotonic()
     rescuer = procs.start_worker("rescuer", WorkerOptions(lease_seconds=1.0))
-    await wait_until(lambda: db.all_done([job_id]), 60, what="rescued and done elsewhere")
+    await wait_for(lambda: db.all_done([job_id]), timeout=60, what="rescued and done elsewhere")
     rescued = time.monotonic() - blocked_at
     flag.touch()  # the blocked loop runs again, only now: its result comes late for sure
-    await wait_until(lambda: REFUSED in blocked.log(), 30, what="the late result is refused")
+    await wait_for(lambda: REFUSED in blocked.log(), timeout=30, what="the late result is refused")
 
     row = (await assert_nothing_lost(db, [job_id]))[job_id]
     assert row["attempt"] == 2 and row["result"] == {"pid": rescuer.pid, "attempt": 2}
@@ -112,7 +115,7 @@ async def test_loop_blocked_shorter_than_the_lease_keeps_it(db: Db, procs: Proce
     ids = await db.enqueue_many(
         "fault.blocks_first_run", [{"token": t, "seconds": 0.6} for t in tokens]
     )
-    await wait_until(lambda: db.all_done(ids), 30, what="jobs done")
+    await wait_for(lambda: db.all_done(ids), timeout=30, what="jobs done")
     jobs = await assert_nothing_lost(db, ids)
     assert all(r["attempt"] == 1 and r["errors"] == [] for r in jobs.values())
     assert BLOCKED not in worker.log()
@@ -124,7 +127,7 @@ async def test_sigterm_while_the_loop_is_blocked_drains_and_exits_0(
 ) -> None:
     worker = procs.start_worker("w", WorkerOptions(lease_seconds=10.0, drain_timeout=10.0))
     [job_id] = await db.enqueue_many("fault.blocks_first_run", [{"token": "t", "seconds": block}])
-    await wait_until(lambda: equals(db.runs(), 1), 30, what="the loop is blocked")
+    await wait_for(lambda: equals(db.runs(), 1), timeout=30, what="the loop is blocked")
     worker.send(signal.SIGTERM)
     assert await worker.wait_exit(30) == 0
     row = (await assert_nothing_lost(db, [job_id]))[job_id]

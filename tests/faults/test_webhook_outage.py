@@ -24,9 +24,10 @@ import pytest
 
 from jobrunner import accounts, client
 from tests.faults.checks import Db, assert_nothing_lost
-from tests.faults.conftest import Figures
-from tests.support.processes import Processes, WorkerOptions, wait_until
+from tests.support.fault_server import Figures
+from tests.support.processes import Processes, WorkerOptions
 from tests.support.signatures import signature_valid
+from tests.support.waiting import wait_for
 
 JOBS = 3
 OTHER_JOBS = 300
@@ -143,7 +144,7 @@ async def test_webhook_delivered_once_the_receiver_comes_back(
     ]
     ids = [job.id for job in jobs]
     down = time.monotonic()
-    await wait_until(lambda: _each_refused(db, REFUSED_EACH), 60, what="deliveries refused")
+    await wait_for(lambda: _each_refused(db, REFUSED_EACH), timeout=60, what="deliveries refused")
     # Ten attempts span only a few seconds at this test's backoff: on a slow machine the phases
     # below could outlast them. A wider budget keeps the test about order, not speed.
     await conn.execute(
@@ -153,14 +154,14 @@ async def test_webhook_delivered_once_the_receiver_comes_back(
     # Failing deliveries wait out their backoff off the worker's slots: other jobs flow.
     others = await db.enqueue_many("fault.record", [{"n": n} for n in range(OTHER_JOBS)])
     others_started = time.monotonic()
-    await wait_until(lambda: db.all_done(others), 60, what="other jobs done while failing")
+    await wait_for(lambda: db.all_done(others), timeout=60, what="other jobs done while failing")
     others_took = time.monotonic() - others_started
     await assert_nothing_lost(db, others, others_busy=True)  # deliveries are still trying
-    await wait_until(lambda: _each_answered(db, receiver, ids, 503, UNAVAILABLE_EACH), 60,
-                     what="deliveries answered 503")  # fmt: skip
+    await wait_for(lambda: _each_answered(db, receiver, ids, 503, UNAVAILABLE_EACH), timeout=60,
+                   what="deliveries answered 503")  # fmt: skip
     receiver.status = 200
     well = time.monotonic()
-    await wait_until(lambda: _all_delivered(db), 60, what="every outcome delivered")
+    await wait_for(lambda: _all_delivered(db), timeout=60, what="every outcome delivered")
     delivered = time.monotonic() - well
 
     assert worker.alive()

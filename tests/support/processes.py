@@ -9,43 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.waiting import wait_for
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FAULT_TASK_MODULES = "tests.support.tasks,tests.support.fault_tasks"
-
-
-async def equals(value: Awaitable[object], expected: object) -> bool:
-    """For predicates: `wait_until(lambda: equals(db.count(...), 3), ...)`."""
-    return await value == expected
-
-
-async def wait_until(
-    predicate: Callable[[], Awaitable[bool] | bool],
-    timeout: float,
-    *,
-    what: str = "condition",
-    interval: float = 0.02,
-) -> float:
-    """Poll `predicate` until true; returns the seconds it took. TimeoutError past `timeout`."""
-    started = time.monotonic()
-    while True:
-        outcome = predicate()
-        if inspect.isawaitable(outcome):
-            outcome = await outcome
-        if outcome:
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"{what}: not reached within {timeout:g}s")
-        await asyncio.sleep(interval)
 
 
 @dataclass
@@ -105,7 +79,7 @@ class WorkerProcess:
             self.popen.send_signal(sig)
 
     async def wait_exit(self, timeout: float) -> int:
-        await wait_until(lambda: not self.alive(), timeout, what=f"{self.name} to exit")
+        await wait_for(lambda: not self.alive(), timeout=timeout, what=f"{self.name} to exit")
         code = self.popen.returncode
         assert code is not None
         return code

@@ -3,22 +3,58 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
 
-async def wait_until(
-    probe: Callable[[], Awaitable[T | None]], *, timeout: float = 10.0, interval: float = 0.02
-) -> T:
-    """Call `probe` until it returns something truthy; return that, or fail at the deadline."""
+@overload
+async def wait_for(
+    condition: Callable[[], Awaitable[T | None]],
+    *,
+    timeout: float = ...,
+    what: str = ...,
+    interval: float = ...,
+) -> T: ...
+
+
+@overload
+async def wait_for(
+    condition: Callable[[], T | None],
+    *,
+    timeout: float = ...,
+    what: str = ...,
+    interval: float = ...,
+) -> T: ...
+
+
+async def wait_for(
+    condition: Callable[[], Any],
+    *,
+    timeout: float = 10.0,
+    what: str = "condition",
+    interval: float = 0.02,
+) -> Any:
+    """Call `condition` (plain or async) until it returns something truthy, and return that.
+
+    Past `timeout` seconds it fails with an AssertionError naming `what` and the last value.
+    A caller who needs how long it took measures that around the call.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        value = await probe()
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
+            raise AssertionError(f"{what}: not met within {timeout:g}s (last value: {value!r})")
         await asyncio.sleep(interval)
+
+
+async def equals(value: Awaitable[object], expected: object) -> bool:
+    """For conditions: `wait_for(lambda: equals(db.count(...), 3), ...)`."""
+    return await value == expected
