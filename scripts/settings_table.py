@@ -29,7 +29,8 @@ DESCRIPTIONS = {
     "imported by API and worker alike.",
     "queues": "Comma-separated queues a worker claims from.",
     "concurrency": "Jobs one worker runs at once.",
-    "poll_interval": "Seconds between polls (jittered ±20%) when no notification arrives.",
+    "poll_interval": "Longest wait between polls when no notification arrives; each wait is "
+    "drawn from 0.8-1.0x this, never more, so a missed notification costs at most one interval.",
     "listen": "LISTEN for new jobs; false means poll only.",
     "lease_seconds": "How long a claimed job is held without a heartbeat before it is rescued.",
     "heartbeat_interval": "Seconds between lease renewals; must be below `LEASE_SECONDS`.",

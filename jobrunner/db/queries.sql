@@ -589,15 +589,10 @@ LIMIT $7;
 
 -- name: history_list_all
 -- Finished jobs, newest first, after the cursor ($1 finished_at, $2 id); optionally filtered.
--- The columns of the jobrunner.history view, read from the table: the view's own ORDER BY
--- makes PostgreSQL sort every matching row before the LIMIT instead of reading an index.
-SELECT id, queue, task, state, attempt, max_attempts, owner, created_at, started_at,
-       finished_at, finished_at - started_at AS run_duration,
-       finished_at - created_at AS total_duration, result,
-       errors -> -1 ->> 'error' AS last_error
-FROM jobrunner.jobs
-WHERE state IN ('succeeded', 'failed', 'cancelled')
-  AND ($1::timestamptz IS NULL OR (finished_at, id) < ($1, $2::uuid))
+-- Read from the jobrunner.history view, so its columns are stated once (migration 0001);
+-- with the LIMIT the planner still walks jobs_finished_idx backwards (tests/api/test_plans.py).
+SELECT * FROM jobrunner.history
+WHERE ($1::timestamptz IS NULL OR (finished_at, id) < ($1, $2::uuid))
   AND ($3::jobrunner.job_state IS NULL OR state = $3)
   AND ($4::text IS NULL OR task = $4)
   AND ($5::text IS NULL OR queue = $5)
@@ -608,12 +603,8 @@ LIMIT $8;
 
 -- name: history_list_owned
 -- Like history_list_all, only user $9's jobs (jobs_owner_finished_idx, read backwards).
-SELECT id, queue, task, state, attempt, max_attempts, owner, created_at, started_at,
-       finished_at, finished_at - started_at AS run_duration,
-       finished_at - created_at AS total_duration, result,
-       errors -> -1 ->> 'error' AS last_error
-FROM jobrunner.jobs
-WHERE owner = $9 AND state IN ('succeeded', 'failed', 'cancelled')
+SELECT * FROM jobrunner.history
+WHERE owner = $9
   AND ($1::timestamptz IS NULL OR (finished_at, id) < ($1, $2::uuid))
   AND ($3::jobrunner.job_state IS NULL OR state = $3)
   AND ($4::text IS NULL OR task = $4)

@@ -3,6 +3,9 @@ custom and the generic plan a prepared statement may settle on."""
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -10,13 +13,17 @@ import pytest
 from jobrunner import accounts
 from jobrunner.db.pool import Pool
 from jobrunner.db.queries import QUERIES
+from jobrunner.models import HistoryEntry
 
 NONE6: list[Any] = [None] * 6
+CURSOR: list[Any] = [datetime.now(UTC), uuid.UUID(int=0)]  # a page after the first
 CASES: list[tuple[str, list[Any]]] = [
     ("job_list_owned", [*NONE6, 51, "alice"]),
     ("job_list_all", [*NONE6, 51]),
     ("history_list_owned", [None, *NONE6, 51, "alice"]),
     ("history_list_all", [None, *NONE6, 51]),
+    ("history_list_owned", [*CURSOR, *NONE6[:5], 51, "alice"]),
+    ("history_list_all", [*CURSOR, "succeeded", *NONE6[:4], 51]),
 ]
 
 
@@ -48,3 +55,18 @@ async def test_listings_read_an_index_in_order(filled: Pool, mode: str) -> None:
             assert "Seq Scan" not in plan and "Bitmap" not in plan, (name, plan)
             # An incremental sort of the last page's ties is fine; a full sort is not.
             assert "->  Sort " not in plan and not plan.startswith("Sort"), (name, plan)
+
+
+async def test_history_pages_have_the_columns_of_the_history_view(pool: Pool) -> None:
+    """/history reads the jobrunner.history view (its columns stated once, in the migration),
+    and HistoryEntry holds exactly those columns."""
+    async with pool.acquire() as conn:
+        view = await conn.fetch(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'jobrunner' AND table_name = 'history' ORDER BY ordinal_position"
+        )
+        columns = [row["column_name"] for row in view]
+        for name in ("history_list_all", "history_list_owned"):
+            statement = await conn.prepare(QUERIES[name])
+            assert [a.name for a in statement.get_attributes()] == columns, name
+    assert [f.name for f in dataclasses.fields(HistoryEntry)] == columns
