@@ -13,15 +13,13 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
 
 from jobrunner.auth import InvalidToken, TokenCodec, hash_password, verify_password
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn
 from jobrunner.errors import JobrunnerError
+from jobrunner.models import Role, User
 
-Role = Literal["user", "admin"]
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,64}")  # as the users table's CHECK says
 MIN_PASSWORD, MAX_PASSWORD = 8, 1024
 
@@ -38,22 +36,6 @@ class InvalidAccount(JobrunnerError):
 
 class LoginFailed(JobrunnerError):
     """Wrong username or password (deliberately not saying which)."""
-
-
-@dataclass(frozen=True, slots=True)
-class User:
-    username: str
-    role: Role
-    created_at: datetime
-    webhook_secret: str
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> User:
-        return cls(row["username"], row["role"], row["created_at"], row["webhook_secret"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,25 +69,24 @@ async def create_user(conn: Conn, *, username: str, password: str, admin: bool =
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise InvalidAccount(f"a password is {MIN_PASSWORD} to {MAX_PASSWORD} characters")
     password_hash = await hash_password(password)
-    row = await queries.user_insert(
+    user = await queries.user_insert(
         conn,
         username=username,
         password_hash=password_hash,
         role="admin" if admin else "user",
         webhook_secret=new_webhook_secret(),
     )
-    if row is None:
+    if user is None:
         raise UserExists(username)
-    return User.from_row(row)
+    return user
 
 
 async def list_users(conn: Conn) -> list[User]:
-    return [User.from_row(row) for row in await queries.user_list(conn)]
+    return await queries.user_list(conn)
 
 
 async def get_user(conn: Conn, username: str) -> User | None:
-    row = await queries.user_get(conn, username)
-    return User.from_row(row) if row is not None else None
+    return await queries.user_get(conn, username)
 
 
 async def login(conn: Conn, codec: TokenCodec, *, username: str, password: str) -> TokenPair:

@@ -18,7 +18,7 @@ from jobrunner.db.pool import Conn, Pool, create_pool
 from jobrunner.doorbell import Doorbell
 from jobrunner.errors import JobNotFound, JobrunnerError, JobStateConflict
 from jobrunner.job_rows import insert_copy, insert_one, make_rows
-from jobrunner.models import HistoryEntry, Job, JobState, QueueCounts
+from jobrunner.models import HistoryEntry, Job, JobState, QueueCounts, ThroughputMinute
 from jobrunner.options import EnqueueOptions, JobOptions
 
 _pool: Pool | None = None
@@ -181,14 +181,13 @@ async def list_history(
 ) -> list[HistoryEntry]:
     """Finished jobs newest first, after the (finished_at, id) of the previous page's last."""
     async with _connection(conn) as c:
-        rows = await queries.history_list(
+        return await queries.history_list(
             c,
             owner=None if admin else user,
             after=after,
             where=where or queries.JobFilter(),
             limit=limit,
         )
-    return [HistoryEntry.from_row(row) for row in rows]
 
 
 async def get_jobs(ids: Iterable[UUID], *, conn: Conn | None = None) -> list[Job]:
@@ -207,7 +206,7 @@ async def count_jobs(*, conn: Conn | None = None, cap: int = 100_000) -> list[Qu
     return [QueueCounts(queue, states, cap) for queue, states in sorted(by_queue.items())]
 
 
-async def throughput(*, conn: Conn | None = None, minutes: int = 15) -> list[dict[str, Any]]:
-    """Outcomes per minute and queue over the last `minutes` (rows: minute, queue, counts)."""
+async def throughput(*, conn: Conn | None = None, minutes: int = 15) -> list[ThroughputMinute]:
+    """Outcomes per minute and queue over the last `minutes`."""
     async with _connection(conn) as c:
         return await queries.throughput_recent(c, minutes=minutes)

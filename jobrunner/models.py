@@ -1,11 +1,15 @@
-"""The job as the rest of the code sees it: plain frozen values, built from database rows."""
+"""What the rest of the code sees of the database: plain frozen values built from rows.
+
+Jobs, history entries, users and throughput counters; `jobrunner.db.queries` returns these,
+never asyncpg Records or dicts. No I/O here.
+"""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from uuid import UUID
 
 
@@ -140,3 +144,47 @@ class QueueCounts:
     queue: str
     states: dict[str, int]
     cap: int
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputMinute:
+    """Outcomes of one minute in one queue, as the throughput counters hold them."""
+
+    minute: datetime
+    queue: str
+    succeeded: int
+    failed: int
+    retried: int
+    cancelled: int
+
+    @classmethod
+    def from_row(cls, row: Row) -> ThroughputMinute:
+        return cls(
+            row["minute"],
+            row["queue"],
+            row["succeeded"],
+            row["failed"],
+            row["retried"],
+            row["cancelled"],
+        )
+
+
+Role = Literal["user", "admin"]
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """An API account (its password hash is never read with it)."""
+
+    username: str
+    role: Role
+    created_at: datetime
+    webhook_secret: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @classmethod
+    def from_row(cls, row: Row) -> User:
+        return cls(row["username"], row["role"], row["created_at"], row["webhook_secret"])

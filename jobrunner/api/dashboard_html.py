@@ -12,9 +12,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from importlib import resources
 from string import Template
-from typing import Any
 
-from jobrunner.models import Job, JobState, QueueCounts
+from jobrunner.models import Job, JobState, QueueCounts, ThroughputMinute
 
 STATES = [s.value for s in JobState]
 
@@ -131,10 +130,10 @@ def _every_minute(values: dict[datetime, float]) -> list[tuple[datetime, float]]
     return filled
 
 
-def throughput_chart(rows: Sequence[dict[str, Any]]) -> str:
+def throughput_chart(rows: Sequence[ThroughputMinute]) -> str:
     succeeded: dict[datetime, float] = {}
     for row in rows:
-        succeeded[row["minute"]] = succeeded.get(row["minute"], 0.0) + row["succeeded"]
+        succeeded[row.minute] = succeeded.get(row.minute, 0.0) + row.succeeded
     points = [(f"{m:%H:%M}", n, "ok") for m, n in _every_minute(succeeded)]
     return bar_chart(points, "jobs/min succeeded")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections import defaultdict
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
@@ -18,6 +18,7 @@ from jobrunner.api.submit import INTERNAL_TASK_PREFIX
 from jobrunner.db import migrate, queries
 from jobrunner.db.pool import Conn
 from jobrunner.errors import ConfigError
+from jobrunner.models import ThroughputMinute
 from jobrunner.registry import registered_tasks
 
 router = APIRouter(tags=["operations"])
@@ -81,7 +82,7 @@ async def stats(me: AdminDep, pool: PoolDep) -> StatsPublic:
             )
             for c in counts
         ],
-        throughput=[ThroughputPublic(**row) for row in rows],
+        throughput=[ThroughputPublic(**dataclasses.asdict(row)) for row in rows],
     )
 
 
@@ -114,7 +115,7 @@ async def _job_lines(conn: Conn) -> list[str]:
     return lines
 
 
-def _outcome_lines(rows: list[dict[str, Any]]) -> list[str]:
+def _outcome_lines(rows: list[ThroughputMinute]) -> list[str]:
     name = "jobrunner_job_outcomes_recent"
     lines = [
         f"# HELP {name} Attempt outcomes over the last {THROUGHPUT_MINUTES} minutes.",
@@ -122,8 +123,10 @@ def _outcome_lines(rows: list[dict[str, Any]]) -> list[str]:
     ]
     totals: dict[tuple[str, str], int] = defaultdict(int)
     for row in rows:
-        for outcome in ("succeeded", "failed", "retried", "cancelled"):
-            totals[(row["queue"], outcome)] += row[outcome]
+        totals[(row.queue, "succeeded")] += row.succeeded
+        totals[(row.queue, "failed")] += row.failed
+        totals[(row.queue, "retried")] += row.retried
+        totals[(row.queue, "cancelled")] += row.cancelled
     lines += [
         f'{name}{{queue="{escape(q)}",outcome="{o}"}} {n}' for (q, o), n in sorted(totals.items())
     ]

@@ -13,14 +13,14 @@ from uuid import UUID
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from jobrunner.accounts import TokenPair, User
+from jobrunner.accounts import TokenPair
 
 # The job's public shape is shared with webhook bodies, so it lives outside the API package.
 from jobrunner.job_public import JOB_EXAMPLE, JOB_ID
 from jobrunner.job_public import AttemptError as AttemptError
 from jobrunner.job_public import JobPublic as JobPublic
 from jobrunner.job_rows import MAX_BACKOFF_SECONDS
-from jobrunner.models import HistoryEntry, Job, JobState
+from jobrunner.models import HistoryEntry, Job, JobState, User
 from jobrunner.options import Backoff, JobOptions
 
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)

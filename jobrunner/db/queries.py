@@ -16,7 +16,7 @@ from uuid import UUID
 
 from jobrunner.db.ids import time_ordered_ids
 from jobrunner.db.pool import Conn, Pool, dump_json
-from jobrunner.models import ClaimedJob, Job, JobState
+from jobrunner.models import ClaimedJob, HistoryEntry, Job, JobState, ThroughputMinute, User
 
 if TYPE_CHECKING:
     from jobrunner.job_rows import JobRows
@@ -266,11 +266,6 @@ async def job_release_many(
     return [r["id"] for r in rows]
 
 
-async def job_get(conn: Conn, job_id: UUID) -> Job | None:
-    row = await conn.fetchrow(QUERIES["job_get"], job_id)
-    return Job.from_record(row) if row is not None else None
-
-
 async def job_get_visible(conn: Conn, job_id: UUID, *, user: str | None, admin: bool) -> Job | None:
     row = await conn.fetchrow(QUERIES["job_get_visible"], job_id, user, admin)
     return Job.from_record(row) if row is not None else None
@@ -371,14 +366,15 @@ class JobFilter:
 
 async def user_insert(
     conn: Conn, *, username: str, password_hash: str, role: str, webhook_secret: str
-) -> dict[str, Any] | None:
+) -> User | None:
+    """The new account, or None when the name is taken."""
     row = await conn.fetchrow(QUERIES["user_insert"], username, password_hash, role, webhook_secret)
-    return dict(row) if row is not None else None
+    return User.from_row(row) if row is not None else None
 
 
-async def user_get(conn: Conn, username: str) -> dict[str, Any] | None:
+async def user_get(conn: Conn, username: str) -> User | None:
     row = await conn.fetchrow(QUERIES["user_get"], username)
-    return dict(row) if row is not None else None
+    return User.from_row(row) if row is not None else None
 
 
 async def user_get_password_hash(conn: Conn, username: str) -> str | None:
@@ -386,8 +382,8 @@ async def user_get_password_hash(conn: Conn, username: str) -> str | None:
     return value
 
 
-async def user_list(conn: Conn) -> list[dict[str, Any]]:
-    return [dict(r) for r in await conn.fetch(QUERIES["user_list"])]
+async def user_list(conn: Conn) -> list[User]:
+    return [User.from_row(r) for r in await conn.fetch(QUERIES["user_list"])]
 
 
 async def session_create(conn: Conn, *, username: str, ttl: float, refresh_jti: UUID) -> UUID:
@@ -506,7 +502,7 @@ async def history_list(
     after: tuple[datetime, UUID] | None,
     where: JobFilter,
     limit: int,
-) -> list[dict[str, Any]]:
+) -> list[HistoryEntry]:
     """Finished jobs newest first, after the (finished_at, id) cursor; `owner` None: all."""
     params: list[Any] = [
         after[0] if after else None,
@@ -522,7 +518,7 @@ async def history_list(
         rows = await conn.fetch(QUERIES["history_list_all"], *params)
     else:
         rows = await conn.fetch(QUERIES["history_list_owned"], *params, owner)
-    return [dict(r) for r in rows]
+    return [HistoryEntry.from_row(r) for r in rows]
 
 
 async def job_get_many(conn: Conn, ids: Sequence[UUID]) -> list[Job]:
@@ -536,8 +532,9 @@ async def job_count_by_state(conn: Conn, *, cap: int) -> list[tuple[str, str, in
     return [(r["queue"], r["state"], r["jobs"]) for r in rows]
 
 
-async def throughput_recent(conn: Conn, *, minutes: int) -> list[dict[str, Any]]:
-    return [dict(r) for r in await conn.fetch(QUERIES["throughput_recent"], minutes)]
+async def throughput_recent(conn: Conn, *, minutes: int) -> list[ThroughputMinute]:
+    rows = await conn.fetch(QUERIES["throughput_recent"], minutes)
+    return [ThroughputMinute.from_row(r) for r in rows]
 
 
 async def job_latency_recent(

@@ -251,9 +251,6 @@ WITH released AS (
 )
 SELECT released.id, pg_notify('jobrunner_jobs', released.queue) FROM released;
 
--- name: job_get
-SELECT * FROM jobrunner.jobs WHERE id = $1;
-
 -- name: job_get_visible
 -- A job as user $2 may see it: admins ($3) see all, others only their own.
 SELECT * FROM jobrunner.jobs WHERE id = $1 AND ($3::bool OR owner = $2);

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 import pkgutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 import jobrunner
 from jobrunner import errors
 from jobrunner.api.app import create_app
+from jobrunner.db import queries
 from jobrunner.errors import ConfigError, JobrunnerError
 from jobrunner.settings import Settings
 
@@ -167,3 +169,14 @@ def test_every_module_imports_in_a_fresh_interpreter() -> None:
         cwd=PACKAGE_DIR.parent,
     )
     assert run.returncode == 0, run.stderr
+
+
+def test_query_wrappers_return_typed_values_not_dicts() -> None:
+    """Callers get models (Job, User, HistoryEntry, ...), never a row or a dict of one."""
+    loose = []
+    for name, func in vars(queries).items():
+        if inspect.iscoroutinefunction(func) and func.__module__ == queries.__name__:
+            returned = str(inspect.signature(func).return_annotation)
+            if "dict[str, Any]" in returned or "Record" in returned:
+                loose.append(f"{name} -> {returned}")
+    assert loose == []
