@@ -64,7 +64,8 @@ DESCRIPTIONS = {
     "submit_burst": "Submissions a user may make at once before the rate applies.",
     "max_unfinished_jobs_per_user": "Unfinished jobs a user may have at once (an abuse "
     "guard: submissions in flight at the same moment can pass it by their number).",
-    "login_attempts_per_minute": "Login attempts per account and per client address per minute.",
+    "login_attempts_per_minute": "Failed logins per account per minute; every client address "
+    "gets five times as many attempts.",
     "webhook_allowed_networks": "Comma-separated networks (CIDR) webhooks may reach even "
     "though private, e.g. `10.0.0.0/8`.",
     "webhook_timeout": "Seconds a webhook delivery may take.",

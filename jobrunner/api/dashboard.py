@@ -272,8 +272,9 @@ async def login(
         return Response(status_code=403)
     address = request.client.host if request.client else "unknown"
     try:
-        await limits.check_login(conn, settings, username, address)
-        pair = await accounts.login(conn, codec, username=username, password=password)
+        pair = await limits.login(
+            conn, codec, settings, username=username, password=password, address=address
+        )
     except (LoginFailed, ApiProblem) as exc:
         status = exc.status if isinstance(exc, ApiProblem) else 401
         return HTMLResponse(view.login_page(str(exc), username), status_code=status)
