@@ -98,6 +98,15 @@ async def check_submit(conn: Conn, settings: Settings, username: str) -> None:
     await take(conn, submit_bucket(settings, username), SUBMISSIONS)
 
 
+async def charge_resubmission(
+    conn: Conn, settings: Settings, unfinished: UnfinishedJobs, username: str
+) -> None:
+    """Charge a retry like a submission: a token from the submit bucket, then room under the
+    unfinished-jobs cap. Otherwise cancel-and-retry cycles got round both."""
+    await check_submit(conn, settings, username)
+    await unfinished.admit(conn, username, cap=settings.max_unfinished_jobs_per_user)
+
+
 def _login_bucket(key: str, per_minute: int) -> queries.RateBucket:
     return queries.RateBucket(key, per_minute / 60.0, per_minute)
 

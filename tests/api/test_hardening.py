@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from jobrunner.api.deps import get_settings
 from jobrunner.api.limits import ADDRESS_LOGIN_FACTOR
+from jobrunner.db.pool import Pool
 from jobrunner.settings import Settings
 from tests.api.conftest import PASSWORD, Login
 
@@ -40,3 +41,46 @@ async def test_an_attacker_cannot_lock_an_owner_out(
         right = {"username": "victim", "password": PASSWORD}
         answer = await owner.post("/auth/token", json=right)
     assert answer.status_code == 200, answer.text
+
+
+async def _submit_later(http: httpx.AsyncClient, headers: dict[str, str]) -> httpx.Response:
+    body = {"task": "echo", "args": {}, "delay_seconds": 3600}  # unfinished for an hour
+    return await http.post("/jobs", json=body, headers=headers)
+
+
+async def test_retries_cannot_pass_the_unfinished_jobs_cap(
+    http: httpx.AsyncClient, app: FastAPI, login: Login, api_settings: Settings, pool: Pool
+) -> None:
+    capped = api_settings.model_copy(update={"max_unfinished_jobs_per_user": 3})
+    app.dependency_overrides[get_settings] = lambda: capped
+    alice = await login("alice")
+    first = [(await _submit_later(http, alice.headers)).json()["id"] for _ in range(3)]
+    for job_id in first:
+        cancelled = await http.post(f"/jobs/{job_id}/cancel", headers=alice.headers)
+        assert cancelled.status_code == 200
+    again = [(await _submit_later(http, alice.headers)).status_code for _ in range(3)]
+    assert again == [201, 201, 201]  # cancelled jobs no longer count
+    retried = [await http.post(f"/jobs/{job_id}/retry", headers=alice.headers) for job_id in first]
+    assert {answer.status_code for answer in retried} == {429}
+    assert all(int(answer.headers["Retry-After"]) >= 1 for answer in retried)
+    unfinished = await pool.fetchval(
+        "SELECT count(*) FROM jobrunner.jobs WHERE owner = 'alice'"
+        " AND state NOT IN ('succeeded', 'failed', 'cancelled')"
+    )
+    assert unfinished == 3
+
+
+async def test_a_retry_takes_from_the_submit_bucket(
+    http: httpx.AsyncClient, app: FastAPI, login: Login, api_settings: Settings
+) -> None:
+    tight = api_settings.model_copy(update={"submit_burst": 2, "submit_rate_per_minute": 1})
+    app.dependency_overrides[get_settings] = lambda: tight
+    bob = await login("bob")
+    made = [await _submit_later(http, bob.headers) for _ in range(2)]
+    assert [answer.status_code for answer in made] == [201, 201]
+    job_id = made[0].json()["id"]
+    assert (await http.post(f"/jobs/{job_id}/cancel", headers=bob.headers)).status_code == 200
+    retried = await http.post(f"/jobs/{job_id}/retry", headers=bob.headers)
+    assert retried.status_code == 429, retried.text
+    assert "submissions" in retried.json()["detail"]
+    assert int(retried.headers["Retry-After"]) >= 1
