@@ -44,6 +44,9 @@ def http_server(settings: Settings) -> uvicorn.Server:
         log_level=settings.log_level,
         lifespan="on",
         server_header=False,
+        # X-Forwarded-For is read by jobrunner.api.proxies, from JOBRUNNER_TRUSTED_PROXIES
+        # only: uvicorn's default believes any loopback peer.
+        proxy_headers=False,
         timeout_graceful_shutdown=max(1, round(settings.drain_timeout)),
     )
     return _Server(config)

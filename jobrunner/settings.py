@@ -6,6 +6,7 @@ Nothing here is built at import time: processes call `get_settings()` (cached) o
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -75,6 +76,8 @@ class Settings(BaseSettings):
     submit_burst: int = Field(default=100, ge=1)
     max_unfinished_jobs_per_user: int = Field(default=10_000, ge=1)
     login_attempts_per_minute: int = Field(default=10, ge=1)
+    # Reverse proxies whose X-Forwarded-For is believed (CIDRs); none by default.
+    trusted_proxies: CommaList = Field(default_factory=list)
     webhook_allowed_networks: CommaList = Field(default_factory=list)
     webhook_timeout: Seconds = 5.0
     pool_min_size: int = Field(default=2, ge=0)
@@ -83,11 +86,20 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 
-    @field_validator("tasks", "queues", "webhook_allowed_networks", mode="before")
+    @field_validator(
+        "tasks", "queues", "webhook_allowed_networks", "trusted_proxies", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies", "webhook_allowed_networks")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)  # a ValueError names the bad one
         return value
 
     @model_validator(mode="after")

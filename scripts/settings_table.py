@@ -66,6 +66,8 @@ DESCRIPTIONS = {
     "guard: submissions in flight at the same moment can pass it by their number).",
     "login_attempts_per_minute": "Failed logins per account per minute; every client address "
     "gets five times as many attempts.",
+    "trusted_proxies": "Comma-separated reverse proxies (CIDRs) whose `X-Forwarded-For` is "
+    "believed; empty trusts none, so every client is its TCP address. See Security.",
     "webhook_allowed_networks": "Comma-separated networks (CIDR) webhooks may reach even "
     "though private, e.g. `10.0.0.0/8`.",
     "webhook_timeout": "Seconds a webhook delivery may take.",

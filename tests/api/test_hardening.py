@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from jobrunner.api.app import create_app
 from jobrunner.api.deps import get_settings
 from jobrunner.api.limits import ADDRESS_LOGIN_FACTOR
 from jobrunner.db.pool import Pool
@@ -84,3 +85,44 @@ async def test_a_retry_takes_from_the_submit_bucket(
     assert retried.status_code == 429, retried.text
     assert "submissions" in retried.json()["detail"]
     assert int(retried.headers["Retry-After"]) >= 1
+
+
+async def _login_statuses(
+    http: httpx.AsyncClient, forwarded: list[str], who: str = "nobody"
+) -> list[int]:
+    statuses = []
+    for n, hop in enumerate(forwarded):  # a different account each time: only addresses repeat
+        answer = await http.post(
+            "/auth/token",
+            json={"username": f"{who}{n}", "password": "x"},
+            headers={"X-Forwarded-For": hop},
+        )
+        statuses.append(answer.status_code)
+    return statuses
+
+
+async def test_a_spoofed_forwarded_for_does_not_change_the_bucket(
+    http: httpx.AsyncClient, app: FastAPI, api_settings: Settings
+) -> None:
+    strict = api_settings.model_copy(update={"login_attempts_per_minute": 1})
+    app.dependency_overrides[get_settings] = lambda: strict
+    spoofed = [f"198.51.100.{n}" for n in range(ADDRESS_LOGIN_FACTOR + 1)]
+    # Even from loopback (uvicorn's default trusts it), no proxy is trusted by default.
+    async with client_at(app, "127.0.0.1") as local:
+        statuses = await _login_statuses(local, spoofed)
+    assert statuses == [401] * ADDRESS_LOGIN_FACTOR + [429]
+
+
+async def test_behind_a_trusted_proxy_the_right_most_untrusted_hop_pays(
+    api_settings: Settings,
+) -> None:
+    behind = api_settings.model_copy(
+        update={"login_attempts_per_minute": 1, "trusted_proxies": ["10.0.0.0/8"]}
+    )
+    app = create_app(behind)
+    async with app.router.lifespan_context(app), client_at(app, "10.0.0.2") as proxy:
+        # The client writes any left part it likes; the proxy appends what it saw.
+        spoofed = [f"192.0.2.{n}, 203.0.113.50" for n in range(ADDRESS_LOGIN_FACTOR + 1)]
+        assert await _login_statuses(proxy, spoofed) == [401] * ADDRESS_LOGIN_FACTOR + [429]
+        # Another real client behind the same proxy has a bucket of its own.
+        assert await _login_statuses(proxy, ["203.0.113.51"], "other") == [401]
