@@ -126,3 +126,14 @@ async def test_behind_a_trusted_proxy_the_right_most_untrusted_hop_pays(
         assert await _login_statuses(proxy, spoofed) == [401] * ADDRESS_LOGIN_FACTOR + [429]
         # Another real client behind the same proxy has a bucket of its own.
         assert await _login_statuses(proxy, ["203.0.113.51"], "other") == [401]
+
+
+async def test_disguised_callback_hosts_are_422_at_submit(
+    http: httpx.AsyncClient, login: Login
+) -> None:
+    alice = await login("alice")
+    for url in ["http://2130706433/", "http://0x7f000001/", "http://[2002:7f00:1::]/"]:
+        body = {"task": "echo", "args": {}, "callback_url": url}
+        answer = await http.post("/jobs", json=body, headers=alice.headers)
+        assert answer.status_code == 422, url
+        assert answer.headers["content-type"].startswith("application/problem+json")

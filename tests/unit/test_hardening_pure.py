@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from pathlib import Path
 
 import pytest
 
+from jobrunner import webhooks
 from jobrunner.api.proxies import client_address, parse_networks
 from jobrunner.serve import http_server
 from jobrunner.settings import Settings
@@ -46,3 +49,61 @@ def test_trusted_proxies_must_be_networks() -> None:
 def test_uvicorn_does_not_read_proxy_headers(tmp_path: Path) -> None:
     server = http_server(Settings(dev_mode=True, data_dir=tmp_path))
     assert server.config.proxy_headers is False
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://2130706433/",  # decimal
+        "http://0x7f000001/",  # hex
+        "http://0177.0.0.1/",  # octal
+        "http://127.1/",  # short
+        "http://0x7f.0.0.1/",
+        "http://127.0.0.1./",  # trailing dot: not the canonical spelling
+        "http://1.2.3.4.5/",
+        "http://exa mple.com/",  # a space
+        "http://a..b/",  # an empty label
+        "http://" + "\u00e4" * 70 + ".com/",  # a label IDNA cannot encode
+        "http://a\u0080b.com/",  # a character IDNA prohibits
+        "http://[2002:7f00:1::]/",  # 6to4 carrying 127.0.0.1
+        "http://[2002:a00:1::]/",  # 6to4 carrying 10.0.0.1
+        "http://[64:ff9b::7f00:1]/",  # NAT64 carrying 127.0.0.1
+        "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 carrying the metadata address
+        "http://[64:ff9b:1::5db8:d822]/",  # local-use NAT64: a private translator
+        "http://[fec0::1]/",  # site-local
+        "http://[::ffff:7f00:1]/",  # IPv4-mapped, hex spelling
+        "http://[::127.0.0.1]/",  # IPv4-compatible
+        "http://example.com:99999/",
+    ],
+)
+def test_disguised_and_private_hosts_are_refused_at_submit(url: str) -> None:
+    with pytest.raises(webhooks.UnsafeUrl):
+        webhooks.check_url_syntax(url, [])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://93.184.216.34/hook",
+        "https://example.com/hook",
+        "https://b\u00fccher.example/hook",  # a valid IDN
+        "http://my_host.example.com:8080/x",
+        "http://[64:ff9b::5db8:d822]/",  # NAT64 carrying a public address
+        "http://[2002:5db8:d822::]/",  # 6to4 carrying a public address
+    ],
+)
+def test_public_hosts_pass(url: str) -> None:
+    webhooks.check_url_syntax(url, [])
+
+
+async def test_a_refused_delivery_does_not_say_what_a_name_resolved_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def fake_getaddrinfo(host: str, port: int, **_: object) -> list[tuple[object, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.20.30.40", port))]
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", fake_getaddrinfo)
+    with pytest.raises(webhooks.UnsafeUrl) as refused:
+        await webhooks.resolve("https://intranet.example/hook", [])
+    assert "not a public address" in str(refused.value)
+    assert "10.20.30.40" not in str(refused.value)
