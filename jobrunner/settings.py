@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     login_attempts_per_minute: int = Field(default=10, ge=1)
     # Reverse proxies whose X-Forwarded-For is believed (CIDRs); none by default.
     trusted_proxies: CommaList = Field(default_factory=list)
+    # /metrics: `admin` wants an admin's access token or metrics_token; `public` is for a
+    # scraper on a private network. Queue labels beyond the busiest metrics_max_queues are
+    # summed as "other"; the database's figures are recomputed at most every
+    # metrics_cache_seconds.
+    metrics_access: Literal["admin", "public"] = "admin"
+    metrics_token: SecretStr | None = None
+    metrics_max_queues: int = Field(default=20, ge=1, le=1000)
+    metrics_cache_seconds: Seconds = 5.0
     webhook_allowed_networks: CommaList = Field(default_factory=list)
     webhook_timeout: Seconds = 5.0
     pool_min_size: int = Field(default=2, ge=0)
@@ -100,6 +108,13 @@ class Settings(BaseSettings):
     def _check_networks(cls, value: list[str]) -> list[str]:
         for cidr in value:
             ipaddress.ip_network(cidr, strict=False)  # a ValueError names the bad one
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(f"metrics_token must be at least {MIN_JWT_SECRET_BYTES} bytes")
         return value
 
     @model_validator(mode="after")

@@ -68,6 +68,14 @@ DESCRIPTIONS = {
     "gets five times as many attempts.",
     "trusted_proxies": "Comma-separated reverse proxies (CIDRs) whose `X-Forwarded-For` is "
     "believed; empty trusts none, so every client is its TCP address. See Security.",
+    "metrics_access": "Who may read `/metrics`: `admin` (an admin's access token, or "
+    "`METRICS_TOKEN`) or `public` (anyone: only for a scraper on a private network).",
+    "metrics_token": "A bearer token (32 bytes or more) that reads `/metrics` without an "
+    "account, for a Prometheus scraper.",
+    "metrics_max_queues": "Queues named in `/metrics` labels: the busiest ones; the rest are "
+    'summed as `queue="other"`.',
+    "metrics_cache_seconds": "How long `/metrics` reuses the job figures it read from the "
+    "database (concurrent scrapes share one read).",
     "webhook_allowed_networks": "Comma-separated networks (CIDR) webhooks may reach even "
     "though private, e.g. `10.0.0.0/8`.",
     "webhook_timeout": "Seconds a webhook delivery may take.",

@@ -24,6 +24,7 @@ from jobrunner.api import (
 )
 from jobrunner.api.direct_submit import DirectSubmit
 from jobrunner.api.events import EventHub
+from jobrunner.api.job_metrics import JobMetrics
 from jobrunner.api.limits import SubmitTokensAhead, UnfinishedJobs
 from jobrunner.api.metrics import RequestMetrics
 from jobrunner.api.middleware import ApiMiddleware
@@ -78,6 +79,9 @@ def create_app(settings: Settings) -> FastAPI:
         batcher = SubmitBatcher(pool, client.default_doorbell())
         app.state.submit_context = SubmitContext(
             pool, codec, SubmitTokensAhead(settings), UnfinishedJobs(), batcher
+        )
+        app.state.job_metrics = JobMetrics(
+            pool, ttl=settings.metrics_cache_seconds, max_queues=settings.metrics_max_queues
         )
         hub = EventHub(pool)
         app.state.pool, app.state.events = pool, hub

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from jobrunner import webhooks
+from jobrunner.api.job_metrics import SingleFlight
 from jobrunner.api.proxies import client_address, parse_networks
 from jobrunner.serve import http_server
 from jobrunner.settings import Settings
@@ -107,3 +108,38 @@ async def test_a_refused_delivery_does_not_say_what_a_name_resolved_to(
         await webhooks.resolve("https://intranet.example/hook", [])
     assert "not a public address" in str(refused.value)
     assert "10.20.30.40" not in str(refused.value)
+
+
+async def test_single_flight_computes_once_for_concurrent_callers() -> None:
+    calls = 0
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def compute() -> list[str]:
+        nonlocal calls
+        calls += 1
+        started.set()
+        await release.wait()
+        return [f"value {calls}"]
+
+    cached = SingleFlight(compute, ttl=60.0)
+    callers = [asyncio.create_task(cached.get()) for _ in range(10)]
+    async with asyncio.timeout(5):
+        await started.wait()  # the callers were scheduled first: all of them are waiting
+    release.set()
+    assert {tuple(v) for v in await asyncio.gather(*callers)} == {("value 1",)}
+    assert await cached.get() == ["value 1"] and calls == 1  # cached within the ttl
+
+
+async def test_single_flight_does_not_keep_a_failure() -> None:
+    outcomes: list[list[str] | Exception] = [RuntimeError("database away"), ["ok"]]
+
+    async def compute() -> list[str]:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    cached = SingleFlight(compute, ttl=60.0)
+    with pytest.raises(RuntimeError):
+        await cached.get()
+    assert await cached.get() == ["ok"]
