@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     access_token_ttl: Seconds = 900.0
     refresh_token_ttl: Seconds = 14 * 86400.0
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    body_read_timeout: Seconds = 15.0
     submit_rate_per_minute: int = Field(default=600, ge=1)
     submit_burst: int = Field(default=100, ge=1)
     max_unfinished_jobs_per_user: int = Field(default=10_000, ge=1)

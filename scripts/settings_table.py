@@ -58,6 +58,9 @@ DESCRIPTIONS = {
     "access_token_ttl": "Seconds an access token is valid.",
     "refresh_token_ttl": "Seconds a refresh token is valid.",
     "max_body_bytes": "Largest request body; more is 413.",
+    "max_header_bytes": "Largest total of request headers; more is 431 (a huge Cookie, say).",
+    "body_read_timeout": "Seconds a request body may take to arrive once the headers are in; "
+    "slower is 408 and the connection is closed.",
     "submit_rate_per_minute": "Job submissions per user per minute (shared by all API "
     "processes); more is 429. From 1,200 up, each API process takes a user's tokens a few at "
     "a time (a tenth of a second's worth, unused ones lapse after a second).",

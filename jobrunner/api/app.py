@@ -117,6 +117,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(
         ApiMiddleware,
         max_body_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        body_timeout=settings.body_read_timeout,
         metrics=app.state.metrics,
         direct=app.state.direct_submit,
     )
