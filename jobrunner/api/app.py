@@ -16,6 +16,7 @@ from jobrunner import client
 from jobrunner.api import (
     auth_routes,
     dashboard,
+    docs,
     housekeeping,
     jobs_routes,
     ops_routes,
@@ -107,11 +108,14 @@ def create_app(settings: Settings) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         swagger_ui_parameters={"persistAuthorization": True},
+        docs_url=None,  # docs.install serves them without a CDN
+        redoc_url=None,
     )
     app.state.settings, app.state.codec = settings, codec
     app.state.metrics = RequestMetrics()
     app.state.direct_submit = DirectSubmit(app)
     problems.install(app)
+    docs.install(app)
     for module in (auth_routes, jobs_routes, sse_routes, ops_routes, dashboard):
         app.include_router(module.router)
     app.add_middleware(

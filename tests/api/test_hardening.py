@@ -207,3 +207,18 @@ async def test_user_made_queue_names_are_bounded_as_labels(
     assert queues == {"q11", "q10", "q9", "other"}
     assert 'jobrunner_jobs{queue="other",state="scheduled"} 45' in text  # 1 + 2 + ... + 9
     assert 'method="BREW"' not in text
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_api_docs_load_nothing_from_elsewhere(http: httpx.AsyncClient, page: str) -> None:
+    html = (await http.get(page)).text
+    assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]", html, re.IGNORECASE), html
+    referenced = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(r"url: '([^']+)'", html)
+    assert any(url.endswith(".js") for url in referenced)
+    if page == "/docs":
+        assert any(url.endswith(".css") for url in referenced)
+        referenced.append("/docs/oauth2-redirect")
+    for url in referenced:
+        assert url.startswith("/"), url
+        answer = await http.get(url)
+        assert answer.status_code == 200, url
