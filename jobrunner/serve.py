@@ -44,6 +44,12 @@ def http_server(settings: Settings) -> uvicorn.Server:
         log_level=settings.log_level,
         lifespan="on",
         server_header=False,
+        # X-Forwarded-For is read by jobrunner.api.proxies, from JOBRUNNER_TRUSTED_PROXIES
+        # only: uvicorn's default believes any loopback peer.
+        proxy_headers=False,
+        # The ASGI middleware answers 431 above max_header_bytes; with the h11 parser this
+        # also bounds what the server buffers before it sees a whole request head.
+        h11_max_incomplete_event_size=settings.max_header_bytes + 1024,
         timeout_graceful_shutdown=max(1, round(settings.drain_timeout)),
     )
     return _Server(config)

@@ -6,6 +6,7 @@ Nothing here is built at import time: processes call `get_settings()` (cached) o
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -71,10 +72,22 @@ class Settings(BaseSettings):
     access_token_ttl: Seconds = 900.0
     refresh_token_ttl: Seconds = 14 * 86400.0
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    body_read_timeout: Seconds = 15.0
     submit_rate_per_minute: int = Field(default=600, ge=1)
     submit_burst: int = Field(default=100, ge=1)
     max_unfinished_jobs_per_user: int = Field(default=10_000, ge=1)
     login_attempts_per_minute: int = Field(default=10, ge=1)
+    # Reverse proxies whose X-Forwarded-For is believed (CIDRs); none by default.
+    trusted_proxies: CommaList = Field(default_factory=list)
+    # /metrics: `admin` wants an admin's access token or metrics_token; `public` is for a
+    # scraper on a private network. Queue labels beyond the busiest metrics_max_queues are
+    # summed as "other"; the database's figures are recomputed at most every
+    # metrics_cache_seconds.
+    metrics_access: Literal["admin", "public"] = "admin"
+    metrics_token: SecretStr | None = None
+    metrics_max_queues: int = Field(default=20, ge=1, le=1000)
+    metrics_cache_seconds: Seconds = 5.0
     webhook_allowed_networks: CommaList = Field(default_factory=list)
     webhook_timeout: Seconds = 5.0
     pool_min_size: int = Field(default=2, ge=0)
@@ -83,11 +96,27 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 
-    @field_validator("tasks", "queues", "webhook_allowed_networks", mode="before")
+    @field_validator(
+        "tasks", "queues", "webhook_allowed_networks", "trusted_proxies", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies", "webhook_allowed_networks")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)  # a ValueError names the bad one
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(f"metrics_token must be at least {MIN_JWT_SECRET_BYTES} bytes")
         return value
 
     @model_validator(mode="after")

@@ -6,8 +6,10 @@ Signed the Standard Webhooks way: `webhook-signature: v1,<base64 HMAC-SHA256>` o
 stable for one outcome of one job, so a receiver can drop the duplicates at-least-once brings.
 A failed delivery raises, and the engine retries it with backoff; a refused URL cancels it.
 
-SSRF: http(s) only; every address the host resolves to must be public (not loopback, private,
-link-local, multicast, reserved or a cloud metadata address) unless it lies in
+SSRF: http(s) only; the host a canonical dotted quad, an IPv6 literal or a valid DNS name (not
+2130706433, 0x7f000001, 0177.0.0.1 or 127.1); every address it resolves to must be public (not
+loopback, private, link-local, site-local, multicast, reserved, a cloud metadata address, or
+an IPv6 form carrying such an IPv4 address: mapped, 6to4, NAT64) unless it lies in
 JOBRUNNER_WEBHOOK_ALLOWED_NETWORKS; the connection goes to the address that was checked (no
 second lookup to rebind), redirects are not followed, and timeouts are short.
 """
@@ -20,6 +22,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 import socket
 import time
 from collections.abc import Sequence
@@ -74,8 +77,14 @@ def allowed_networks(cidrs: Sequence[str]) -> list[IPNetwork]:
 
 
 def is_public(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Whether `address` reaches the public internet; an IPv6 form that carries an IPv4
+    address (mapped, 6to4, NAT64) is judged by the IPv4 address it carries."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if any(address in network for network in _NEVER_PUBLIC_V6):
+            return False
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return is_public(embedded)
     return not (
         address.is_private
         or address.is_loopback
@@ -89,18 +98,68 @@ def is_public(address: IPAddress) -> bool:
 
 
 _SHARED_SPACE = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT, not "private"
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address in the last 32 bits
+_NEVER_PUBLIC_V6 = (
+    ipaddress.ip_network("64:ff9b:1::/48"),  # RFC 8215 local-use NAT64: a private translator
+    ipaddress.ip_network("fec0::/10"),  # site-local (deprecated, still routed by some stacks)
+    ipaddress.ip_network("::/96"),  # IPv4-compatible (deprecated), with :: and ::1
+)
 
 
-def check_address(address: IPAddress, allowed: Sequence[IPNetwork]) -> None:
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:  # 2002::/16
+        return address.sixtofour
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def check_address(address: IPAddress, allowed: Sequence[IPNetwork], host: str = "the host") -> None:
+    """Refuse `address` unless public or allowed. The message names `host` as the URL gave
+    it, never the address a name resolved to: that would map internal DNS for a caller."""
     if any(address in network for network in allowed if network.version == address.version):
         return
     if not is_public(address):
-        raise UnsafeUrl(f"refused: {address} is not a public address")
+        raise UnsafeUrl(f"refused: {host} is not a public address")
+
+
+# A label of digits, or 0x and hex digits: how inet_aton spells a number. A host made only of
+# them (or ending in one) is an IPv4 address to most resolvers and URL parsers, which read
+# 2130706433, 0x7f000001, 0177.0.0.1 and 127.1 as 127.0.0.1.
+_NUMERIC_LABEL = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)", re.IGNORECASE)
+_HOSTNAME_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?", re.IGNORECASE)
+
+
+def _check_hostname(host: str) -> None:
+    """Refuse the host spellings that are not a plain dotted quad or a valid DNS name."""
+    labels = host.removesuffix(".").split(".")
+    if _NUMERIC_LABEL.fullmatch(labels[-1]):
+        # Python's parser takes only the canonical dotted quad; anything else numeric is a
+        # disguised address whose meaning depends on who reads it.
+        raise UnsafeUrl("refused: a numeric host that is not a plain dotted-quad address")
+    try:
+        ascii_host = host.removesuffix(".").encode("idna").decode("ascii")
+    except UnicodeError:
+        raise UnsafeUrl("refused: the host is not a valid internationalised name") from None
+    if len(ascii_host) > 253 or not all(
+        _HOSTNAME_LABEL.fullmatch(label) for label in ascii_host.split(".")
+    ):
+        raise UnsafeUrl("refused: the host is not a valid DNS name")
+    lowered = ascii_host.lower()
+    if lowered == "localhost" or lowered.endswith(".localhost"):
+        raise UnsafeUrl("refused: localhost")
 
 
 def check_url_syntax(url: str, allowed: Sequence[IPNetwork]) -> None:
     """What can be checked without DNS (at submit): scheme, host, and literal addresses."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        if parts.port == 0:  # reading .port raises ValueError for one that is not a port
+            raise ValueError("port 0")
+    except ValueError:
+        raise UnsafeUrl("refused: not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UnsafeUrl("refused: only http and https URLs with a host")
     if parts.username or parts.password:
@@ -108,12 +167,9 @@ def check_url_syntax(url: str, allowed: Sequence[IPNetwork]) -> None:
     try:
         literal = ipaddress.ip_address(parts.hostname)
     except ValueError:
-        if parts.hostname.rstrip(".").lower() == "localhost" or parts.hostname.endswith(
-            ".localhost"
-        ):
-            raise UnsafeUrl("refused: localhost") from None
+        _check_hostname(parts.hostname)
         return
-    check_address(literal, allowed)
+    check_address(literal, allowed, parts.hostname)
 
 
 async def resolve(url: str, allowed: Sequence[IPNetwork], *, timeout: float = 5.0) -> Target:
@@ -133,7 +189,7 @@ async def resolve(url: str, allowed: Sequence[IPNetwork], *, timeout: float = 5.
         raise DeliveryFailed(f"cannot resolve {host}: {exc}") from None
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     for address in addresses:
-        check_address(address, allowed)
+        check_address(address, allowed, host)
     pinned = addresses[0]
     netloc = f"[{pinned}]:{port}" if pinned.version == 6 else f"{pinned}:{port}"
     return Target(

@@ -59,13 +59,27 @@ DESCRIPTIONS = {
     "access_token_ttl": "Seconds an access token is valid.",
     "refresh_token_ttl": "Seconds a refresh token is valid.",
     "max_body_bytes": "Largest request body; more is 413.",
+    "max_header_bytes": "Largest total of request headers; more is 431 (a huge Cookie, say).",
+    "body_read_timeout": "Seconds a request body may take to arrive once the headers are in; "
+    "slower is 408 and the connection is closed.",
     "submit_rate_per_minute": "Job submissions per user per minute (shared by all API "
     "processes); more is 429. From 1,200 up, each API process takes a user's tokens a few at "
     "a time (a tenth of a second's worth, unused ones lapse after a second).",
     "submit_burst": "Submissions a user may make at once before the rate applies.",
     "max_unfinished_jobs_per_user": "Unfinished jobs a user may have at once (an abuse "
     "guard: submissions in flight at the same moment can pass it by their number).",
-    "login_attempts_per_minute": "Login attempts per account and per client address per minute.",
+    "login_attempts_per_minute": "Failed logins per account per minute; every client address "
+    "gets five times as many attempts.",
+    "trusted_proxies": "Comma-separated reverse proxies (CIDRs) whose `X-Forwarded-For` is "
+    "believed; empty trusts none, so every client is its TCP address. See Security.",
+    "metrics_access": "Who may read `/metrics`: `admin` (an admin's access token, or "
+    "`METRICS_TOKEN`) or `public` (anyone: only for a scraper on a private network).",
+    "metrics_token": "A bearer token (32 bytes or more) that reads `/metrics` without an "
+    "account, for a Prometheus scraper.",
+    "metrics_max_queues": "Queues named in `/metrics` labels: the busiest ones; the rest are "
+    'summed as `queue="other"`.',
+    "metrics_cache_seconds": "How long `/metrics` reuses the job figures it read from the "
+    "database (concurrent scrapes share one read).",
     "webhook_allowed_networks": "Comma-separated networks (CIDR) webhooks may reach even "
     "though private, e.g. `10.0.0.0/8`.",
     "webhook_timeout": "Seconds a webhook delivery may take.",

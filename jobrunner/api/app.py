@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from jobrunner.api import (
     auth_routes,
     dashboard,
+    docs,
     housekeeping,
     jobs_routes,
     ops_routes,
@@ -25,9 +26,11 @@ from jobrunner.api import (
 )
 from jobrunner.api.direct_submit import DirectSubmit
 from jobrunner.api.events import EventHub
+from jobrunner.api.job_metrics import JobMetrics
 from jobrunner.api.limits import SubmitTokensAhead, UnfinishedJobs
 from jobrunner.api.metrics import RequestMetrics
 from jobrunner.api.middleware import ApiMiddleware
+from jobrunner.api.proxies import TrustedProxies, parse_networks
 from jobrunner.api.submit import SubmitContext
 from jobrunner.api.submit_batch import SubmitBatcher
 from jobrunner.auth import TokenCodec
@@ -80,6 +83,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.submit_context = SubmitContext(
             pool, codec, SubmitTokensAhead(settings), UnfinishedJobs(), batcher
         )
+        app.state.job_metrics = JobMetrics(
+            pool, ttl=settings.metrics_cache_seconds, max_queues=settings.metrics_max_queues
+        )
         hub = EventHub(pool)
         app.state.pool, app.state.doorbell, app.state.events = pool, doorbell, hub
         background = [
@@ -105,17 +111,24 @@ def create_app(settings: Settings) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         swagger_ui_parameters={"persistAuthorization": True},
+        docs_url=None,  # docs.install serves them without a CDN
+        redoc_url=None,
     )
     app.state.settings, app.state.codec = settings, codec
     app.state.metrics = RequestMetrics()
     app.state.direct_submit = DirectSubmit(app)
     problems.install(app)
+    docs.install(app)
     for module in (auth_routes, jobs_routes, sse_routes, ops_routes, dashboard):
         app.include_router(module.router)
     app.add_middleware(
         ApiMiddleware,
         max_body_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        body_timeout=settings.body_read_timeout,
         metrics=app.state.metrics,
         direct=app.state.direct_submit,
     )
+    if settings.trusted_proxies:  # outermost: every part below sees the real client
+        app.add_middleware(TrustedProxies, trusted=parse_networks(settings.trusted_proxies))
     return app

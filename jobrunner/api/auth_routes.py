@@ -89,8 +89,10 @@ async def token(
 ) -> TokenPublic:
     """Log in with the OAuth2 password form (Swagger's Authorize button) or a JSON body."""
     body = await _login_body(request)
-    await limits.check_login(conn, settings, body.username, _address(request))
-    pair = await accounts.login(conn, codec, username=body.username, password=body.password)
+    pair = await limits.login(
+        conn, codec, settings, username=body.username, password=body.password,
+        address=_address(request),
+    )  # fmt: skip
     return TokenPublic.of(pair)
 
 

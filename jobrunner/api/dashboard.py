@@ -237,7 +237,7 @@ async def submit(
 
 @router.post("/jobs/{job_id}/{verb}")
 async def job_action(
-    request: Request, job_id: UUID, verb: str, conn: ConnDep, codec: CodecDep
+    request: Request, job_id: UUID, verb: str, conn: ConnDep, codec: CodecDep, settings: SettingsDep
 ) -> Response:
     if verb not in ("retry", "cancel") or not _same_origin(request):
         return Response(status_code=403)
@@ -246,6 +246,9 @@ async def job_action(
     except LoginRequired:
         return RedirectResponse("/dashboard/login", status_code=303)
     act = client.retry_job if verb == "retry" else client.cancel_job
+    if verb == "retry":  # a retry is a submission: the same rate limit and cap (a 429)
+        unfinished = request.app.state.submit_context.unfinished
+        await limits.charge_resubmission(conn, settings, unfinished, me.username)
     with contextlib.suppress(JobNotFound, JobStateConflict):  # the job page shows its state
         await act(job_id, conn=conn, user=me.username, admin=me.is_admin)
     return RedirectResponse(f"/dashboard/jobs/{job_id}", status_code=303)
@@ -272,8 +275,9 @@ async def login(
         return Response(status_code=403)
     address = request.client.host if request.client else "unknown"
     try:
-        await limits.check_login(conn, settings, username, address)
-        pair = await accounts.login(conn, codec, username=username, password=password)
+        pair = await limits.login(
+            conn, codec, settings, username=username, password=password, address=address
+        )
     except (LoginFailed, ApiProblem) as exc:
         status = exc.status if isinstance(exc, ApiProblem) else 401
         return HTMLResponse(view.login_page(str(exc), username), status_code=status)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Header, Query, Response
 from pydantic import AwareDatetime
 
 from jobrunner import client
+from jobrunner.api import limits
 from jobrunner.api.deps import ConnDep, PrincipalDep, SettingsDep, SubmitContextDep, SubmitterDep
 from jobrunner.api.problems import ApiProblem
 from jobrunner.api.schemas import (
@@ -77,9 +78,17 @@ async def cancel_job(job_id: UUID, me: PrincipalDep, conn: ConnDep) -> JobPublic
     return JobPublic.of(job)
 
 
-@router.post("/jobs/{job_id}/retry", responses={**NOT_FOUND, 409: {}})
-async def retry_job(job_id: UUID, me: PrincipalDep, conn: ConnDep) -> JobPublic:
-    """Put a failed or cancelled job back in the queue."""
+@router.post("/jobs/{job_id}/retry", responses={**NOT_FOUND, 409: {}, 429: {}})
+async def retry_job(
+    job_id: UUID,
+    me: PrincipalDep,
+    conn: ConnDep,
+    context: SubmitContextDep,
+    settings: SettingsDep,
+) -> JobPublic:
+    """Put a failed or cancelled job back in the queue. It counts as a submission: it takes
+    one from your rate limit and needs room under your unfinished-jobs cap."""
+    await limits.charge_resubmission(conn, settings, context.unfinished, me.username)
     job = await client.retry_job(job_id, conn=conn, user=me.username, admin=me.is_admin)
     return JobPublic.of(job)
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import time
 
+from jobrunner import accounts
+from jobrunner.accounts import TokenPair
 from jobrunner.api.problems import ApiProblem, too_many
+from jobrunner.auth import TokenCodec
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, Pool
 from jobrunner.settings import Settings
@@ -95,15 +98,40 @@ async def check_submit(conn: Conn, settings: Settings, username: str) -> None:
     await take(conn, submit_bucket(settings, username), SUBMISSIONS)
 
 
-async def check_login(conn: Conn, settings: Settings, username: str, address: str) -> None:
-    """Taken before the password is checked, so guessing costs the guesser, not our CPU."""
+async def charge_resubmission(
+    conn: Conn, settings: Settings, unfinished: UnfinishedJobs, username: str
+) -> None:
+    """Charge a retry like a submission: a token from the submit bucket, then room under the
+    unfinished-jobs cap. Otherwise cancel-and-retry cycles got round both."""
+    await check_submit(conn, settings, username)
+    await unfinished.admit(conn, username, cap=settings.max_unfinished_jobs_per_user)
+
+
+def _login_bucket(key: str, per_minute: int) -> queries.RateBucket:
+    return queries.RateBucket(key, per_minute / 60.0, per_minute)
+
+
+async def login(
+    conn: Conn, codec: TokenCodec, settings: Settings, *, username: str, password: str,
+    address: str,
+) -> TokenPair:  # fmt: skip
+    """Log in under the login limits; the API's and the dashboard's forms both come here.
+
+    The address pays first, before the password hash is computed, so guessing costs the
+    guesser and not our CPU. The account pays only for a wrong password: charging it for
+    every attempt let anyone lock an owner out of their account without knowing anything.
+    Once an account's bucket is empty, wrong passwords answer 429 (slow down) instead of
+    401, while the right password from an address with tokens left still logs in.
+    """
     per_minute = settings.login_attempts_per_minute
-    for key, allowance, what in (
-        (f"login-user:{username}", per_minute, "login attempts for this account"),
-        (f"login-addr:{address}", per_minute * ADDRESS_LOGIN_FACTOR,
-         "login attempts from this address"),
-    ):  # fmt: skip
-        await take(conn, queries.RateBucket(key, allowance / 60.0, allowance), what)
+    by_address = _login_bucket(f"login-addr:{address}", per_minute * ADDRESS_LOGIN_FACTOR)
+    await take(conn, by_address, "login attempts from this address")
+    try:
+        return await accounts.login(conn, codec, username=username, password=password)
+    except accounts.LoginFailed:
+        by_account = _login_bucket(f"login-user:{username}", per_minute)
+        await take(conn, by_account, "failed login attempts for this account")
+        raise
 
 
 def quota_exceeded(cap: int) -> ApiProblem:

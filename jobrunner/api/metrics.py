@@ -27,6 +27,9 @@ JOB_BUCKETS: tuple[float, ...] = (
 )
 
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class Histogram:
     """Cumulative-bucket histogram, as Prometheus expects it."""
 
@@ -63,6 +66,8 @@ class RequestMetrics:
         )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        # Clients choose the method: any method name would otherwise be a new series.
+        method = method if method in METHODS else "other"
         self._by_key[(method, route, f"{status // 100}xx")].observe(seconds)
 
     def lines(self) -> Iterable[str]:

@@ -1,12 +1,16 @@
-"""Plain ASGI middleware: the request body cap, request latency for /metrics, and the direct
-path for plain job submissions (direct_submit).
+"""Plain ASGI middleware: the header and body caps, the body's read deadline, request
+latency for /metrics, and the direct path for plain job submissions (direct_submit).
 
 The body is read here, before any route, so a chunked upload without Content-Length is
-stopped at the cap as surely as one that announces its size.
+stopped at the cap as surely as one that announces its size, and a client that announces a
+body and then trickles it (or sends nothing) is answered 408 and disconnected after
+`body_timeout` instead of holding a connection and a task for ever. Oversized headers (a
+64 KiB Cookie) are answered 431 before anything else runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,9 +31,13 @@ class ApiMiddleware:
         max_body_bytes: int,
         metrics: RequestMetrics,
         direct: DirectSubmit | None = None,
+        max_header_bytes: int = 16 * 1024,
+        body_timeout: float = 15.0,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
+        self.body_timeout = body_timeout
         self.metrics = metrics
         self.direct = direct
 
@@ -48,8 +56,22 @@ class ApiMiddleware:
             await send(message)
 
         try:
+            refusal = self._refuse_headers(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send_and_watch)
+                return
             if scope["method"] in BODY_METHODS:
-                whole = await self._read_body(scope, receive)
+                try:
+                    async with asyncio.timeout(self.body_timeout):
+                        whole = await self._read_body(scope, receive)
+                except TimeoutError:
+                    too_slow = problem(
+                        408,
+                        f"the request body did not arrive within {self.body_timeout:g} seconds",
+                        headers={"Connection": "close"},  # the rest of it is not awaited
+                    )
+                    await too_slow(scope, receive, send_and_watch)
+                    return
                 if whole is None:
                     too_large = problem(
                         413, f"the request body is larger than {self.max_body_bytes} bytes"
@@ -66,6 +88,17 @@ class ApiMiddleware:
             route = scope.get("route")
             path = direct_submit.PATH if served_directly else getattr(route, "path", "unmatched")
             self.metrics.observe(scope["method"], path, status, time.perf_counter() - started)
+
+    def _refuse_headers(self, scope: Scope) -> ASGIApp | None:
+        """The 431 for headers larger than the cap (names, values and their separators)."""
+        size = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+        if size <= self.max_header_bytes:
+            return None
+        return problem(
+            431,
+            f"the request headers are larger than {self.max_header_bytes} bytes",
+            headers={"Connection": "close"},
+        )
 
     async def _read_body(self, scope: Scope, receive: Receive) -> Message | None:
         """The whole body as one message (or the disconnect that cut it short), or None when

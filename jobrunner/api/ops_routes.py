@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import inspect
-from collections import defaultdict
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 
-from jobrunner import client
-from jobrunner.api.deps import AdminDep, PoolDep, PrincipalDep
-from jobrunner.api.metrics import JOB_BUCKETS, Histogram, RequestMetrics, escape
+from jobrunner import accounts, client
+from jobrunner.api.deps import AdminDep, CodecDep, PoolDep, PrincipalDep, SettingsDep, bearer
+from jobrunner.api.job_metrics import COUNT_CAP, THROUGHPUT_MINUTES, JobMetrics
+from jobrunner.api.metrics import RequestMetrics
 from jobrunner.api.problems import ApiProblem
 from jobrunner.api.schemas import QueueStatsPublic, StatsPublic, TaskPublic, ThroughputPublic
 from jobrunner.api.submit import INTERNAL_TASK_PREFIX
-from jobrunner.db import migrate, queries
-from jobrunner.db.pool import Conn
+from jobrunner.db import migrate
 from jobrunner.errors import ConfigError
-from jobrunner.models import ThroughputMinute
 from jobrunner.registry import registered_tasks
 
 router = APIRouter(tags=["operations"])
-
-COUNT_CAP = 100_000
-THROUGHPUT_MINUTES = 15
-LATENCY_WINDOW_SECONDS = 300.0
-LATENCY_SAMPLE = 2000
 
 
 @router.get("/healthz")
@@ -86,65 +81,39 @@ async def stats(me: AdminDep, pool: PoolDep) -> StatsPublic:
     )
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
-async def metrics(request: Request, pool: PoolDep) -> PlainTextResponse:
-    """Prometheus text format: jobs by queue and state, outcomes, latencies, API latency."""
-    request_metrics: RequestMetrics = request.app.state.metrics
+async def metrics_reader(
+    settings: SettingsDep,
+    pool: PoolDep,
+    codec: CodecDep,
+    token: Annotated[str | None, Depends(bearer)],
+) -> None:
+    """JOBRUNNER_METRICS_ACCESS: `public` lets anyone read; `admin` (the default) wants an
+    admin's access token or JOBRUNNER_METRICS_TOKEN, since the lines name every tenant's
+    queues and each scrape costs the database."""
+    if settings.metrics_access == "public":
+        return
+    if not token:
+        raise ApiProblem(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
+    scraper = settings.metrics_token
+    if scraper is not None and hmac.compare_digest(
+        token.encode(), scraper.get_secret_value().encode()
+    ):
+        return
     async with pool.acquire() as conn:
-        lines = [*await _job_lines(conn), *request_metrics.lines()]
+        principal = await accounts.authenticate(conn, codec, token)
+    if not principal.is_admin:
+        raise ApiProblem(403, "this needs an admin account or the metrics token")
+
+
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    dependencies=[Depends(metrics_reader)],
+    responses={401: {}, 403: {}},
+)
+async def metrics(request: Request) -> PlainTextResponse:
+    """Prometheus text format: jobs by queue and state, outcomes, latencies, API latency."""
+    job_metrics: JobMetrics = request.app.state.job_metrics
+    request_metrics: RequestMetrics = request.app.state.metrics
+    lines = [*await job_metrics.lines(), *request_metrics.lines()]
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
-
-
-async def _job_lines(conn: Conn) -> list[str]:
-    counts = await client.count_jobs(conn=conn, cap=COUNT_CAP)
-    rows = await client.throughput(conn=conn, minutes=THROUGHPUT_MINUTES)
-    latencies = await queries.job_latency_recent(
-        conn, seconds=LATENCY_WINDOW_SECONDS, limit=LATENCY_SAMPLE
-    )
-    lines = [
-        "# HELP jobrunner_jobs Jobs by queue and state (each state counted up to 100000).",
-        "# TYPE jobrunner_jobs gauge",
-    ]
-    for c in counts:
-        lines += [
-            f'jobrunner_jobs{{queue="{escape(c.queue)}",state="{s}"}} {n}'
-            for s, n in c.states.items()
-        ]
-    lines += _outcome_lines(rows)
-    lines += _latency_lines(latencies)
-    return lines
-
-
-def _outcome_lines(rows: list[ThroughputMinute]) -> list[str]:
-    name = "jobrunner_job_outcomes_recent"
-    lines = [
-        f"# HELP {name} Attempt outcomes over the last {THROUGHPUT_MINUTES} minutes.",
-        f"# TYPE {name} gauge",
-    ]
-    totals: dict[tuple[str, str], int] = defaultdict(int)
-    for row in rows:
-        totals[(row.queue, "succeeded")] += row.succeeded
-        totals[(row.queue, "failed")] += row.failed
-        totals[(row.queue, "retried")] += row.retried
-        totals[(row.queue, "cancelled")] += row.cancelled
-    lines += [
-        f'{name}{{queue="{escape(q)}",outcome="{o}"}} {n}' for (q, o), n in sorted(totals.items())
-    ]
-    return lines
-
-
-def _latency_lines(samples: list[tuple[str, float, float]]) -> list[str]:
-    lines: list[str] = []
-    for kind, index in (("pickup", 1), ("run", 2)):
-        name = f"jobrunner_job_{kind}_seconds"
-        lines += [
-            f"# HELP {name} {kind} latency of jobs finished in the last "
-            f"{LATENCY_WINDOW_SECONDS:g}s (up to {LATENCY_SAMPLE} most recent).",
-            f"# TYPE {name} histogram",
-        ]
-        by_queue: dict[str, Histogram] = defaultdict(lambda: Histogram(JOB_BUCKETS))
-        for sample in samples:
-            by_queue[sample[0]].observe(max(0.0, float(sample[index])))
-        for queue, histogram in sorted(by_queue.items()):
-            lines += histogram.lines(name, f'queue="{escape(queue)}"')
-    return lines

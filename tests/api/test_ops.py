@@ -19,14 +19,14 @@ from tests.support.database import Server, create_database, drop_database
 async def test_metrics_expose_jobs_outcomes_and_request_latency(
     http: httpx.AsyncClient, login: Login, pool: Pool, settings: Settings
 ) -> None:
-    alice = await login("alice")
+    alice, admin = await login("alice"), await login("root", admin=True)
     for _ in range(3):
         await http.post("/jobs", json={"task": "echo", "args": {}}, headers=alice.headers)
     await http.post(
         "/jobs", json={"task": "sleep", "args": {}, "delay_seconds": 60}, headers=alice.headers
     )
     await drain(pool, settings=settings)
-    answer = await http.get("/metrics")
+    answer = await http.get("/metrics", headers=admin.headers)
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain")
     text = answer.text
