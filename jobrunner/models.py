@@ -188,3 +188,31 @@ class User:
     @classmethod
     def from_row(cls, row: Row) -> User:
         return cls(row["username"], row["role"], row["created_at"], row["webhook_secret"])
+
+
+class OutcomeKind(enum.StrEnum):
+    """What the worker reports of one attempt; job_record_outcomes says what each makes of
+    the job (a retry with attempts spent is failed; a defer past the bound counts as a retry)."""
+
+    SUCCEEDED = "succeeded"
+    CANCELLED = "cancelled"
+    FAILED = "failed"  # for good, whatever attempts remain
+    RETRY = "retry"
+    DEFER = "defer"  # given back without spending the attempt
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One attempt's end, as the worker reports it.
+
+    result_json and error_json are already JSON text, so one unencodable result fails its own
+    attempt instead of the whole batch it is written with. retry_delay: seconds to wait
+    before the next attempt; None for a retry waits the job's own backoff (on its row).
+    """
+
+    id: UUID
+    attempt: int
+    kind: OutcomeKind
+    result_json: str | None = None
+    error_json: str | None = None
+    retry_delay: float | None = None

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     # How long a starting worker or API waits for an unreachable database before giving up:
     # started together with PostgreSQL (compose, a restart), it must not die on the race.
     startup_wait: Seconds = 60.0
+    # A handler that swallows its cancellation is abandoned this long after its timeout.
+    timeout_grace: Seconds = 1.0
+    # While the event loop is blocked, the heartbeat thread renews an attempt's lease up to its
+    # timeout (plus grace), or this long for an attempt without one.
+    blocked_loop_renew_cap: Seconds = 3600.0
 
     # Retries: capped exponential backoff with jitter, in database time. These are the
     # defaults for jobs whose row names no backoff (a task's or a submission's own).

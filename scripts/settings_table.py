@@ -45,6 +45,11 @@ DESCRIPTIONS = {
     "backoff_cap": "Longest retry delay in seconds.",
     "unknown_task_delay": "Seconds a job of a task no worker knows waits (no attempt spent).",
     "unknown_task_max_deferrals": "Times such a job is put back before it retries as a failure.",
+    "timeout_grace": "Seconds a handler that ignores its timeout (swallows the cancellation) "
+    "gets before it is abandoned: its attempt recorded as timed out, its slot and lease freed.",
+    "blocked_loop_renew_cap": "While a handler blocks the event loop, the heartbeat thread "
+    "keeps renewing leases up to each attempt's timeout (plus grace), or this many seconds "
+    "for an attempt without one.",
     "maintenance_interval": "Seconds between maintenance ticks (promote due jobs, rescue "
     "expired leases, prune, periodic tasks).",
     "retention_succeeded": "Seconds a succeeded job is kept before it is deleted.",

@@ -16,7 +16,15 @@ from uuid import UUID
 
 from jobrunner.db.ids import time_ordered_ids
 from jobrunner.db.pool import Conn, Pool, dump_json
-from jobrunner.models import ClaimedJob, HistoryEntry, Job, JobState, ThroughputMinute, User
+from jobrunner.models import (
+    ClaimedJob,
+    HistoryEntry,
+    Job,
+    JobState,
+    Outcome,
+    ThroughputMinute,
+    User,
+)
 
 if TYPE_CHECKING:
     from jobrunner.job_rows import JobRows
@@ -37,24 +45,6 @@ def load_queries(text: str) -> dict[str, LiteralString]:
 QUERIES: dict[str, LiteralString] = load_queries(
     resources.files("jobrunner.db").joinpath("queries.sql").read_text()
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """One attempt's end, as the worker reports it. kind: succeeded|cancelled|failed|retry|defer
-    (job_record_outcomes says what each makes of the job).
-
-    result_json and error_json are already JSON text, so one unencodable result fails its own
-    attempt instead of the whole batch it is written with. retry_delay: seconds to wait
-    before the next attempt; None for a retry waits the job's own backoff (on its row).
-    """
-
-    id: UUID
-    attempt: int
-    kind: str
-    result_json: str | None = None
-    error_json: str | None = None
-    retry_delay: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

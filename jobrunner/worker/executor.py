@@ -1,8 +1,9 @@
 """One attempt of one job in, one outcome out.
 
-The mapping from what a handler did to what the job becomes lives here and only here:
-returned -> succeeded; Retry -> retrying at its time; Cancel -> cancelled; a timeout or any
-other exception -> retrying with backoff (failed once attempts are spent).
+The mapping from what happened to an attempt to the Outcome reported lives here and only
+here: returned -> succeeded; Retry -> retry at its time; Cancel -> cancelled; a timeout or any
+other exception -> retry with the job's backoff (failed once attempts are spent). The worker's
+own verdicts (cancelled before the handler ran, a bug of ours) are built here too.
 """
 
 from __future__ import annotations
@@ -10,74 +11,57 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import time
 import traceback
 from concurrent.futures import Executor
 from typing import Any
 
-import structlog
-
-from jobrunner.db.queries import Outcome
 from jobrunner.errors import Cancel, JobrunnerError, Retry
-from jobrunner.models import ClaimedJob
+from jobrunner.models import ClaimedJob, Outcome, OutcomeKind
 from jobrunner.registry import get_task
-from jobrunner.settings import Settings
 from jobrunner.tasks import Task
 
-log = structlog.get_logger("jobrunner.worker")
+CANCELLED_ERROR = '{"error":"cancelled on request"}'
+WORKER_ERROR = '{"error":"worker error"}'
 
 
-class AttemptStopped(Exception):
-    """The worker stopped this attempt (shutdown release or lost lease): record nothing."""
-
-
-async def run_attempt(
-    job: ClaimedJob,
-    settings: Settings,
-    threads: Executor,
-    cancel_requested: set[Any],
-) -> Outcome:
+async def run_attempt(job: ClaimedJob, threads: Executor) -> Outcome:
     """Run the handler once and turn what happened into an Outcome.
 
-    A CancelledError is the worker stopping this attempt: if the job's id is in
-    `cancel_requested` a user asked for it (outcome `cancelled`); otherwise the worker is
-    releasing or has lost the attempt, and AttemptStopped says to record nothing.
+    A CancelledError (the worker stopping this attempt) propagates: the worker knows why it
+    stopped the attempt, and asks `cancelled` for the outcome when a user asked for it.
     """
-    started = time.perf_counter()
     try:
         task = get_task(job.task)
         result = await _call(task, job, threads)
-        outcome = _succeeded(job, result)
-    except asyncio.CancelledError:
-        if job.id not in cancel_requested:
-            raise AttemptStopped() from None
-        outcome = _ended(job, "cancelled", "cancelled on request")
     except Retry as exc:
         delay = None if exc.after_seconds is None else max(exc.after_seconds, 0.0)
-        outcome = _ended(job, "retry", str(exc), retry_delay=delay)
+        return _ended(job, OutcomeKind.RETRY, str(exc), retry_delay=delay)
     except Cancel as exc:
-        outcome = _ended(job, "cancelled", exc.reason)
+        return _ended(job, OutcomeKind.CANCELLED, exc.reason)
     except TimeoutError:
-        limit = job.timeout.total_seconds() if job.timeout else 0
-        outcome = _ended(job, "retry", f"timed out after {limit:g}s")
-    except JobrunnerError as exc:  # e.g. no such task on this worker, or arguments changed
-        outcome = _ended(job, "retry", str(exc))
+        return timed_out(job)
+    except JobrunnerError as exc:  # e.g. arguments that no longer fit the task
+        return _ended(job, OutcomeKind.RETRY, str(exc))
     except Exception as exc:
-        outcome = _ended(
-            job,
-            "retry",
-            f"{type(exc).__name__}: {exc}",
-            trace=traceback.format_exc(),
-        )
-    log.info(
-        "job attempt ended",
-        job_id=str(job.id),
-        task=job.task,
-        attempt=job.attempt,
-        outcome=outcome.kind,
-        duration_ms=round((time.perf_counter() - started) * 1000, 3),
-    )
-    return outcome
+        message = f"{type(exc).__name__}: {exc}"
+        return _ended(job, OutcomeKind.RETRY, message, trace=traceback.format_exc())
+    return _succeeded(job, result)
+
+
+def cancelled(job: ClaimedJob) -> Outcome:
+    """A user asked to cancel: the handler was stopped, or never started."""
+    return Outcome(job.id, job.attempt, OutcomeKind.CANCELLED, error_json=CANCELLED_ERROR)
+
+
+def timed_out(job: ClaimedJob) -> Outcome:
+    """The attempt ran past its timeout (or ignored it and was abandoned)."""
+    limit = job.timeout.total_seconds() if job.timeout else 0
+    return _ended(job, OutcomeKind.RETRY, f"timed out after {limit:g}s")
+
+
+def worker_error(job: ClaimedJob) -> Outcome:
+    """A bug of the worker's, not the handler's: the job is kept alive."""
+    return Outcome(job.id, job.attempt, OutcomeKind.RETRY, error_json=WORKER_ERROR)
 
 
 async def _call(task: Task[Any, Any], job: ClaimedJob, threads: Executor) -> Any:
@@ -96,18 +80,18 @@ async def _call(task: Task[Any, Any], job: ClaimedJob, threads: Executor) -> Any
 
 def _succeeded(job: ClaimedJob, result: Any) -> Outcome:
     if result is None:  # most handlers return nothing
-        return Outcome(job.id, job.attempt, "succeeded", result_json="null")
+        return Outcome(job.id, job.attempt, OutcomeKind.SUCCEEDED, result_json="null")
     try:
         encoded = json.dumps(result, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         # The same result would fail the same way on every retry.
-        return _ended(job, "failed", f"result is not JSON-serialisable: {exc}")
-    return Outcome(job.id, job.attempt, "succeeded", result_json=encoded)
+        return _ended(job, OutcomeKind.FAILED, f"result is not JSON-serialisable: {exc}")
+    return Outcome(job.id, job.attempt, OutcomeKind.SUCCEEDED, result_json=encoded)
 
 
 def _ended(
     job: ClaimedJob,
-    kind: str,
+    kind: OutcomeKind,
     message: str,
     *,
     retry_delay: float | None = None,

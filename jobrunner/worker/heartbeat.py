@@ -20,6 +20,7 @@ import structlog
 from jobrunner.db import queries
 from jobrunner.db.errors import DB_ERRORS
 from jobrunner.db.pool import connect
+from jobrunner.worker.attempts import Attempt
 
 log = structlog.get_logger("jobrunner.heartbeat")
 
@@ -35,7 +36,7 @@ class Heartbeat:
         worker_id: str,
         interval: float,
         lease_seconds: float,
-        held: Callable[[], dict[UUID, int]],
+        held: Callable[[], dict[UUID, Attempt]],
         on_result: ResultCallback,
     ) -> None:
         self._dsn = dsn
@@ -77,7 +78,7 @@ class Heartbeat:
             try:
                 if conn is None or conn.is_closed():
                     conn = await connect(self._dsn, role="heartbeat", worker_plans=True)
-                pairs = list(held.items())
+                pairs = [(i, a.job.attempt) for i, a in held.items()]
                 still_held = await asyncio.wait_for(
                     queries.job_heartbeat(
                         conn, pairs, worker_id=self._worker_id, lease_seconds=self._lease

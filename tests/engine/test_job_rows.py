@@ -14,7 +14,7 @@ from jobrunner.bench import fill
 from jobrunner.db import queries
 from jobrunner.db.pool import Pool
 from jobrunner.job_rows import insert_each, make_rows
-from jobrunner.models import Job, JobState
+from jobrunner.models import Job, JobState, Outcome, OutcomeKind
 from jobrunner.options import OPTION_NAMES, EnqueueOptions, JobOptions
 from jobrunner.registry import get_task
 from jobrunner.tasks import ENQUEUE_OPTIONS
@@ -133,7 +133,7 @@ async def test_the_outcome_write_waits_the_jobs_own_backoff(pool: Pool) -> None:
         policy = queries.OutcomePolicy(
             backoff_base=1000.0, backoff_cap=1000.0, max_deferrals=0, delivery=delivery_rows()
         )
-        outcomes = [queries.Outcome(c.id, c.attempt, "retry", error_json="{}") for c in claimed]
+        outcomes = [Outcome(c.id, c.attempt, OutcomeKind.RETRY, error_json="{}") for c in claimed]
         states = await queries.job_record_outcomes(conn, outcomes, worker_id="w", policy=policy)
         assert states == {job.id: JobState.RETRYING, default.id: JobState.RETRYING}
         rows = {
@@ -174,7 +174,7 @@ async def test_deliveries_after_an_outcome_and_a_rescue_carry_the_task_defaults(
                 conn, queues=["default"], worker_id="w", limit=2, lease_seconds=30
             )
         }
-        ok = queries.Outcome(done.id, claimed[done.id].attempt, "succeeded", result_json="2")
+        ok = Outcome(done.id, claimed[done.id].attempt, OutcomeKind.SUCCEEDED, result_json="2")
         await queries.job_record_outcomes(conn, [ok], worker_id="w", policy=policy)
         await conn.execute(
             "UPDATE jobrunner.jobs SET lease_expires_at = now() - interval '1 s' WHERE id = $1",

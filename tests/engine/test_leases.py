@@ -11,7 +11,8 @@ import asyncio
 from jobrunner import client
 from jobrunner.db import queries
 from jobrunner.db.pool import Pool
-from jobrunner.db.queries import Outcome, OutcomePolicy
+from jobrunner.db.queries import OutcomePolicy
+from jobrunner.models import Outcome, OutcomeKind
 from jobrunner.webhooks import delivery_rows
 
 POLICY = OutcomePolicy(
@@ -33,7 +34,7 @@ async def test_heartbeat_skips_rows_the_flush_holds_instead_of_deadlocking(pool:
         async with flush.transaction():
             await queries.job_record_outcomes(
                 flush,
-                [Outcome(second.id, second.attempt, "succeeded", "1")],
+                [Outcome(second.id, second.attempt, OutcomeKind.SUCCEEDED, "1")],
                 worker_id=WORKER,
                 policy=POLICY,
             )
@@ -47,7 +48,7 @@ async def test_heartbeat_skips_rows_the_flush_holds_instead_of_deadlocking(pool:
             accepted = await asyncio.wait_for(
                 queries.job_record_outcomes(
                     flush,
-                    [Outcome(first.id, first.attempt, "succeeded", "1")],
+                    [Outcome(first.id, first.attempt, OutcomeKind.SUCCEEDED, "1")],
                     worker_id=WORKER,
                     policy=POLICY,
                 ),
@@ -57,7 +58,10 @@ async def test_heartbeat_skips_rows_the_flush_holds_instead_of_deadlocking(pool:
         states = await beat.fetch(
             "SELECT id, state::text FROM jobrunner.jobs WHERE id = ANY($1)", [first.id, second.id]
         )
-    assert {r["id"]: r["state"] for r in states} == {first.id: "succeeded", second.id: "succeeded"}
+    assert {r["id"]: r["state"] for r in states} == {
+        first.id: OutcomeKind.SUCCEEDED,
+        second.id: "succeeded",
+    }
 
 
 async def test_heartbeat_renews_what_is_held_and_reports_what_was_lost(pool: Pool) -> None:

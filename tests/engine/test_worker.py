@@ -7,8 +7,8 @@ from uuid import UUID
 from jobrunner import client
 from jobrunner.db import queries
 from jobrunner.db.pool import Pool
-from jobrunner.db.queries import Outcome, OutcomePolicy
-from jobrunner.models import Job, JobState
+from jobrunner.db.queries import OutcomePolicy
+from jobrunner.models import Job, JobState, Outcome, OutcomeKind
 from jobrunner.settings import Settings
 from jobrunner.testing import drain
 from jobrunner.webhooks import delivery_rows
@@ -136,11 +136,11 @@ async def test_a_stale_outcome_is_refused(pool: Pool) -> None:
             conn, queues=["default"], worker_id="fast", limit=1, lease_seconds=30
         )
         assert second.attempt == first.attempt + 1
-        ok = Outcome(job.id, second.attempt, "succeeded", result_json="2")
+        ok = Outcome(job.id, second.attempt, OutcomeKind.SUCCEEDED, result_json="2")
         assert await queries.job_record_outcomes(conn, [ok], worker_id="fast", policy=POLICY) == {
             job.id: JobState.SUCCEEDED
         }
-        late = Outcome(job.id, first.attempt, "succeeded", result_json="999")
+        late = Outcome(job.id, first.attempt, OutcomeKind.SUCCEEDED, result_json="999")
         assert (
             await queries.job_record_outcomes(conn, [late], worker_id="slow", policy=POLICY) == {}
         )

@@ -1,0 +1,151 @@
+"""The outcome writer: finished attempts go to the database in batches.
+
+Whatever finished during one write is written by the next, in one statement
+(job_record_outcomes, fenced by attempt and worker); a database away is retried with backoff,
+and the attempts stay held (their leases renewed) until their outcomes are in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from uuid import UUID
+
+import asyncpg
+import structlog
+from asyncpg.pool import PoolConnectionProxy
+
+from jobrunner.db import queries
+from jobrunner.db.errors import DB_ERRORS
+from jobrunner.db.pool import Conn, Pool
+from jobrunner.models import JobState, Outcome
+from jobrunner.worker.attempts import Attempt
+from jobrunner.worker.pacing import back_off
+
+log = structlog.get_logger("jobrunner.worker")
+
+FLUSH_CHUNK = 2000
+
+
+def _usable(conn: PoolConnectionProxy[asyncpg.Record]) -> bool:
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:  # the pool took it back when the server closed it
+        return False
+
+
+class HeldConnection:
+    """A pooled connection kept across calls, so a claim or a flush costs one round trip
+    (no acquire and reset each time). After an error it goes back to the pool, and the next
+    call gets a fresh one."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+        self._conn: PoolConnectionProxy[asyncpg.Record] | None = None
+
+    async def get(self) -> Conn:
+        if self._conn is None or not _usable(self._conn):
+            self._conn = await self._pool.acquire()
+        return self._conn
+
+    async def drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(*DB_ERRORS):
+                await self._pool.release(conn, timeout=1.0)
+
+
+class OutcomeWriter:
+    """`add` queues a finished attempt; `run` writes them, then calls `written` for each."""
+
+    def __init__(
+        self,
+        *,
+        worker_id: str,
+        policy: queries.OutcomePolicy,
+        recorded: dict[str, int],
+        written: Callable[[Attempt], None],
+        after_write: Callable[[], None],
+        max_back_off: float,
+    ) -> None:
+        self.conn: HeldConnection | None = None  # set once the worker has its pool
+        self._worker_id = worker_id
+        self._policy = policy
+        self._written = written
+        self._after_write = after_write
+        self._max_back_off = max_back_off
+        self.pending: list[Attempt] = []
+        self.recorded = recorded  # outcomes written, by resulting state (and "refused")
+        self._ready = asyncio.Event()
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def add(self, attempt: Attempt) -> None:
+        self.pending.append(attempt)
+        self._ready.set()
+
+    def wake(self) -> None:
+        self._ready.set()
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while self.pending:
+                batch = self.pending[:FLUSH_CHUNK]
+                self.idle.clear()
+                try:
+                    accepted = await self._write(batch)
+                    failures = 0
+                except DB_ERRORS as exc:
+                    failures += 1
+                    assert self.conn is not None
+                    await self.conn.drop()
+                    self.idle.set()
+                    await back_off(failures, exc, max_delay=self._max_back_off, stop=None)
+                    continue
+                del self.pending[: len(batch)]
+                self._settle(batch, accepted)
+                self._after_write()
+            self.idle.set()
+
+    async def _write(self, batch: list[Attempt]) -> dict[UUID, JobState]:
+        outcomes: list[Outcome] = [a.outcome for a in batch if a.outcome is not None]
+        assert self.conn is not None
+        return await queries.job_record_outcomes(
+            await self.conn.get(), outcomes, worker_id=self._worker_id, policy=self._policy
+        )
+
+    async def flush_all(self, timeout: float) -> None:
+        """At shutdown: write what is pending, for at most `timeout` seconds."""
+        self._ready.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.pending or not self.idle.is_set():
+            if loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.01)
+        if self.pending:
+            log.warning(
+                "outcomes not written; those jobs will run again after their lease",
+                count=len(self.pending),
+            )
+
+    def _settle(self, batch: list[Attempt], accepted: dict[UUID, JobState]) -> None:
+        recorded = self.recorded
+        for attempt in batch:
+            self._written(attempt)
+            job = attempt.job
+            state = accepted.get(job.id)
+            if state is None:
+                log.warning(
+                    "outcome refused: the attempt was taken over",
+                    job_id=str(job.id),
+                    attempt=job.attempt,
+                )
+                key = "refused"
+            else:
+                key = state.value
+            recorded[key] = recorded.get(key, 0) + 1

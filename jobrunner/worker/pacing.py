@@ -1,0 +1,53 @@
+"""How fast the worker claims, and how it waits when the database is away."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+log = structlog.get_logger("jobrunner.worker")
+
+# Claim ahead of the free slots only as many jobs as the slots are expected to finish within
+# this many seconds: short jobs are claimed in big batches (few round trips), long ones are
+# never hoarded away from idle workers.
+PREFETCH_HORIZON = 0.005
+
+
+class Prefetch:
+    """How many jobs to claim beyond the free slots, learnt from how long attempts take."""
+
+    def __init__(self, concurrency: int, claim_batch: int) -> None:
+        self._concurrency = concurrency
+        self._claim_batch = claim_batch
+        self._avg_duration = PREFETCH_HORIZON  # seconds per attempt, moving average
+        self.ahead = concurrency
+
+    @property
+    def min_claim(self) -> int:
+        # Without prefetch, claim for any free slot; with it, wait for a decent batch.
+        return max(1, self.ahead // 2)
+
+    def learn(self, seconds: float) -> None:
+        self._avg_duration += (seconds - self._avg_duration) * 0.01
+        expected = self._concurrency * PREFETCH_HORIZON / max(self._avg_duration, 1e-6)
+        self.ahead = min(self._claim_batch, int(expected))
+
+
+async def back_off(
+    failures: int, exc: BaseException, *, max_delay: float, stop: asyncio.Event | None
+) -> None:
+    """Wait before the next try after `failures` database errors in a row (`stop` cuts the
+    wait short)."""
+    delay = min(max_delay, 0.05 * 2 ** min(failures, 10))
+    log.warning(
+        "database unavailable; retrying",
+        error=str(exc) or type(exc).__name__,
+        retry_in=round(delay, 3),
+    )
+    if stop is None:
+        await asyncio.sleep(delay)
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=delay)

@@ -1,0 +1,71 @@
+"""A worker's way out: let running attempts finish for a while, then hand the rest back.
+
+On the first stop request the worker stops claiming and drains (up to the drain timeout, or
+until a second request); what still runs is cancelled and, with every claimed job that never
+started, handed back to the queue at once rather than after its lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import structlog
+
+from jobrunner.db import queries
+from jobrunner.db.errors import DB_ERRORS
+from jobrunner.db.pool import Pool
+from jobrunner.worker.attempts import AttemptBook, StopReason
+
+log = structlog.get_logger("jobrunner.worker")
+
+
+async def drain(book: AttemptBook, skip: asyncio.Event, timeout: float) -> None:
+    """Let running attempts finish, up to `timeout` or until `skip` is set."""
+    tasks = book.running_tasks()
+    if not tasks or skip.is_set():
+        return
+    running: asyncio.Future[Any] = asyncio.gather(*tasks, return_exceptions=True)
+    skipped: asyncio.Future[Any] = asyncio.create_task(skip.wait())
+    await asyncio.wait({running, skipped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    skipped.cancel()
+    if not running.done():
+        running.cancel()
+
+
+async def release_unfinished(book: AttemptBook, pool: Pool, worker_id: str) -> None:
+    """Stop what still runs and hand it back to the queue at once, not after its lease."""
+    tasks = book.running_tasks()
+    for job_id in list(book.held):
+        book.stop(job_id, StopReason.RELEASE)
+    if tasks:
+        # A handler that swallows cancellation cannot hold the shutdown hostage.
+        await asyncio.wait(tasks, timeout=1.0)
+    unfinished = book.unfinished()
+    if not unfinished:
+        return
+    try:
+        async with pool.acquire() as conn:
+            released = await queries.job_release_many(conn, unfinished, worker_id=worker_id)
+    except DB_ERRORS as exc:
+        log.warning("could not release jobs; their leases will expire", error=str(exc))
+        return
+    book.released(released)
+    log.info("released unfinished jobs to the queue", count=len(released))
+
+
+async def stuck_handlers(book: AttemptBook, thread_prefix: str, grace: float) -> int:
+    """Handlers still running though told to stop: coroutines that swallowed their
+    cancellation, and sync functions, whose threads nothing can cancel. Their jobs were
+    handed back already; the process should exit without waiting for them."""
+    ours = [t for t in threading.enumerate() if t.name.startswith(thread_prefix)]
+    deadline = time.monotonic() + grace
+
+    def still_busy() -> int:  # idle pool threads exit at once on shutdown; busy ones don't
+        for thread in ours:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return sum(t.is_alive() for t in ours)
+
+    return book.running_count + len(book.abandoned) + await asyncio.to_thread(still_busy)
