@@ -1,8 +1,9 @@
 """Handlers that misbehave: one that swallows cancellation, one that blocks the event loop.
 
 What happens, asserted so a change in it is noticed:
-- a handler that swallows cancellation cannot be stopped by its timeout or by a cancel
-  request: it runs until it returns, and what it returns is recorded;
+- a handler that swallows cancellation cannot be stopped by a cancel request, nor by its
+  timeout within the grace (JOBRUNNER_TIMEOUT_GRACE): it runs until it returns, and what it
+  returns is recorded (past the grace it is abandoned: tests/engine/test_attempt_limits.py);
 - on SIGTERM such a handler's job, or a sync handler's (threads cannot be cancelled), is
   still handed back to the queue after the drain, and the worker exits without waiting for it;
 - the heartbeat runs on its own thread, so a handler that blocks the loop for less than a lease

@@ -85,3 +85,19 @@ DEFAULTS_QUEUE = "defaults-q"
 )
 async def with_defaults(n: int = 0) -> int:
     return n
+
+
+ran_past_timeout: dict[str, int] = {}  # token -> handlers that ran on to their end
+
+
+@task(name="test.ignore_timeout", timeout=0.3, max_attempts=2)
+async def ignore_timeout(token: str, seconds: float) -> str:
+    """Swallow every cancellation (the timeout's too) and run `seconds` regardless."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            await asyncio.sleep(left)
+        except asyncio.CancelledError:
+            continue
+    ran_past_timeout[token] = ran_past_timeout.get(token, 0) + 1
+    return "ran on"

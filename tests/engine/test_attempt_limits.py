@@ -1,0 +1,59 @@
+"""An attempt's limits hold whatever its handler does: a timeout is a promise."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from uuid import UUID
+
+from structlog.testing import capture_logs
+
+from jobrunner import client
+from jobrunner.db.pool import Pool
+from jobrunner.models import Job, JobState
+from tests.support import tasks
+from tests.support.waiting import wait_for
+from tests.support.workers import StartWorker, terminal
+
+ReadJob = Callable[[UUID], Awaitable[Job]]
+
+
+async def _enqueue(pool: Pool, task: str, args: dict[str, object]) -> Job:
+    async with pool.acquire() as conn:
+        return await client.enqueue(task, args, conn=conn)
+
+
+async def _finished(job_state: ReadJob, job_id: UUID, timeout: float = 15) -> Job:
+    async def probe() -> Job | None:
+        job = await job_state(job_id)
+        return job if terminal(job) else None
+
+    return await wait_for(probe, timeout=timeout)
+
+
+async def test_a_handler_ignoring_its_timeout_is_abandoned_after_the_grace(
+    pool: Pool, start_worker: StartWorker, job_state: ReadJob
+) -> None:
+    stubborn = await _enqueue(pool, "test.ignore_timeout", {"token": "t1", "seconds": 4.0})
+    after = await _enqueue(pool, "test.add", {"a": 1, "b": 2})
+    with capture_logs() as logs:
+        # One slot: the second job runs only if the stubborn handler's slot is freed.
+        await start_worker(concurrency=1, settings={"timeout_grace": 0.2})
+        done = await _finished(job_state, stubborn.id)
+        # Both attempts were recorded while their handlers still ran.
+        assert tasks.ran_past_timeout.get("t1", 0) == 0
+        assert done.state is JobState.FAILED and done.attempt == 2
+        assert [(e["error"], e["outcome"]) for e in done.errors] == [
+            ("timed out after 0.3s", "retrying"),
+            ("timed out after 0.3s", "failed"),
+        ]
+        assert (await _finished(job_state, after.id)).state is JobState.SUCCEEDED
+    abandoned = [e for e in logs if e["event"] == "handler ignored its timeout; abandoning it"]
+    assert len(abandoned) == 2
+    assert all(e["log_level"] == "error" and e["task"] == "test.ignore_timeout" for e in abandoned)
+    assert {e["job_id"] for e in abandoned} == {str(stubborn.id)}
+
+    # The abandoned coroutines end on their own; let them, before the loop closes.
+    async def both_ended() -> bool:
+        return tasks.ran_past_timeout.get("t1") == 2
+
+    await wait_for(both_ended, timeout=15)
