@@ -81,6 +81,10 @@ class AttemptBook:
         self._report = report
         self._on_slot_freed = on_slot_freed
         self.held: dict[UUID, Attempt] = {}
+        # A copy of `held` for the heartbeat thread, swapped whole (never changed in place)
+        # after each claim batch and each outcome batch: it never reads `held` while the loop
+        # changes it, and a blocked loop leaves it complete.
+        self.snapshot: dict[UUID, Attempt] = {}
         self._ready: deque[Attempt] = deque()  # may hold stale entries: skipped when popped
         self.ready_count = 0
         self.running_count = 0
@@ -96,7 +100,12 @@ class AttemptBook:
             self.held[job.id] = attempt
             self._ready.append(attempt)
         self.ready_count += len(jobs)
+        self.publish()
         self.start_ready()
+
+    def publish(self) -> None:
+        """Refresh the heartbeat's snapshot: once per batch, never per job."""
+        self.snapshot = self.held.copy()
 
     def start_ready(self) -> None:
         while self._ready and self.running_count < self._concurrency and not self.paused:
@@ -226,13 +235,14 @@ class AttemptBook:
             log.info("cancel requested", job_id=payload)
             self.stop(job_id, StopReason.CANCEL)
 
-    def on_heartbeat(self, still_held: dict[UUID, bool], lost: set[UUID]) -> None:
-        """What the heartbeat learnt: cancels asked for, leases lost."""
+    def on_heartbeat(self, still_held: dict[UUID, bool], lost: dict[UUID, int]) -> None:
+        """What the heartbeat learnt: cancels asked for, leases lost (id -> attempt)."""
         for job_id, cancel_requested in still_held.items():
             if cancel_requested:
                 self.stop(job_id, StopReason.CANCEL)
-        for job_id in lost:
-            if self.is_live(job_id):
+        for job_id, number in lost.items():
+            attempt = self.held.get(job_id)
+            if attempt is not None and attempt.job.attempt == number and self.is_live(job_id):
                 log.warning("lease lost; abandoning attempt", job_id=str(job_id))
                 self.stop(job_id, StopReason.LOST)
 

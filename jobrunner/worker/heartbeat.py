@@ -1,9 +1,13 @@
 """Lease renewal on its own thread, event loop and connection.
 
 A handler that hogs the worker's event loop (CPU work in an async function, a blocking call)
-cannot starve the heartbeat, so a busy job keeps its lease. A loop blocked for longer than a
-whole lease is treated as a hung worker: renewal stops, the lease runs out and the job is
-rescued elsewhere, exactly as if the process had died.
+cannot starve the heartbeat, so a busy job keeps its lease, and no second worker is handed a
+job that is still running here. The worker's loop publishes what it holds after each claim and
+each outcome batch; the heartbeat thread reads only that snapshot (one reference, swapped
+whole), so it never walks the loop's structures while they change. While the loop is blocked the
+snapshot stands still, and each attempt is renewed up to the limit set when it started (its
+timeout plus grace, or JOBRUNNER_BLOCKED_LOOP_RENEW_CAP), then left to expire and be rescued
+elsewhere, as if this process had died.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from uuid import UUID
 
 import asyncpg
@@ -20,12 +24,14 @@ import structlog
 from jobrunner.db import queries
 from jobrunner.db.errors import DB_ERRORS
 from jobrunner.db.pool import connect
-from jobrunner.worker.attempts import Attempt
+from jobrunner.worker.attempts import Attempt, AttemptState
 
 log = structlog.get_logger("jobrunner.heartbeat")
 
-# (attempts still held, with whether a cancel was asked) and (attempts lost)
-ResultCallback = Callable[[dict[UUID, bool], set[UUID]], None]
+# (attempts still held, with whether a cancel was asked) and (attempts lost: id -> attempt;
+# the snapshot may be a tick old, so the attempt number tells a lost one from its successor)
+ResultCallback = Callable[[dict[UUID, bool], dict[UUID, int]], None]
+BLOCKED_HINT = "an async handler is blocking the event loop; a plain `def` handler runs in a thread"
 
 
 class Heartbeat:
@@ -36,7 +42,7 @@ class Heartbeat:
         worker_id: str,
         interval: float,
         lease_seconds: float,
-        held: Callable[[], dict[UUID, Attempt]],
+        held: Callable[[], Mapping[UUID, Attempt]],
         on_result: ResultCallback,
     ) -> None:
         self._dsn = dsn
@@ -48,6 +54,12 @@ class Heartbeat:
         self._main_loop = asyncio.get_running_loop()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="jobrunner-heartbeat", daemon=True)
+        self._tick = min(interval, 0.5)
+        # The loop counts as blocked once it has not run for a whole lease: without this
+        # thread its jobs would have been lost by now. Shorter stalls are not reported.
+        self._blocked_after = lease_seconds
+        self._warned = False
+        self._given_up: set[UUID] = set()
         self.loop_alive_at = time.monotonic()
 
     def start(self) -> None:
@@ -61,18 +73,43 @@ class Heartbeat:
         """Runs on the worker's loop: proves the loop still gets to run."""
         while True:
             self.loop_alive_at = time.monotonic()
-            await asyncio.sleep(min(self._interval, 0.5))
+            await asyncio.sleep(self._tick)
 
     def _run(self) -> None:
         asyncio.run(self._beat_forever())
 
+    def _to_renew(self) -> Mapping[UUID, Attempt]:
+        held = self._held()  # the loop's last published snapshot, read whole
+        now = time.monotonic()
+        blocked_for = now - self.loop_alive_at
+        if blocked_for <= self._blocked_after:
+            self._warned = False
+            self._given_up.clear()
+            return held
+        if not self._warned:
+            self._warned = True
+            running = {a.job.task for a in held.values() if a.state is AttemptState.RUNNING}
+            log.warning(
+                "worker event loop blocked for longer than a lease; still renewing leases",
+                blocked_seconds=round(blocked_for, 1),
+                tasks=sorted(running),
+                hint=BLOCKED_HINT,
+            )
+        renew = {i: a for i, a in held.items() if a.renew_until > now}
+        for job_id in held.keys() - renew.keys() - self._given_up:
+            self._given_up.add(job_id)
+            log.error(
+                "event loop blocked past the attempt's limit; no longer renewing its lease",
+                job_id=str(job_id),
+                task=held[job_id].job.task,
+                blocked_seconds=round(blocked_for, 1),
+            )
+        return renew
+
     async def _beat_forever(self) -> None:
         conn: asyncpg.Connection[asyncpg.Record] | None = None
         while not self._stopping.wait(self._interval):
-            if time.monotonic() - self.loop_alive_at > self._lease:
-                log.error("worker event loop blocked for longer than a lease; not renewing")
-                continue
-            held = self._held()
+            held = self._to_renew()
             if not held:
                 continue
             try:
@@ -91,7 +128,7 @@ class Heartbeat:
                     conn.terminate()
                 conn = None
                 continue
-            lost = set(held) - set(still_held)
+            lost = {i: a.job.attempt for i, a in held.items() if i not in still_held}
             self._main_loop.call_soon_threadsafe(self._on_result, still_held, lost)
         if conn is not None:
             await conn.close()

@@ -218,7 +218,7 @@ class Worker:
                 worker_id=self.worker_id,
                 interval=self.settings.heartbeat_interval,
                 lease_seconds=self.settings.lease_seconds,
-                held=self._book.held.copy,
+                held=lambda: self._book.snapshot,
                 on_result=self._book.on_heartbeat,
             )
             spawn(asyncio.create_task(self._heartbeat.keep_alive(), name="jobrunner-alive"))
@@ -324,5 +324,6 @@ class Worker:
         self._writer.add(attempt)
 
     def _after_write(self) -> None:
+        self._book.publish()
         if self._more_waiting:
             self._wake.set()  # the fetch loop may have paused while outcomes piled up

@@ -6,9 +6,11 @@ What happens, asserted so a change in it is noticed:
   returns is recorded (past the grace it is abandoned: tests/engine/test_attempt_limits.py);
 - on SIGTERM such a handler's job, or a sync handler's (threads cannot be cancelled), is
   still handed back to the queue after the drain, and the worker exits without waiting for it;
-- the heartbeat runs on its own thread, so a handler that blocks the loop for less than a lease
-  keeps its lease; a loop blocked longer than a lease stops renewing, and the job is rescued by
-  another worker as if this one had died; the blocked worker's late result is refused;
+- the heartbeat runs on its own thread, so a handler that blocks the loop keeps its lease,
+  longer than a lease too (with a warning naming the task): no second worker runs it. Only
+  past the attempt's limit (its timeout plus grace, or JOBRUNNER_BLOCKED_LOOP_RENEW_CAP) does
+  renewal stop, and the job is rescued by another worker as if this one had died; the
+  blocked worker's late result is refused;
 - SIGTERM while the loop is blocked is handled as soon as the loop runs again: drain, exit 0.
 """
 
@@ -27,7 +29,8 @@ from tests.support.processes import Processes, WorkerOptions
 from tests.support.waiting import equals, wait_for
 
 REFUSED = "outcome refused: the attempt was taken over"
-BLOCKED = "worker event loop blocked for longer than a lease; not renewing"
+BLOCKED = "worker event loop blocked for longer than a lease; still renewing leases"
+GAVE_UP = "event loop blocked past the attempt's limit; no longer renewing its lease"
 
 
 async def test_handler_swallowing_cancellation_outlives_its_timeout(
@@ -84,11 +87,31 @@ async def test_sigterm_with_a_sync_handler_running_releases_and_exits(
     assert "handlers that ignore cancellation" in worker.log()
 
 
-async def test_loop_blocked_past_the_lease_is_rescued_elsewhere(
+async def test_loop_blocked_past_the_lease_keeps_the_job_on_its_worker(
+    db: Db, procs: Processes
+) -> None:
+    options = WorkerOptions(lease_seconds=2.0)
+    busy = procs.start_worker("busy", options)
+    [job_id] = await db.enqueue_many("fault.blocks_first_run", [{"token": "b", "seconds": 6.0}])
+    await wait_for(lambda: equals(db.runs(), 1), timeout=30, what="the loop is blocked")
+    other = procs.start_worker("other", options)
+    await wait_for(lambda: db.all_done([job_id]), timeout=60, what="job ends")
+
+    row = (await assert_nothing_lost(db, [job_id]))[job_id]
+    assert await db.runs() == 1  # never handed to the other worker while it ran here
+    assert row["state"] == "succeeded" and row["errors"] == []
+    assert row["result"] == {"pid": busy.pid, "attempt": 1}
+    warning = next(line for line in busy.log().splitlines() if BLOCKED in line)
+    assert "fault.blocks_first_run" in warning and "def" in warning
+    assert GAVE_UP not in busy.log() and BLOCKED not in other.log()
+
+
+async def test_loop_blocked_past_the_attempts_limit_is_rescued_elsewhere(
     db: Db, procs: Processes, figures: Figures, tmp_path: Path
 ) -> None:
     flag = tmp_path / "unblock"
-    blocked = procs.start_worker("blocked", WorkerOptions(lease_seconds=1.0))
+    capped = WorkerOptions(lease_seconds=1.0, env={"JOBRUNNER_BLOCKED_LOOP_RENEW_CAP": "1"})
+    blocked = procs.start_worker("blocked", capped)
     [job_id] = await db.enqueue_many(
         "fault.blocks_first_run_until", [{"token": "b", "flag": str(flag), "limit": 120.0}]
     )
@@ -103,8 +126,8 @@ async def test_loop_blocked_past_the_lease_is_rescued_elsewhere(
     row = (await assert_nothing_lost(db, [job_id]))[job_id]
     assert row["attempt"] == 2 and row["result"] == {"pid": rescuer.pid, "attempt": 2}
     assert [e["error"] for e in row["errors"]] == ["worker lost: lease expired"]
-    assert BLOCKED in blocked.log()
-    figures(lease_seconds=1.0, done_elsewhere_after_block_seconds=rescued)
+    assert BLOCKED in blocked.log() and GAVE_UP in blocked.log()
+    figures(lease_seconds=1.0, renew_cap=1.0, done_elsewhere_after_block_seconds=rescued)
 
 
 async def test_loop_blocked_shorter_than_the_lease_keeps_it(db: Db, procs: Processes) -> None:
