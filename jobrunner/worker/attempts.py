@@ -78,6 +78,7 @@ class AttemptBook:
         self._concurrency = concurrency
         self._grace = settings.timeout_grace
         self._cap = settings.blocked_loop_renew_cap
+        self._unknown_task_delay = settings.unknown_task_delay
         self._report = report
         self._on_slot_freed = on_slot_freed
         self.held: dict[UUID, Attempt] = {}
@@ -122,7 +123,11 @@ class AttemptBook:
         attempt.state = AttemptState.RUNNING
         attempt.started = time.monotonic()
         attempt.renew_until = attempt.started + self._limit(attempt.job)
-        task = asyncio.create_task(executor.run_attempt(attempt.job, self._threads))
+        task = asyncio.create_task(
+            executor.run_attempt(
+                attempt.job, self._threads, unknown_task_delay=self._unknown_task_delay
+            )
+        )
         attempt.task = task
         task.add_done_callback(functools.partial(self._on_done, attempt))
         if attempt.job.timeout:

@@ -2,7 +2,8 @@
 
 The mapping from what happened to an attempt to the Outcome reported lives here and only
 here: returned -> succeeded; Retry -> retry at its time; Cancel -> cancelled; a timeout or any
-other exception -> retry with the job's backoff (failed once attempts are spent). The worker's
+other exception -> retry with the job's backoff (failed once attempts are spent); a task this
+worker does not know -> defer. The worker's
 own verdicts (cancelled before the handler ran, a bug of ours) are built here too.
 """
 
@@ -15,7 +16,7 @@ import traceback
 from concurrent.futures import Executor
 from typing import Any
 
-from jobrunner.errors import Cancel, JobrunnerError, Retry
+from jobrunner.errors import Cancel, JobrunnerError, Retry, UnknownTask
 from jobrunner.models import ClaimedJob, Outcome, OutcomeKind
 from jobrunner.registry import get_task
 from jobrunner.tasks import Task
@@ -24,14 +25,20 @@ CANCELLED_ERROR = '{"error":"cancelled on request"}'
 WORKER_ERROR = '{"error":"worker error"}'
 
 
-async def run_attempt(job: ClaimedJob, threads: Executor) -> Outcome:
+async def run_attempt(job: ClaimedJob, threads: Executor, *, unknown_task_delay: float) -> Outcome:
     """Run the handler once and turn what happened into an Outcome.
 
-    A CancelledError (the worker stopping this attempt) propagates: the worker knows why it
-    stopped the attempt, and asks `cancelled` for the outcome when a user asked for it.
+    A task this worker does not know (a deploy in progress: a newer worker may know it) is
+    deferred `unknown_task_delay` seconds without spending the attempt; job_record_outcomes
+    bounds how many times. A CancelledError (the worker stopping this attempt) propagates:
+    the worker knows why it stopped it, and asks `cancelled` for the outcome of a cancel.
     """
     try:
         task = get_task(job.task)
+    except UnknownTask:
+        message = f"no worker knows task {job.task!r}"
+        return _ended(job, OutcomeKind.DEFER, message, retry_delay=unknown_task_delay)
+    try:
         result = await _call(task, job, threads)
     except Retry as exc:
         delay = None if exc.after_seconds is None else max(exc.after_seconds, 0.0)

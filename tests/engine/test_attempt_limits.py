@@ -57,3 +57,47 @@ async def test_a_handler_ignoring_its_timeout_is_abandoned_after_the_grace(
         return tasks.ran_past_timeout.get("t1") == 2
 
     await wait_for(both_ended, timeout=15)
+
+
+async def _orphan(pool: Pool, max_attempts: int) -> Job:
+    """A job of a task no worker knows (as during a deploy): enqueued, then renamed."""
+    job = await _enqueue(pool, "test.add", {"a": 1, "b": 1})
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE jobrunner.jobs SET task = 'deploy.not_yet', max_attempts = $2 WHERE id = $1",
+            job.id,
+            max_attempts,
+        )
+    return job
+
+
+async def test_an_unknown_task_is_deferred_without_spending_an_attempt(
+    pool: Pool, start_worker: StartWorker, job_state: ReadJob
+) -> None:
+    job = await _orphan(pool, max_attempts=1)
+    await start_worker(settings={"unknown_task_delay": 3600.0})
+
+    async def deferred() -> Job | None:
+        seen = await job_state(job.id)
+        return seen if seen.errors else None
+
+    waiting = await wait_for(deferred)
+    assert waiting.state is JobState.RETRYING and waiting.attempt == 0
+    assert [(e["error"], e["outcome"]) for e in waiting.errors] == [
+        ("no worker knows task 'deploy.not_yet'", "deferred")
+    ]
+    async with pool.acquire() as conn:
+        wait = await conn.fetchval(
+            "SELECT extract(epoch FROM run_at - now()) FROM jobrunner.jobs WHERE id = $1", job.id
+        )
+    assert 3500 < wait <= 3600
+
+
+async def test_past_its_deferrals_an_unknown_task_retries_then_fails(
+    pool: Pool, start_worker: StartWorker, job_state: ReadJob
+) -> None:
+    job = await _orphan(pool, max_attempts=2)
+    await start_worker(settings={"unknown_task_delay": 0.05, "unknown_task_max_deferrals": 2})
+    done = await _finished(job_state, job.id)
+    assert done.state is JobState.FAILED and done.attempt == 2
+    assert [e["outcome"] for e in done.errors] == ["deferred", "deferred", "retrying", "failed"]
