@@ -212,10 +212,19 @@ async def job_claim(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What an accepted outcome made of its job: its new state, and when it runs next (for a
+    retrying job; for a finished one, when it last became due)."""
+
+    state: JobState
+    run_at: datetime
+
+
 async def job_record_outcomes(
     conn: Conn, outcomes: Sequence[Outcome], *, worker_id: str, policy: OutcomePolicy
-) -> dict[UUID, JobState]:
-    """Write outcomes; returns the new state of each one that was accepted (not fenced off)."""
+) -> dict[UUID, Recorded]:
+    """Write outcomes; returns what became of each one accepted (not fenced off)."""
     rows = await conn.fetch(
         QUERIES["job_record_outcomes"],
         [o.id for o in outcomes],
@@ -230,7 +239,7 @@ async def job_record_outcomes(
         policy.max_deferrals,
         *_made_elsewhere(policy.delivery),
     )
-    return {r["id"]: JobState(r["state"]) for r in rows}
+    return {r["id"]: Recorded(JobState(r["state"]), r["run_at"]) for r in rows}
 
 
 async def job_heartbeat(

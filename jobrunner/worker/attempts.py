@@ -190,14 +190,6 @@ class AttemptBook:
         attempt.state = AttemptState.FINISHED
         attempt.outcome = outcome
         attempt.renew_until = math.inf  # written soon: keep its lease whatever happens
-        log.info(
-            "job attempt ended",
-            job_id=str(attempt.job.id),
-            task=attempt.job.task,
-            attempt=attempt.job.attempt,
-            outcome=outcome.kind.value,
-            duration_ms=round((time.monotonic() - attempt.started) * 1000, 3),
-        )
         self._report(attempt)
 
     def _forget(self, attempt: Attempt) -> None:

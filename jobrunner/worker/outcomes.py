@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable
 from uuid import UUID
 
@@ -19,7 +20,7 @@ from asyncpg.pool import PoolConnectionProxy
 from jobrunner.db import queries
 from jobrunner.db.errors import DB_ERRORS
 from jobrunner.db.pool import Conn, Pool
-from jobrunner.models import JobState, Outcome
+from jobrunner.models import JobState, Outcome, OutcomeKind
 from jobrunner.worker.attempts import Attempt
 from jobrunner.worker.pacing import back_off
 
@@ -111,7 +112,7 @@ class OutcomeWriter:
                 self._after_write()
             self.idle.set()
 
-    async def _write(self, batch: list[Attempt]) -> dict[UUID, JobState]:
+    async def _write(self, batch: list[Attempt]) -> dict[UUID, queries.Recorded]:
         outcomes: list[Outcome] = [a.outcome for a in batch if a.outcome is not None]
         assert self.conn is not None
         return await queries.job_record_outcomes(
@@ -133,19 +134,46 @@ class OutcomeWriter:
                 count=len(self.pending),
             )
 
-    def _settle(self, batch: list[Attempt], accepted: dict[UUID, JobState]) -> None:
-        recorded = self.recorded
+    def _settle(self, batch: list[Attempt], accepted: dict[UUID, queries.Recorded]) -> None:
+        """Forget the written attempts, count them, and say what became of each job."""
+        counts: dict[str, int] = {}
         for attempt in batch:
             self._written(attempt)
-            job = attempt.job
-            state = accepted.get(job.id)
-            if state is None:
-                log.warning(
-                    "outcome refused: the attempt was taken over",
-                    job_id=str(job.id),
-                    attempt=job.attempt,
-                )
-                key = "refused"
-            else:
-                key = state.value
-            recorded[key] = recorded.get(key, 0) + 1
+            recorded = accepted.get(attempt.job.id)
+            key = _log_outcome(attempt, recorded)
+            counts[key] = counts.get(key, 0) + 1
+        for key, count in counts.items():
+            self.recorded[key] = self.recorded.get(key, 0) + count
+        log.info("outcomes written", count=len(batch), **counts)
+
+
+def _log_outcome(attempt: Attempt, recorded: queries.Recorded | None) -> str:
+    """One line per job at the level its fate deserves (a success only at debug: the batch
+    summary counts those); returns the key it is counted under."""
+    job, outcome = attempt.job, attempt.outcome
+    assert outcome is not None
+    fields = {
+        "job_id": str(job.id),
+        "task": job.task,
+        "attempt": job.attempt,
+        "duration_ms": round((attempt.ended - attempt.started) * 1000, 3)
+        if attempt.started
+        else 0.0,
+    }
+    if recorded is None:
+        log.warning("outcome refused: the attempt was taken over", **fields)
+        return "refused"
+    state = recorded.state
+    if state is JobState.SUCCEEDED:
+        log.debug("job succeeded", **fields)
+        return state.value
+    error = json.loads(outcome.error_json)["error"] if outcome.error_json else None
+    if state is JobState.RETRYING:
+        # A defer past its bound is written as a retry: the state cannot tell them apart.
+        event = "job deferred" if outcome.kind is OutcomeKind.DEFER else "job failed; retrying"
+        log.warning(event, error=error, next_run_at=recorded.run_at.isoformat(), **fields)
+    elif state is JobState.FAILED:
+        log.error("job failed", error=error, **fields)
+    else:
+        log.info("job cancelled", error=error, **fields)
+    return state.value

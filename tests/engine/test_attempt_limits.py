@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from typing import Any
 from uuid import UUID
 
+import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from jobrunner import client
 from jobrunner.db.pool import Pool
 from jobrunner.models import Job, JobState
+from jobrunner.worker import outcomes
 from tests.support import tasks
 from tests.support.waiting import wait_for
 from tests.support.workers import StartWorker, terminal
@@ -101,3 +106,42 @@ async def test_past_its_deferrals_an_unknown_task_retries_then_fails(
     done = await _finished(job_state, job.id)
     assert done.state is JobState.FAILED and done.attempt == 2
     assert [e["outcome"] for e in done.errors] == ["deferred", "deferred", "retrying", "failed"]
+
+
+@pytest.fixture
+def outcome_log_at_debug(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The suite logs at warning, and loggers keep the level they first met: give the outcome
+    writer a logger made at debug, so its info and debug lines can be captured too."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    monkeypatch.setattr(outcomes, "log", structlog.get_logger("jobrunner.worker"))
+    yield
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+@pytest.mark.usefixtures("outcome_log_at_debug")
+async def test_the_outcome_log_says_what_became_of_each_job(
+    pool: Pool, start_worker: StartWorker, job_state: ReadJob
+) -> None:
+    ok = await _enqueue(pool, "test.add", {"a": 1, "b": 2})
+    doomed = await _enqueue(pool, "test.always_fail", {})
+    with capture_logs() as logs:
+        await start_worker()
+        await _finished(job_state, ok.id)
+        await _finished(job_state, doomed.id)
+
+    def about(job: Job) -> list[MutableMapping[str, Any]]:
+        return [e for e in logs if e.get("job_id") == str(job.id)]
+
+    [succeeded] = about(ok)
+    assert succeeded["event"] == "job succeeded" and succeeded["log_level"] == "debug"
+    assert succeeded["task"] == "test.add" and succeeded["attempt"] == 1
+    retrying, failed = about(doomed)
+    assert (retrying["event"], retrying["log_level"]) == ("job failed; retrying", "warning")
+    assert retrying["error"] == "RuntimeError: always" and retrying["attempt"] == 1
+    assert isinstance(retrying["next_run_at"], str)
+    assert (failed["event"], failed["log_level"]) == ("job failed", "error")
+    assert failed["error"] == "RuntimeError: always" and failed["attempt"] == 2
+    assert all(isinstance(e["duration_ms"], float) for e in (succeeded, retrying, failed))
+    summaries = [e for e in logs if e["event"] == "outcomes written"]
+    assert sum(e["count"] for e in summaries) == 3
+    assert all(e["log_level"] == "info" for e in summaries)

@@ -135,7 +135,10 @@ async def test_the_outcome_write_waits_the_jobs_own_backoff(pool: Pool) -> None:
         )
         outcomes = [Outcome(c.id, c.attempt, OutcomeKind.RETRY, error_json="{}") for c in claimed]
         states = await queries.job_record_outcomes(conn, outcomes, worker_id="w", policy=policy)
-        assert states == {job.id: JobState.RETRYING, default.id: JobState.RETRYING}
+        assert {i: r.state for i, r in states.items()} == {
+            job.id: JobState.RETRYING,
+            default.id: JobState.RETRYING,
+        }
         rows = {
             r["id"]: r["wait"].total_seconds()
             for r in await conn.fetch("SELECT id, run_at - now() AS wait FROM jobrunner.jobs")
