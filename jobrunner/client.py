@@ -18,7 +18,14 @@ from jobrunner.db.pool import Conn, Pool, create_pool
 from jobrunner.doorbell import Doorbell
 from jobrunner.errors import JobNotFound, JobrunnerError, JobStateConflict
 from jobrunner.job_rows import insert_copy, insert_one, make_rows
-from jobrunner.models import HistoryEntry, Job, JobState, QueueCounts, ThroughputMinute
+from jobrunner.models import (
+    HistoryEntry,
+    Job,
+    JobProgress,
+    JobState,
+    QueueCounts,
+    ThroughputMinute,
+)
 from jobrunner.options import EnqueueOptions, JobOptions
 
 _pool: Pool | None = None
@@ -191,9 +198,18 @@ async def list_history(
 
 
 async def get_jobs(ids: Iterable[UUID], *, conn: Conn | None = None) -> list[Job]:
-    """Several jobs in one round trip (no visibility check: callers check it first)."""
+    """Several whole jobs in one round trip (no visibility check: callers check it first)."""
     async with _connection(conn) as c:
         return await queries.job_get_many(c, list(ids))
+
+
+async def get_progress(
+    ids: Iterable[UUID], *, conn: Conn | None = None, error_chars: int = 500
+) -> list[JobProgress]:
+    """The state and attempt history of several jobs in one round trip, without their args
+    or results (no visibility check: callers check it first)."""
+    async with _connection(conn) as c:
+        return await queries.job_progress_many(c, list(ids), error_chars=error_chars)
 
 
 async def count_jobs(*, conn: Conn | None = None, cap: int = 100_000) -> list[QueueCounts]:

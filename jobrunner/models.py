@@ -96,6 +96,41 @@ class Job:
 
 
 @dataclass(frozen=True, slots=True)
+class JobProgress:
+    """What a job's event stream needs of it: its state and times, and of each attempt's
+    error entry only the times, outcome and a truncated message (no args, no result)."""
+
+    id: UUID
+    state: JobState
+    attempt: int
+    run_at: datetime
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    errors: list[dict[str, Any]]
+
+    @classmethod
+    def from_record(cls, row: Row) -> JobProgress:
+        return cls(
+            id=row["id"],
+            state=JobState(row["state"]),
+            attempt=row["attempt"],
+            run_at=row["run_at"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            errors=row["errors"],
+        )
+
+    @classmethod
+    def of(cls, job: Job) -> JobProgress:
+        return cls(
+            job.id, job.state, job.attempt, job.run_at, job.created_at, job.started_at,
+            job.finished_at, job.errors,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimedJob:
     """What a worker needs to run one attempt.
 

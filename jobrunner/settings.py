@@ -96,6 +96,15 @@ class Settings(BaseSettings):
     webhook_allowed_networks: CommaList = Field(default_factory=list)
     webhook_timeout: Seconds = 5.0
     pool_min_size: int = Field(default=2, ge=0)
+    # Server-sent event streams (GET /jobs/{id}/events): how many may be open at once, per
+    # user and per API process (429 beyond), and how long one may last before the server
+    # closes it with a `retry:` hint (EventSource then reconnects and resumes).
+    sse_max_streams_per_user: int = Field(default=20, ge=1)
+    sse_max_streams: int = Field(default=1000, ge=1)
+    sse_max_stream_seconds: Seconds = 3600.0
+    # How often open streams' sessions are checked (one query for all): a stream ends this
+    # long at most after its session does (logout, revocation, expiry).
+    sse_session_check_interval: Seconds = 5.0
     pool_max_size: int = Field(default=10, ge=1)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -90,6 +90,13 @@ DESCRIPTIONS = {
     "webhook_timeout": "Seconds a webhook delivery may take.",
     "pool_min_size": "Connections the API's pool keeps open.",
     "pool_max_size": "Most connections in the API's pool (a worker uses at least 4).",
+    "sse_max_streams_per_user": "Event streams (`GET /jobs/{id}/events`) one user may have "
+    "open at once in one API process; more is 429.",
+    "sse_max_streams": "Event streams one API process serves at once; more is 429.",
+    "sse_max_stream_seconds": "Longest an event stream lasts; it then closes with a `retry:` "
+    "hint and EventSource reconnects (resuming with Last-Event-ID).",
+    "sse_session_check_interval": "Seconds between checks that open event streams' sessions "
+    "are still live (one query for all); a stream ends this long at most after a logout.",
     "log_level": "`debug`, `info`, `warning` or `error`.",
     "log_format": "`json`, `console`, or `auto` (console on a terminal, JSON elsewhere).",
 }

@@ -25,7 +25,7 @@ from jobrunner.api import (
     sse_routes,
 )
 from jobrunner.api.direct_submit import DirectSubmit
-from jobrunner.api.events import EventHub
+from jobrunner.api.events import EventHub, StreamLimits
 from jobrunner.api.job_metrics import JobMetrics
 from jobrunner.api.limits import SubmitTokensAhead, UnfinishedJobs
 from jobrunner.api.metrics import RequestMetrics
@@ -86,7 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.job_metrics = JobMetrics(
             pool, ttl=settings.metrics_cache_seconds, max_queues=settings.metrics_max_queues
         )
-        hub = EventHub(pool)
+        hub = EventHub(pool, limits=StreamLimits.of(settings))
         app.state.pool, app.state.doorbell, app.state.events = pool, doorbell, hub
         background = [
             asyncio.create_task(hub.run(), name="jobrunner-sse-poller"),

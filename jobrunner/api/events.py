@@ -5,7 +5,14 @@ attempt, `running` and then its outcome from the `errors` entry; a final `succee
 an event is its index in that list, so `Last-Event-ID` resumes exactly where a stream broke off.
 
 One `EventHub` per process polls every watched job in one query (`id = ANY($1)`) and wakes
-the streams whose job changed: a thousand open streams share one pooled connection.
+the streams whose job changed: a thousand open streams share one pooled connection. The poll
+reads only what events are made of (`job_progress_many`: no args, no result, error messages
+truncated), so a watched job costs the same whatever it carries.
+
+A hostile or careless client is bounded: streams per user and per process are capped (429
+beyond), every stream's session is re-checked every few seconds (all in one query) and the
+stream ends once it is logged out or revoked, and no stream outlives `max_seconds`: it then
+closes with a `retry:` hint, and EventSource reconnects and resumes with Last-Event-ID.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,12 +30,20 @@ from uuid import UUID
 import structlog
 
 from jobrunner import client
+from jobrunner.accounts import Principal
+from jobrunner.api.problems import too_many
+from jobrunner.db import queries
 from jobrunner.db.pool import Pool
-from jobrunner.models import Job, JobState
+from jobrunner.models import Job, JobProgress, JobState
+from jobrunner.settings import Settings
 
 log = structlog.get_logger("jobrunner.api.events")
 
 KEEPALIVE_SECONDS = 15.0
+RECONNECT_MILLISECONDS = 10_000  # the `retry:` hint sent when a stream reaches its longest
+UNSTARTED_GRACE_SECONDS = 10.0  # a stream admitted but never started (client gone) is freed
+RECONNECT_LATER = f"retry: {RECONNECT_MILLISECONDS}\n: longest stream reached; reconnect\n\n"
+ERROR_CHARS = 500  # of each attempt's error message, in its event
 TERMINAL_OUTCOMES = frozenset({"succeeded", "failed", "cancelled"})
 
 
@@ -51,7 +67,7 @@ class JobEvent:
         return f"id: {self.index}\nevent: {self.state}\ndata: {json.dumps(data)}\n\n"
 
 
-def derive_events(job: Job) -> list[JobEvent]:
+def derive_events(job: Job | JobProgress) -> list[JobEvent]:
     """The job's state changes so far, oldest first, from its row alone."""
     # Claiming leaves run_at alone, so until a first retry it still says whether it waited.
     waiting = "scheduled" if not job.errors and job.run_at > job.created_at else "queued"
@@ -84,19 +100,46 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    per_user: int = 20
+    total: int = 1000
+    max_seconds: float = 3600.0
+    session_check_interval: float = 5.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> StreamLimits:
+        return cls(
+            per_user=settings.sse_max_streams_per_user,
+            total=settings.sse_max_streams,
+            max_seconds=settings.sse_max_stream_seconds,
+            session_check_interval=settings.sse_session_check_interval,
+        )
+
+
 @dataclass(eq=False)
 class _Watch:
-    latest: Job
+    latest: JobProgress
+    username: str
+    session_id: UUID
+    opened_at: float = field(default_factory=time.monotonic)
+    started: bool = False
+    ended: bool = False  # its session ended, or it was never started: the stream stops
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class EventHub:
     """Polls the watched jobs together and wakes each stream whose job changed."""
 
-    def __init__(self, pool: Pool, *, interval: float = 0.2) -> None:
+    def __init__(
+        self, pool: Pool, *, interval: float = 0.2, limits: StreamLimits | None = None
+    ) -> None:
         self.pool = pool
         self.interval = interval
+        self.limits = limits or StreamLimits()
         self._watches: dict[UUID, set[_Watch]] = {}
+        self._per_user: dict[str, int] = {}
+        self._open = 0
 
     @property
     def watched(self) -> int:
@@ -105,34 +148,81 @@ class EventHub:
 
     @property
     def streams(self) -> int:
-        return sum(len(watches) for watches in self._watches.values())
+        return self._open
 
     async def run(self) -> None:
+        next_check = time.monotonic() + self.limits.session_check_interval
         while True:
             await asyncio.sleep(self.interval)
             if not self._watches:
                 continue
             try:
                 await self.poll_once()
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + self.limits.session_check_interval
+                    await self.check_sessions()
             except Exception:  # a database blip: streams wait, the next poll tries again
                 log.warning("event poll failed", exc_info=True)
 
     async def poll_once(self) -> None:
         async with self.pool.acquire() as conn:
-            jobs = await client.get_jobs(list(self._watches), conn=conn)
+            jobs = await client.get_progress(
+                list(self._watches), conn=conn, error_chars=ERROR_CHARS
+            )
         for job in jobs:
             for watch in self._watches.get(job.id, ()):
                 if _fingerprint(job) != _fingerprint(watch.latest):
                     watch.latest = job
                     watch.changed.set()
 
-    async def stream(self, job: Job, last_event_id: int | None) -> AsyncIterator[str]:
-        """SSE text for `job` from after `last_event_id`, ending after a terminal state."""
-        watch = _Watch(job)
+    async def check_sessions(self) -> None:
+        """End the streams whose session ended, and free those admitted but never started."""
+        watches = [w for ws in self._watches.values() for w in ws]
+        async with self.pool.acquire() as conn:
+            live = await queries.session_live_ids(conn, list({w.session_id for w in watches}))
+        stale = time.monotonic() - UNSTARTED_GRACE_SECONDS
+        for watch in watches:
+            if watch.session_id not in live or (not watch.started and watch.opened_at < stale):
+                watch.ended = True
+                watch.changed.set()
+                if not watch.started:
+                    self._release(watch)
+
+    def open(self, job: Job, me: Principal, last_event_id: int | None) -> AsyncIterator[str]:
+        """Admit a stream of `job` for `me` (429 past the caps) and return its SSE text."""
+        if self._open >= self.limits.total:
+            raise too_many("too many event streams are open on this server; try again later", 5)
+        if self._per_user.get(me.username, 0) >= self.limits.per_user:
+            cap = self.limits.per_user
+            raise too_many(f"you have {cap} event streams open, the most allowed", 5)
+        watch = _Watch(JobProgress.of(job), me.username, me.session_id)
         self._watches.setdefault(job.id, set()).add(watch)
+        self._per_user[me.username] = self._per_user.get(me.username, 0) + 1
+        self._open += 1
+        return self._stream(watch, last_event_id)
+
+    def _release(self, watch: _Watch) -> None:
+        watchers = self._watches.get(watch.latest.id)
+        if watchers is None or watch not in watchers:
+            return
+        watchers.discard(watch)
+        if not watchers:
+            del self._watches[watch.latest.id]
+        self._open -= 1
+        left = self._per_user.get(watch.username, 1) - 1
+        if left > 0:
+            self._per_user[watch.username] = left
+        else:
+            self._per_user.pop(watch.username, None)
+
+    async def _stream(self, watch: _Watch, last_event_id: int | None) -> AsyncIterator[str]:
+        """SSE text from after `last_event_id`, ending after a terminal state, when the
+        session ends, or at the longest a stream may last."""
+        watch.started = True
+        deadline = watch.opened_at + self.limits.max_seconds
         sent = -1 if last_event_id is None else last_event_id
         try:
-            while True:
+            while not watch.ended:
                 current = watch.latest
                 for event in derive_events(current):
                     if event.index > sent:
@@ -141,18 +231,19 @@ class EventHub:
                 if current.state.is_terminal:
                     return
                 watch.changed.clear()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    yield RECONNECT_LATER
+                    return
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(KEEPALIVE_SECONDS):
+                    async with asyncio.timeout(min(KEEPALIVE_SECONDS, left)):
                         await watch.changed.wait()
-                if not watch.changed.is_set():
+                if not watch.changed.is_set() and time.monotonic() < deadline:
                     yield ": keep-alive\n\n"
+            yield ": session ended\n\n"
         finally:
-            watchers = self._watches.get(job.id)
-            if watchers is not None:
-                watchers.discard(watch)
-                if not watchers:
-                    del self._watches[job.id]
+            self._release(watch)
 
 
-def _fingerprint(job: Job) -> tuple[Any, ...]:
+def _fingerprint(job: JobProgress) -> tuple[Any, ...]:
     return (job.state, job.attempt, len(job.errors), job.started_at, job.finished_at)

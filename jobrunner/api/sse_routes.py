@@ -29,6 +29,7 @@ EXAMPLE = (
     responses={
         200: {"content": {"text/event-stream": {"example": EXAMPLE}}},
         404: {"description": "No such job, or not yours"},
+        429: {"description": "Too many streams open (yours, or this server's)"},
     },
 )
 async def job_events(
@@ -39,11 +40,13 @@ async def job_events(
     last_event_id: LastEventId = None,
 ) -> StreamingResponse:
     """One event per state change, ending after a terminal state. Reconnect with the
-    `Last-Event-ID` header to resume after the last event you saw."""
+    `Last-Event-ID` header to resume after the last event you saw. A stream also ends when
+    your session does (logout), and after `JOBRUNNER_SSE_MAX_STREAM_SECONDS` with a `retry:`
+    hint: EventSource reconnects by itself."""
     job = await client.get_job(job_id, conn=conn, user=me.username, admin=me.is_admin)
     hub: EventHub = request.app.state.events
     return StreamingResponse(
-        hub.stream(job, last_event_id),
+        hub.open(job, me, last_event_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

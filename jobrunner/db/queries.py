@@ -20,6 +20,7 @@ from jobrunner.models import (
     ClaimedJob,
     HistoryEntry,
     Job,
+    JobProgress,
     JobState,
     Outcome,
     ThroughputMinute,
@@ -523,6 +524,18 @@ async def history_list(
 async def job_get_many(conn: Conn, ids: Sequence[UUID]) -> list[Job]:
     rows = await conn.fetch(QUERIES["job_get_many"], list(ids))
     return [Job.from_record(r) for r in rows]
+
+
+async def job_progress_many(
+    conn: Conn, ids: Sequence[UUID], *, error_chars: int
+) -> list[JobProgress]:
+    rows = await conn.fetch(QUERIES["job_progress_many"], list(ids), error_chars)
+    return [JobProgress.from_record(r) for r in rows]
+
+
+async def session_live_ids(conn: Conn, ids: Sequence[UUID]) -> set[UUID]:
+    """The sessions among `ids` that are neither revoked nor expired."""
+    return {r["id"] for r in await conn.fetch(QUERIES["session_live_ids"], list(ids))}
 
 
 async def job_count_by_state(conn: Conn, *, cap: int) -> list[tuple[str, str, int]]:

@@ -612,8 +612,29 @@ ORDER BY finished_at DESC, id DESC
 LIMIT $8;
 
 -- name: job_get_many
--- The jobs SSE streams watch, read together each poll.
+-- Several whole jobs in one round trip (args and result included: not for polling).
 SELECT * FROM jobrunner.jobs WHERE id = ANY($1::uuid[]);
+
+-- name: job_progress_many
+-- What SSE streams need of the jobs $1 they watch, read together each poll: no args, no
+-- result (TOASTed columns not selected are never read, however big), and of each attempt's
+-- error entry only its times, outcome and the first $2 characters of its message (no
+-- traceback). A poll's cost per job is bounded whatever the job carries.
+SELECT j.id, j.state, j.attempt, j.run_at, j.created_at, j.started_at, j.finished_at,
+       coalesce((
+           SELECT jsonb_agg(jsonb_build_object(
+                      'attempt', e -> 'attempt', 'outcome', e -> 'outcome',
+                      'started_at', e -> 'started_at', 'finished_at', e -> 'finished_at',
+                      'error', left(e ->> 'error', $2)) ORDER BY n)
+           FROM jsonb_array_elements(j.errors) WITH ORDINALITY AS entries(e, n)
+       ), '[]'::jsonb) AS errors
+FROM jobrunner.jobs AS j
+WHERE j.id = ANY($1::uuid[]);
+
+-- name: session_live_ids
+-- Which of the sessions $1 are still live: open SSE streams are checked together.
+SELECT id FROM jobrunner.sessions
+WHERE id = ANY($1::uuid[]) AND revoked_at IS NULL AND expires_at > now();
 
 -- name: job_count_by_state
 -- Jobs per state and queue; each state's count stops at $1 (one index per state bounds it).

@@ -144,6 +144,7 @@ async def test_many_streams_share_one_poller_not_one_connection_each(
         )
         job_ids.append(made.json()["id"])
     hub: EventHub = app.state.events
+    hub.limits = replace(hub.limits, per_user=200)  # the default cap is far below this
     api_pool: Pool = app.state.pool
     streams = [
         asyncio.create_task(http.get(f"/jobs/{job_ids[i % 5]}/events", headers=alice.headers))
