@@ -157,6 +157,9 @@ async def retry_job(
 # ----- reads for the API and the dashboard ---------------------------------------------
 
 
+LEAN = queries.Include()  # lists read neither args nor results unless asked
+
+
 async def list_jobs(
     *,
     conn: Conn | None = None,
@@ -165,15 +168,34 @@ async def list_jobs(
     where: queries.JobFilter | None = None,
     before: UUID | None = None,
     limit: int = 50,
+    include: queries.Include = LEAN,
 ) -> list[Job]:
-    """Jobs newest first, older than `before` (keyset: stable while jobs are inserted)."""
+    """Jobs newest first, older than `before` (keyset: stable while jobs are inserted).
+    Their args and result are None unless `include` asks for them."""
+    page = queries.Page(limit, include)
+    jobs, _ = await list_jobs_page(
+        conn=conn, user=user, admin=admin, where=where, before=before, page=page
+    )
+    return jobs
+
+
+async def list_jobs_page(
+    *,
+    conn: Conn | None = None,
+    user: str | None = None,
+    admin: bool = True,
+    where: queries.JobFilter | None = None,
+    before: UUID | None = None,
+    page: queries.Page,
+) -> tuple[list[Job], bool]:
+    """`list_jobs` under `page`'s byte cap: the jobs, and whether the cap cut them short."""
     async with _connection(conn) as c:
         return await queries.job_list(
             c,
             owner=None if admin else user,
             before=before,
             where=where or queries.JobFilter(),
-            limit=limit,
+            page=page,
         )
 
 
@@ -184,17 +206,19 @@ async def list_history(
     admin: bool = True,
     where: queries.JobFilter | None = None,
     after: tuple[datetime, UUID] | None = None,
-    limit: int = 50,
-) -> list[HistoryEntry]:
-    """Finished jobs newest first, after the (finished_at, id) of the previous page's last."""
+    page: queries.Page,
+) -> tuple[list[HistoryEntry], bool]:
+    """Finished jobs newest first, after the (finished_at, id) of the previous page's last;
+    their results only if `page` includes them. Also whether the byte cap cut the page."""
     async with _connection(conn) as c:
-        return await queries.history_list(
+        rows, cut = await queries.history_list(
             c,
             owner=None if admin else user,
             after=after,
             where=where or queries.JobFilter(),
-            limit=limit,
+            page=page,
         )
+    return rows, cut
 
 
 async def get_jobs(ids: Iterable[UUID], *, conn: Conn | None = None) -> list[Job]:

@@ -57,7 +57,9 @@ class JobPublic(BaseModel):
     id: UUID
     queue: str
     task: str
-    args: dict[str, Any]
+    args: dict[str, Any] | None = Field(
+        default=None, description="In lists only with `include=args`."
+    )
     priority: int
     state: JobState
     attempt: int
@@ -68,7 +70,7 @@ class JobPublic(BaseModel):
     finished_at: datetime | None
     timeout_seconds: float | None
     cancel_requested: bool
-    result: Any
+    result: Any = Field(default=None, description="In lists only with `include=result`.")
     errors: list[AttemptError]
     owner: str | None
     callback_url: str | None
@@ -80,12 +82,18 @@ class JobPublic(BaseModel):
     backoff_cap_seconds: float | None
 
     @classmethod
-    def of(cls, job: Job) -> JobPublic:
+    def of(cls, job: Job, *, args: bool = True, result: bool = True) -> JobPublic:
+        """The job; args and result only if asked for. Left unset, a route with
+        `response_model_exclude_unset` leaves them out of its answer (listings do)."""
+        bulky: dict[str, Any] = {}
+        if args:
+            bulky["args"] = job.args
+        if result:
+            bulky["result"] = job.result
         return cls(
             id=job.id,
             queue=job.queue,
             task=job.task,
-            args=job.args,
             priority=job.priority,
             state=job.state,
             attempt=job.attempt,
@@ -96,13 +104,13 @@ class JobPublic(BaseModel):
             finished_at=job.finished_at,
             timeout_seconds=job.timeout.total_seconds() if job.timeout else None,
             cancel_requested=job.cancel_requested_at is not None,
-            result=job.result,
             errors=[AttemptError.model_validate(e) for e in job.errors],
             owner=job.owner,
             callback_url=job.callback_url,
             dedup_key=job.dedup_key,
             backoff_base_seconds=_seconds(job.backoff_base),
             backoff_cap_seconds=_seconds(job.backoff_cap),
+            **bulky,
         )
 
 

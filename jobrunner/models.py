@@ -41,7 +41,7 @@ class Job:
     id: UUID
     queue: str
     task: str
-    args: dict[str, Any]
+    args: dict[str, Any] | None  # None: read by a listing that left it out (and result too)
     priority: int
     state: JobState
     attempt: int

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     webhook_allowed_networks: CommaList = Field(default_factory=list)
     webhook_timeout: Seconds = 5.0
     pool_min_size: int = Field(default=2, ge=0)
+    # GET /jobs and /history with ?include=args,result: a page stops early past this many
+    # bytes of args and results (at least one item, so it always moves on).
+    list_max_page_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     # Server-sent event streams (GET /jobs/{id}/events): how many may be open at once, per
     # user and per API process (429 beyond), and how long one may last before the server
     # closes it with a `retry:` hint (EventSource then reconnects and resumes).

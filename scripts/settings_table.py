@@ -90,6 +90,8 @@ DESCRIPTIONS = {
     "webhook_timeout": "Seconds a webhook delivery may take.",
     "pool_min_size": "Connections the API's pool keeps open.",
     "pool_max_size": "Most connections in the API's pool (a worker uses at least 4).",
+    "list_max_page_bytes": "`GET /jobs` and `/history` with `include=args,result`: a page "
+    "stops early (its `next_cursor` goes on) once its args and results pass this many bytes.",
     "sse_max_streams_per_user": "Event streams (`GET /jobs/{id}/events`) one user may have "
     "open at once in one API process; more is 429.",
     "sse_max_streams": "Event streams one API process serves at once; more is 429.",

@@ -25,7 +25,7 @@ from jobrunner.api.schemas import (
     JobStatusPublic,
 )
 from jobrunner.api.submit import submit_job
-from jobrunner.db.queries import JobFilter
+from jobrunner.db.queries import Include, JobFilter, Page
 from jobrunner.models import TERMINAL_STATES, Job, JobState
 
 router = APIRouter(tags=["jobs"])
@@ -93,10 +93,25 @@ async def retry_job(
     return JobPublic.of(job)
 
 
-@router.get("/jobs")
+INCLUDE_DOC = (
+    "Comma-separated bulky parts to include in each item: `args`, `result`. Without it items "
+    "carry neither; with it a page stops early at JOBRUNNER_LIST_MAX_PAGE_BYTES."
+)
+IncludeParam = Annotated[str | None, Query(max_length=64, description=INCLUDE_DOC)]
+
+
+def _include(text: str | None, allowed: tuple[str, ...]) -> Include:
+    asked = {part.strip() for part in (text or "").split(",") if part.strip()}
+    if asked - set(allowed):
+        raise ApiProblem(422, f"include takes {', '.join(allowed)}")
+    return Include(args="args" in asked, result="result" in asked)
+
+
+@router.get("/jobs", response_model_exclude_unset=True)
 async def list_jobs(
     me: PrincipalDep,
     conn: ConnDep,
+    settings: SettingsDep,
     state: JobState | None = None,
     task: str | None = None,
     queue: str | None = None,
@@ -104,28 +119,35 @@ async def list_jobs(
     created_before: AwareDatetime | None = None,
     limit: Limit = 50,
     cursor: str | None = None,
+    include: IncludeParam = None,
 ) -> JobsPublic:
     """Your jobs (every job, for admins), newest first. Pages stay correct while jobs are
-    added: pass `next_cursor` back as `cursor`."""
+    added: pass `next_cursor` back as `cursor`. Items leave out args and result unless
+    `include` names them; `GET /jobs/{id}` always has everything."""
     where = JobFilter(state, task, queue, created_after, created_before)
-    jobs = await client.list_jobs(
+    parts = _include(include, ("args", "result"))
+    jobs, cut = await client.list_jobs_page(
         conn=conn,
         user=me.username,
         admin=me.is_admin,
         where=where,
         before=_decode_job_cursor(cursor),
-        limit=limit + 1,
+        page=Page(limit + 1, parts, settings.list_max_page_bytes),
     )
-    more = len(jobs) > limit
+    more = cut or len(jobs) > limit
     items = jobs[:limit]
     next_cursor = _encode_job_cursor(items[-1].id) if more else None
-    return JobsPublic(items=[JobPublic.of(j) for j in items], next_cursor=next_cursor)
+    return JobsPublic(
+        items=[JobPublic.of(j, args=parts.args, result=parts.result) for j in items],
+        next_cursor=next_cursor,
+    )
 
 
-@router.get("/history", tags=["history"])
+@router.get("/history", tags=["history"], response_model_exclude_unset=True)
 async def history(
     me: PrincipalDep,
     conn: ConnDep,
+    settings: SettingsDep,
     state: JobState | None = None,
     task: str | None = None,
     queue: str | None = None,
@@ -133,23 +155,28 @@ async def history(
     created_before: AwareDatetime | None = None,
     limit: Limit = 50,
     cursor: str | None = None,
+    include: IncludeParam = None,
 ) -> HistoriesPublic:
-    """Finished jobs, most recently finished first, from the `jobrunner.history` view."""
+    """Finished jobs, most recently finished first, from the `jobrunner.history` view. Items
+    leave out the result unless `include=result`."""
     if state is not None and state not in TERMINAL_STATES:
         raise ApiProblem(422, "history holds only succeeded, failed and cancelled jobs")
     where = JobFilter(state, task, queue, created_after, created_before)
-    entries = await client.list_history(
+    parts = _include(include, ("result",))
+    entries, cut = await client.list_history(
         conn=conn,
         user=me.username,
         admin=me.is_admin,
         where=where,
         after=_decode_history_cursor(cursor),
-        limit=limit + 1,
+        page=Page(limit + 1, parts, settings.list_max_page_bytes),
     )
-    more = len(entries) > limit
+    more = cut or len(entries) > limit
     items = entries[:limit]
     next_cursor = _encode_history_cursor(items[-1].finished_at, items[-1].id) if more else None
-    return HistoriesPublic(items=[HistoryPublic.of(e) for e in items], next_cursor=next_cursor)
+    return HistoriesPublic(
+        items=[HistoryPublic.of(e, parts) for e in items], next_cursor=next_cursor
+    )
 
 
 async def _visible(job_id: UUID, me: PrincipalDep, conn: ConnDep) -> Job:

@@ -14,6 +14,7 @@ from uuid import UUID
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from jobrunner.accounts import TokenPair
+from jobrunner.db.queries import Include
 
 # The job's public shape is shared with webhook bodies, so it lives outside the API package.
 from jobrunner.job_public import JOB_EXAMPLE, JOB_ID
@@ -247,7 +248,10 @@ class JobsPublic(BaseModel):
             "examples": [{"items": [JOB_EXAMPLE], "next_cursor": "AaIHzMumci-gq5AG-mT8_A"}]
         }
     )
-    items: list[JobPublic]
+    items: list[JobPublic] = Field(
+        description="Without args and result unless `include` asks for them; with them, the "
+        "page stops early at JOBRUNNER_LIST_MAX_PAGE_BYTES (next_cursor goes on from there)."
+    )
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
 
 
@@ -264,11 +268,12 @@ class HistoryPublic(BaseModel):
     finished_at: datetime
     run_seconds: float | None
     total_seconds: float
-    result: Any
+    result: Any = Field(default=None, description="Only with `include=result`.")
     last_error: str | None
 
     @classmethod
-    def of(cls, entry: HistoryEntry) -> HistoryPublic:
+    def of(cls, entry: HistoryEntry, include: Include) -> HistoryPublic:
+        bulky = {"result": entry.result} if include.result else {}
         return cls(
             id=entry.id,
             queue=entry.queue,
@@ -282,8 +287,8 @@ class HistoryPublic(BaseModel):
             finished_at=entry.finished_at,
             run_seconds=entry.run_duration.total_seconds() if entry.run_duration else None,
             total_seconds=entry.total_duration.total_seconds(),
-            result=entry.result,
             last_error=entry.last_error,
+            **bulky,
         )
 
 

@@ -123,7 +123,9 @@ async def _jobs(dsn: str, args: argparse.Namespace) -> int:
 
 async def _list_jobs(args: argparse.Namespace) -> list[Job]:
     where = queries.JobFilter(state=args.state, task=args.task, queue=args.queue)
-    return await client.list_jobs(where=where, limit=args.limit)
+    # The table shows neither args nor results: only --json reads them.
+    include = queries.Include(args=True, result=True) if args.json else queries.Include()
+    return await client.list_jobs(where=where, limit=args.limit, include=include)
 
 
 def _job_id(text: str) -> UUID:

@@ -475,10 +475,50 @@ async def idempotency_key_claim(
     return claimed is not None
 
 
+@dataclass(frozen=True, slots=True)
+class Include:
+    """The bulky parts of a job a listing reads: left out unless asked for."""
+
+    args: bool = False
+    result: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """How much of a listing to read: `limit` rows, and, when bulky parts are included, no
+    more than `max_bytes` of them (at least one row, so a page always moves on)."""
+
+    limit: int
+    include: Include = Include()
+    max_bytes: int | None = None
+
+
+CURSOR_PREFETCH = 16  # rows asyncpg holds at once while a byte-capped page is read
+
+
+async def _fetch_page(
+    conn: Conn, sql: LiteralString, params: list[Any], page: Page
+) -> tuple[list[Any], bool]:
+    """The rows of `sql`, and whether the byte cap cut the page short. Under a cap the rows
+    come through a cursor a few at a time, so the rows past the cap are never read."""
+    if page.max_bytes is None or not (page.include.args or page.include.result):
+        return list(await conn.fetch(sql, *params)), False
+    kept: list[Any] = []
+    size = 0
+    async with conn.transaction():
+        async for row in conn.cursor(sql, *params, prefetch=CURSOR_PREFETCH):
+            size += row["payload_bytes"]
+            if kept and size > page.max_bytes:
+                return kept, True
+            kept.append(row)
+    return kept, False
+
+
 async def job_list(
-    conn: Conn, *, owner: str | None, before: UUID | None, where: JobFilter, limit: int
-) -> list[Job]:
-    """Newest first; `owner` None lists every user's jobs (admins)."""
+    conn: Conn, *, owner: str | None, before: UUID | None, where: JobFilter, page: Page
+) -> tuple[list[Job], bool]:
+    """Newest first; `owner` None lists every user's jobs (admins). Also says whether the
+    byte cap cut the page short."""
     params: list[Any] = [
         before,
         where.state,
@@ -486,13 +526,15 @@ async def job_list(
         where.queue,
         where.created_after,
         where.created_before,
-        limit,
+        page.limit,
+        page.include.args,
+        page.include.result,
     ]
     if owner is None:
-        rows = await conn.fetch(QUERIES["job_list_all"], *params)
+        rows, cut = await _fetch_page(conn, QUERIES["job_list_all"], params, page)
     else:
-        rows = await conn.fetch(QUERIES["job_list_owned"], *params, owner)
-    return [Job.from_record(r) for r in rows]
+        rows, cut = await _fetch_page(conn, QUERIES["job_list_owned"], [*params, owner], page)
+    return [Job.from_record(r) for r in rows], cut
 
 
 async def history_list(
@@ -501,9 +543,10 @@ async def history_list(
     owner: str | None,
     after: tuple[datetime, UUID] | None,
     where: JobFilter,
-    limit: int,
-) -> list[HistoryEntry]:
-    """Finished jobs newest first, after the (finished_at, id) cursor; `owner` None: all."""
+    page: Page,
+) -> tuple[list[HistoryEntry], bool]:
+    """Finished jobs newest first, after the (finished_at, id) cursor; `owner` None: all.
+    Also says whether the byte cap cut the page short."""
     params: list[Any] = [
         after[0] if after else None,
         after[1] if after else None,
@@ -512,13 +555,14 @@ async def history_list(
         where.queue,
         where.created_after,
         where.created_before,
-        limit,
+        page.limit,
+        page.include.result,
     ]
     if owner is None:
-        rows = await conn.fetch(QUERIES["history_list_all"], *params)
+        rows, cut = await _fetch_page(conn, QUERIES["history_list_all"], params, page)
     else:
-        rows = await conn.fetch(QUERIES["history_list_owned"], *params, owner)
-    return [HistoryEntry.from_row(r) for r in rows]
+        rows, cut = await _fetch_page(conn, QUERIES["history_list_owned"], [*params, owner], page)
+    return [HistoryEntry.from_row(r) for r in rows], cut
 
 
 async def job_get_many(conn: Conn, ids: Sequence[UUID]) -> list[Job]:

@@ -561,7 +561,17 @@ RETURNING job_id;
 
 -- name: job_list_all
 -- Newest first from before cursor $1 (an id; ids are time-ordered), optionally filtered.
-SELECT * FROM jobrunner.jobs
+-- args only when $8 and result only when $9: a column not output is never read from its
+-- TOAST, so a page of jobs with megabytes of args each costs no more than any other.
+-- payload_bytes (the JSON text of what was included) lets the caller cap a page's size.
+SELECT id, queue, task, CASE WHEN $8::bool THEN args END AS args, priority, state, attempt,
+       max_attempts, run_at, created_at, started_at, finished_at, worker_id, lease_expires_at,
+       timeout, cancel_requested_at, CASE WHEN $9::bool THEN result END AS result, errors,
+       dedup_key, owner, callback_url, backoff_base, backoff_cap,
+       CASE WHEN $8::bool THEN octet_length(args::text) ELSE 0 END
+       + CASE WHEN $9::bool THEN coalesce(octet_length(result::text), 0) ELSE 0 END
+           AS payload_bytes
+FROM jobrunner.jobs
 WHERE id < coalesce($1::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
   AND ($2::jobrunner.job_state IS NULL OR state = $2)
   AND ($3::text IS NULL OR task = $3)
@@ -572,9 +582,16 @@ ORDER BY id DESC
 LIMIT $7;
 
 -- name: job_list_owned
--- Like job_list_all, only user $8's jobs (jobs_owner_idx, read backwards).
-SELECT * FROM jobrunner.jobs
-WHERE owner = $8
+-- Like job_list_all, only user $10's jobs (jobs_owner_idx, read backwards).
+SELECT id, queue, task, CASE WHEN $8::bool THEN args END AS args, priority, state, attempt,
+       max_attempts, run_at, created_at, started_at, finished_at, worker_id, lease_expires_at,
+       timeout, cancel_requested_at, CASE WHEN $9::bool THEN result END AS result, errors,
+       dedup_key, owner, callback_url, backoff_base, backoff_cap,
+       CASE WHEN $8::bool THEN octet_length(args::text) ELSE 0 END
+       + CASE WHEN $9::bool THEN coalesce(octet_length(result::text), 0) ELSE 0 END
+           AS payload_bytes
+FROM jobrunner.jobs
+WHERE owner = $10
   AND id < coalesce($1::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
   AND ($2::jobrunner.job_state IS NULL OR state = $2)
   AND ($3::text IS NULL OR task = $3)
@@ -586,9 +603,15 @@ LIMIT $7;
 
 -- name: history_list_all
 -- Finished jobs, newest first, after the cursor ($1 finished_at, $2 id); optionally filtered.
--- Read from the jobrunner.history view, so its columns are stated once (migration 0001);
--- with the LIMIT the planner still walks jobs_finished_idx backwards (tests/api/test_plans.py).
-SELECT * FROM jobrunner.history
+-- Read from the jobrunner.history view (migration 0001); with the LIMIT the planner still
+-- walks jobs_finished_idx backwards (tests/api/test_plans.py). The result only when $9: a
+-- column not output is never read from its TOAST (payload_bytes: see job_list_all).
+SELECT id, queue, task, state, attempt, max_attempts, owner, created_at, started_at,
+       finished_at, run_duration, total_duration, CASE WHEN $9::bool THEN result END AS result,
+       last_error,
+       CASE WHEN $9::bool THEN coalesce(octet_length(result::text), 0) ELSE 0 END
+           AS payload_bytes
+FROM jobrunner.history
 WHERE ($1::timestamptz IS NULL OR (finished_at, id) < ($1, $2::uuid))
   AND ($3::jobrunner.job_state IS NULL OR state = $3)
   AND ($4::text IS NULL OR task = $4)
@@ -599,9 +622,14 @@ ORDER BY finished_at DESC, id DESC
 LIMIT $8;
 
 -- name: history_list_owned
--- Like history_list_all, only user $9's jobs (jobs_owner_finished_idx, read backwards).
-SELECT * FROM jobrunner.history
-WHERE owner = $9
+-- Like history_list_all, only user $10's jobs (jobs_owner_finished_idx, read backwards).
+SELECT id, queue, task, state, attempt, max_attempts, owner, created_at, started_at,
+       finished_at, run_duration, total_duration, CASE WHEN $9::bool THEN result END AS result,
+       last_error,
+       CASE WHEN $9::bool THEN coalesce(octet_length(result::text), 0) ELSE 0 END
+           AS payload_bytes
+FROM jobrunner.history
+WHERE owner = $10
   AND ($1::timestamptz IS NULL OR (finished_at, id) < ($1, $2::uuid))
   AND ($3::jobrunner.job_state IS NULL OR state = $3)
   AND ($4::text IS NULL OR task = $4)
