@@ -37,9 +37,13 @@ def load_queries(text: str) -> dict[str, LiteralString]:
     """The named statements of a queries.sql-style file: `-- name: x` starts each."""
     parts = _NAME.split(text)
     # parts = [preamble, name1, body1, name2, body2, ...]
+    names = parts[1::2]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:  # a dict would keep the last silently, and callers would run the wrong one
+        raise ValueError(f"statements named twice: {repeated}")
     return {
         name: cast(LiteralString, body.strip())
-        for name, body in zip(parts[1::2], parts[2::2], strict=True)
+        for name, body in zip(names, parts[2::2], strict=True)
     }
 
 

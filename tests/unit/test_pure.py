@@ -121,3 +121,8 @@ def test_a_copy_statement_gives_its_table_and_columns() -> None:
     for not_binary_copy in ("COPY s.t (a) FROM STDIN", "COPY s.t (a) TO STDOUT (FORMAT binary)"):
         with pytest.raises(ValueError):
             CopyTarget.parse(not_binary_copy)
+
+
+def test_a_statement_named_twice_is_refused() -> None:
+    with pytest.raises(ValueError, match="named twice"):
+        load_queries("-- name: a\nSELECT 1;\n-- name: a\nSELECT 2;")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import ast
 import importlib
 import inspect
@@ -177,6 +179,6 @@ def test_query_wrappers_return_typed_values_not_dicts() -> None:
     for name, func in vars(queries).items():
         if inspect.iscoroutinefunction(func) and func.__module__ == queries.__name__:
             returned = str(inspect.signature(func).return_annotation)
-            if "dict[str, Any]" in returned or "Record" in returned:
+            if "dict[str, Any]" in returned or re.search(r"\bRecord\b", returned):
                 loose.append(f"{name} -> {returned}")
     assert loose == []
