@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import ast
 import importlib
 import inspect
 import pkgutil
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
