@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import jwt
+import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from jobrunner.errors import JobrunnerError
 from jobrunner.settings import MIN_JWT_SECRET_BYTES
+
+log = structlog.get_logger("jobrunner.auth")
 
 ALGORITHM = "HS256"
 TokenType = Literal["access", "refresh"]
@@ -86,9 +89,16 @@ class TokenCodec:
             raise JobrunnerError(f"the JWT secret needs at least {MIN_JWT_SECRET_BYTES} bytes")
 
     def encode(
-        self, typ: TokenType, *, sub: str, sid: uuid.UUID, jti: uuid.UUID | None = None
+        self,
+        typ: TokenType,
+        *,
+        sub: str,
+        sid: uuid.UUID,
+        jti: uuid.UUID | None = None,
+        iat: int | None = None,
     ) -> str:
-        now = int(time.time())
+        """A signed token; with `jti` and `iat` given, the same text every time."""
+        now = int(time.time()) if iat is None else iat
         ttl = self.access_ttl if typ == "access" else self.refresh_ttl
         claims: dict[str, Any] = {
             "iss": self.issuer,
@@ -116,7 +126,7 @@ class TokenCodec:
             self._verified[token] = claims
         if claims.exp <= time.time():
             del self._verified[token]
-            raise InvalidToken("Signature has expired")
+            raise InvalidToken("token expired")
         return claims
 
     def _decode(self, token: str, typ: TokenType) -> TokenClaims:
@@ -138,5 +148,10 @@ class TokenCodec:
                 typ=typ,
                 exp=int(claims["exp"]),
             )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("token expired") from None
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
-            raise InvalidToken(str(exc)) from None
+            # PyJWT's own words (which claim, which check) help an attacker probe, not a
+            # client: they go to the log, the answer says only this.
+            log.debug("token refused", reason=str(exc))
+            raise InvalidToken("invalid token") from None

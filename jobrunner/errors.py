@@ -13,6 +13,9 @@ not this one (a unit test walks the subclasses and fails on any missing from thi
     ├── UserExists           (accounts) that username is taken
     ├── InvalidAccount       (accounts) a username or password does not meet the rules
     ├── LoginFailed          (accounts) wrong username or password
+    ├── AccountDisabled      (accounts) right password, but the account is disabled
+    ├── UnknownUser          (accounts) no account of that name
+    ├── UserHasJobs          (accounts) an account that owns jobs cannot be deleted
     ├── InvalidToken         (auth) a JWT is malformed, expired, or of the wrong kind
     ├── UnsafeUrl            (webhooks) a callback URL jobrunner refuses to call
     ├── DeliveryFailed       (webhooks) the receiver did not answer 2xx; retried

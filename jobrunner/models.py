@@ -215,6 +215,7 @@ class User:
     role: Role
     created_at: datetime
     webhook_secret: str
+    disabled: bool = False  # cannot log in: disabled by an admin, or awaiting approval
 
     @property
     def is_admin(self) -> bool:
@@ -222,7 +223,13 @@ class User:
 
     @classmethod
     def from_row(cls, row: Row) -> User:
-        return cls(row["username"], row["role"], row["created_at"], row["webhook_secret"])
+        return cls(
+            row["username"],
+            row["role"],
+            row["created_at"],
+            row["webhook_secret"],
+            row["disabled_at"] is not None,
+        )
 
 
 class OutcomeKind(enum.StrEnum):

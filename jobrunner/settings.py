@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     metrics_max_queues: int = Field(default=20, ge=1, le=1000)
     metrics_cache_seconds: Seconds = 5.0
+    # Who may create an account through POST /auth/register: anyone (open), nobody (closed:
+    # admins use `jobrunner users create`), or anyone, disabled until an admin enables it.
+    registration: Literal["open", "closed", "approval"] = "open"
+    # A refresh token presented again this many seconds after its rotation gets the same new
+    # pair back (two tabs refreshing at once); later, it revokes the session as a leak.
+    refresh_reuse_grace: float = Field(default=10.0, ge=0, le=300)
     webhook_allowed_networks: CommaList = Field(default_factory=list)
     webhook_timeout: Seconds = 5.0
     pool_min_size: int = Field(default=2, ge=0)

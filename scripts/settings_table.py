@@ -90,6 +90,11 @@ DESCRIPTIONS = {
     "webhook_timeout": "Seconds a webhook delivery may take.",
     "pool_min_size": "Connections the API's pool keeps open.",
     "pool_max_size": "Most connections in the API's pool (a worker uses at least 4).",
+    "registration": "`open`: anyone may register; `closed`: `POST /auth/register` is 403 "
+    "(admins create accounts with `jobrunner users create`); `approval`: accounts start "
+    "disabled until an admin enables them.",
+    "refresh_reuse_grace": "Seconds after a refresh during which the same refresh token gets "
+    "the same new pair back (two tabs refreshing at once); after it, reuse revokes the session.",
     "list_max_page_bytes": "`GET /jobs` and `/history` with `include=args,result`: a page "
     "stops early (its `next_cursor` goes on) once its args and results pass this many bytes.",
     "sse_max_streams_per_user": "Event streams (`GET /jobs/{id}/events`) one user may have "

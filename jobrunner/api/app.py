@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from jobrunner.api import (
+    admin_routes,
     auth_routes,
     dashboard,
     docs,
@@ -119,7 +120,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.direct_submit = DirectSubmit(app)
     problems.install(app)
     docs.install(app)
-    for module in (auth_routes, jobs_routes, sse_routes, ops_routes, dashboard):
+    for module in (auth_routes, admin_routes, jobs_routes, sse_routes, ops_routes, dashboard):
         app.include_router(module.router)
     app.add_middleware(
         ApiMiddleware,

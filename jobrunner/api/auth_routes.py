@@ -1,4 +1,5 @@
-"""/auth: register, log in (OAuth2 password form or JSON), refresh, log out, and who am I."""
+"""/auth: register, log in (OAuth2 password form or JSON), refresh, log out (here or
+everywhere), change the password, rotate the webhook secret, and who am I."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from jobrunner.api.problems import ApiProblem
 from jobrunner.api.schemas import (
     LoginCreate,
     MePublic,
+    PasswordChange,
     RefreshCreate,
     TokenPublic,
     UserCreate,
@@ -57,15 +59,28 @@ def _address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-@router.post("/register", status_code=201, responses={409: {"description": "Name taken"}})
+@router.post(
+    "/register",
+    status_code=201,
+    responses={403: {"description": "Registration is closed"}, 409: {"description": "Name taken"}},
+)
 async def register(
     body: UserCreate, request: Request, conn: ConnDep, settings: SettingsDep
 ) -> UserPublic:
-    """Create an account (role `user`); admins are made with `jobrunner users create --admin`."""
+    """Create an account (role `user`); admins are made with `jobrunner users create --admin`.
+    Names are unique whatever their case. Under `JOBRUNNER_REGISTRATION=approval` the account
+    starts disabled until an admin enables it; under `closed` this is 403."""
+    if settings.registration == "closed":
+        raise ApiProblem(403, "registration is closed: ask an admin for an account")
     per_minute = settings.login_attempts_per_minute
     bucket = RateBucket(f"register-addr:{_address(request)}", per_minute / 60.0, per_minute)
     await limits.take(conn, bucket, "registrations from this address")
-    user = await accounts.create_user(conn, username=body.username, password=body.password)
+    user = await accounts.create_user(
+        conn,
+        username=body.username,
+        password=body.password,
+        disabled=settings.registration == "approval",
+    )
     return UserPublic.of(user)
 
 
@@ -97,15 +112,39 @@ async def token(
 
 
 @router.post("/refresh", responses={401: {}})
-async def refresh(body: RefreshCreate, conn: ConnDep, codec: CodecDep) -> TokenPublic:
-    """Spend a refresh token for a new pair. Presenting a spent one again ends the session."""
-    return TokenPublic.of(await accounts.refresh(conn, codec, body.refresh_token))
+async def refresh(
+    body: RefreshCreate, conn: ConnDep, codec: CodecDep, settings: SettingsDep
+) -> TokenPublic:
+    """Spend a refresh token for a new pair. The same token again within
+    `JOBRUNNER_REFRESH_REUSE_GRACE` seconds gets the same pair; later, it ends the session."""
+    pair = await accounts.refresh(
+        conn, codec, body.refresh_token, grace=settings.refresh_reuse_grace
+    )
+    return TokenPublic.of(pair)
 
 
 @router.post("/logout", status_code=204, response_class=Response)
 async def logout(me: PrincipalDep, conn: ConnDep) -> None:
     """End this session: its access and refresh tokens stop working at once."""
     await accounts.logout(conn, me)
+
+
+@router.post("/logout-all", status_code=204, response_class=Response)
+async def logout_all(me: PrincipalDep, conn: ConnDep) -> None:
+    """End every session of yours, this one included (a lost laptop, a leaked token)."""
+    await accounts.logout_everywhere(conn, me.username)
+
+
+@router.post("/password", status_code=204, response_class=Response, responses={401: {}})
+async def change_password(body: PasswordChange, me: PrincipalDep, conn: ConnDep) -> None:
+    """Change your password, giving the current one. Your other sessions end; this one stays."""
+    await accounts.change_password(conn, me, current=body.current_password, new=body.new_password)
+
+
+@router.post("/webhook-secret/rotate")
+async def rotate_webhook_secret(me: PrincipalDep, conn: ConnDep) -> MePublic:
+    """A new secret for your webhooks' signatures; deliveries from now on are signed with it."""
+    return MePublic.of(await accounts.rotate_webhook_secret(conn, me.username))
 
 
 @router.get("/me")

@@ -16,7 +16,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from jobrunner.accounts import InvalidAccount, LoginFailed, UserExists
+from jobrunner.accounts import (
+    AccountDisabled,
+    InvalidAccount,
+    LoginFailed,
+    UnknownUser,
+    UserExists,
+    UserHasJobs,
+)
 from jobrunner.auth import InvalidToken
 from jobrunner.db.errors import TRANSIENT_ERRORS
 from jobrunner.errors import (
@@ -75,14 +82,30 @@ _STATUS: list[tuple[type[BaseException], int]] = [
     (JobNotFound, 404),
     (JobStateConflict, 409),
     (UserExists, 409),
+    (UserHasJobs, 409),
+    (UnknownUser, 404),
+    (AccountDisabled, 403),
     (UnknownTask, 422),
     (InvalidAccount, 422),
     (LoginFailed, 401),
     (DatabaseUnavailable, 503),
-    (asyncpg.CheckViolationError, 422),
-    (asyncpg.DataError, 422),
     (TRANSIENT_ERRORS, 503),  # type: ignore[list-item]
 ]
+
+
+# Values PostgreSQL refused. Its own message quotes the value and names tables and columns:
+# the answer names only the field, taken from the constraint's name (<table>_<field>_check).
+REFUSED_VALUES = (asyncpg.CheckViolationError, asyncpg.DataError, asyncpg.NotNullViolationError)
+
+
+def _refused(exc: Exception) -> list[dict[str, Any]]:
+    column = getattr(exc, "column_name", None)
+    constraint = getattr(exc, "constraint_name", None) or ""
+    table = getattr(exc, "table_name", None) or ""
+    if not column and constraint.endswith("_check") and constraint.startswith(f"{table}_"):
+        column = constraint.removeprefix(f"{table}_").removesuffix("_check")
+    loc = ["body", column] if column else ["body"]
+    return [{"loc": loc, "msg": "value refused by the database", "type": "value_error"}]
 
 
 def _validation_errors(errors: Any) -> list[dict[str, Any]]:
@@ -91,6 +114,21 @@ def _validation_errors(errors: Any) -> list[dict[str, Any]]:
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in errors
     ]
+
+
+def _database_problem(exc: asyncpg.PostgresError) -> JSONResponse | None:
+    """The answer to an error PostgreSQL raised, never with PostgreSQL's own message."""
+    if isinstance(exc, REFUSED_VALUES):
+        return problem(422, "the request holds a value that cannot be stored", errors=_refused(exc))
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):  # a race, e.g. a deletion
+        return problem(409, "the change conflicts with the current data; try again")
+    if isinstance(exc, SCHEMA_MISSING):
+        return problem(
+            503,
+            "the database is not migrated: run `jobrunner migrate`",
+            headers={"Retry-After": "5"},
+        )
+    return None
 
 
 async def handle_error(request: Request, exc: Exception) -> JSONResponse:
@@ -106,13 +144,9 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
         detail = f"invalid arguments for task {exc.task!r}"
         return problem(422, detail, errors=_validation_errors(exc.details))
     if isinstance(exc, InvalidToken):
-        return problem(401, f"invalid token: {exc}", headers=BEARER_CHALLENGE)
-    if isinstance(exc, SCHEMA_MISSING):
-        return problem(
-            503,
-            "the database is not migrated: run `jobrunner migrate`",
-            headers={"Retry-After": "5"},
-        )
+        return problem(401, str(exc), headers=BEARER_CHALLENGE)  # fixed texts, never PyJWT's
+    if isinstance(exc, asyncpg.PostgresError) and (answer := _database_problem(exc)):
+        return answer
     for kind, status in _STATUS:
         if isinstance(exc, kind):
             headers = {"Retry-After": "1"} if status == 503 else None

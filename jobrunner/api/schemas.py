@@ -97,14 +97,26 @@ class RefreshCreate(BaseModel):
     refresh_token: Annotated[str, Field(min_length=1, max_length=4096)]
 
 
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    current_password: Annotated[str, Field(min_length=1, max_length=1024)]
+    new_password: Password
+
+
 class UserPublic(BaseModel):
     username: str
     role: str
     created_at: datetime
+    disabled: bool = Field(description="Cannot log in (disabled, or awaiting approval).")
 
     @classmethod
     def of(cls, user: User) -> UserPublic:
-        return cls(username=user.username, role=user.role, created_at=user.created_at)
+        return cls(
+            username=user.username,
+            role=user.role,
+            created_at=user.created_at,
+            disabled=user.disabled,
+        )
 
 
 class MePublic(UserPublic):
@@ -116,6 +128,7 @@ class MePublic(UserPublic):
             username=user.username,
             role=user.role,
             created_at=user.created_at,
+            disabled=user.disabled,
             webhook_secret=user.webhook_secret,
         )
 

@@ -1,4 +1,4 @@
-"""`jobrunner users create|list` and `jobrunner doctor`."""
+"""`jobrunner users create|list|disable|enable|delete` and `jobrunner doctor`."""
 
 from __future__ import annotations
 
@@ -45,11 +45,28 @@ async def _users(dsn: str, args: argparse.Namespace) -> int:
             if show:
                 out(f"password {password}  (shown this once)")
             return 0
+        if args.users_command in ("disable", "enable"):
+            disabled = args.users_command == "disable"
+            await accounts.set_disabled(conn, args.name, disabled=disabled)
+            out(f"{args.users_command}d {args.name}")
+            return 0
+        if args.users_command == "delete":
+            await accounts.delete_user(conn, args.name)
+            out(f"deleted {args.name}")
+            return 0
         users = await accounts.list_users(conn)
         out(
             console.table(
-                ["USERNAME", "ROLE", "CREATED"],
-                [[u.username, u.role, f"{u.created_at:%Y-%m-%d %H:%M}"] for u in users],
+                ["USERNAME", "ROLE", "CREATED", "DISABLED"],
+                [
+                    [
+                        u.username,
+                        u.role,
+                        f"{u.created_at:%Y-%m-%d %H:%M}",
+                        "yes" if u.disabled else "",
+                    ]
+                    for u in users
+                ],
             )
         )
         return 0

@@ -160,6 +160,14 @@ def _add_users(sub: Subparsers[argparse.ArgumentParser]) -> None:
     create.add_argument("--admin", action="store_true", help="an admin sees every job")
     create.add_argument("--password", help="the password (visible in shell history)")
     users.add_parser("list", help="every account", description="List every account.")
+    for action, what in (
+        ("disable", "Refuse the account's logins and end its sessions at once."),
+        ("enable", "Let a disabled (or approval-awaiting) account log in."),
+        ("delete", "Delete an account that owns no jobs (else disable it)."),
+    ):
+        users.add_parser(action, help=what.split(".")[0].lower(), description=what).add_argument(
+            "name"
+        )
     p.set_defaults(func=cmd_users)
 
 

@@ -369,10 +369,18 @@ class JobFilter:
 
 
 async def user_insert(
-    conn: Conn, *, username: str, password_hash: str, role: str, webhook_secret: str
+    conn: Conn,
+    *,
+    username: str,
+    password_hash: str,
+    role: str,
+    webhook_secret: str,
+    disabled: bool = False,
 ) -> User | None:
-    """The new account, or None when the name is taken."""
-    row = await conn.fetchrow(QUERIES["user_insert"], username, password_hash, role, webhook_secret)
+    """The new account (disabled: awaiting approval), or None when the name is taken."""
+    row = await conn.fetchrow(
+        QUERIES["user_insert"], username, password_hash, role, webhook_secret, disabled
+    )
     return User.from_row(row) if row is not None else None
 
 
@@ -381,9 +389,43 @@ async def user_get(conn: Conn, username: str) -> User | None:
     return User.from_row(row) if row is not None else None
 
 
-async def user_get_password_hash(conn: Conn, username: str) -> str | None:
-    value: str | None = await conn.fetchval(QUERIES["user_get_password_hash"], username)
-    return value
+async def user_get_password_hash(conn: Conn, username: str) -> tuple[str, bool] | None:
+    """(password hash, disabled) of a user, or None."""
+    row = await conn.fetchrow(QUERIES["user_get_password_hash"], username)
+    return (row["password_hash"], row["disabled"]) if row is not None else None
+
+
+async def user_set_password(
+    conn: Conn, *, username: str, password_hash: str, keep_session: UUID | None
+) -> bool:
+    """Set a user's password and revoke their sessions but `keep_session`."""
+    changed = await conn.fetchval(
+        QUERIES["user_set_password"], username, password_hash, keep_session
+    )
+    return changed is not None
+
+
+async def user_set_disabled(conn: Conn, *, username: str, disabled: bool) -> User | None:
+    row = await conn.fetchrow(QUERIES["user_set_disabled"], username, disabled)
+    return User.from_row(row) if row is not None else None
+
+
+async def user_delete(conn: Conn, username: str) -> bool:
+    """Delete a user who owns no jobs; False when none was deleted."""
+    return await conn.fetchval(QUERIES["user_delete"], username) is not None
+
+
+async def user_owns_jobs(conn: Conn, username: str) -> bool:
+    return bool(await conn.fetchval(QUERIES["user_owns_jobs"], username))
+
+
+async def user_set_webhook_secret(conn: Conn, *, username: str, secret: str) -> User | None:
+    row = await conn.fetchrow(QUERIES["user_set_webhook_secret"], username, secret)
+    return User.from_row(row) if row is not None else None
+
+
+async def session_revoke_all(conn: Conn, *, username: str) -> None:
+    await conn.execute(QUERIES["session_revoke_all"], username)
 
 
 async def user_list(conn: Conn) -> list[User]:
@@ -429,10 +471,21 @@ async def session_principal_take(
 
 async def refresh_token_use(
     conn: Conn, *, jti: UUID, session_id: UUID, new_jti: UUID
-) -> tuple[str, str] | None:
-    """Spend a refresh token for a new one: (username, role), or None if it cannot be spent."""
+) -> tuple[str, int] | None:
+    """Spend a refresh token for a new one: (username, the new pair's iat), or None if it
+    cannot be spent."""
     row = await conn.fetchrow(QUERIES["refresh_token_use"], jti, session_id, new_jti)
-    return (row["username"], row["role"]) if row is not None else None
+    return (row["username"], row["issued_at"]) if row is not None else None
+
+
+async def refresh_token_successor(
+    conn: Conn, *, jti: UUID, session_id: UUID, grace: float
+) -> tuple[UUID, str, int] | None:
+    """(successor jti, username, its iat) of a token rotated less than `grace` s ago."""
+    row = await conn.fetchrow(QUERIES["refresh_token_successor"], jti, session_id, grace)
+    if row is None:
+        return None
+    return row["successor_jti"], row["username"], row["issued_at"]
 
 
 async def refresh_token_reused(conn: Conn, *, jti: UUID, session_id: UUID) -> bool:

@@ -439,20 +439,71 @@ SELECT pg_notify($1, $2);
 -- ===== API =====
 
 -- name: user_insert
--- A new account; no row comes back when the name is taken.
-INSERT INTO jobrunner.users (username, password_hash, role, webhook_secret)
-VALUES ($1, $2, $3, $4)
-ON CONFLICT (username) DO NOTHING
-RETURNING username, role, created_at, webhook_secret;
+-- A new account, disabled from the start when $5 (awaiting approval); no row comes back
+-- when the name is taken, in any case (users_username_lower_key).
+INSERT INTO jobrunner.users (username, password_hash, role, webhook_secret, disabled_at)
+VALUES ($1, $2, $3, $4, CASE WHEN $5::bool THEN now() END)
+ON CONFLICT DO NOTHING
+RETURNING username, role, created_at, webhook_secret, disabled_at;
 
 -- name: user_get
-SELECT username, role, created_at, webhook_secret FROM jobrunner.users WHERE username = $1;
+SELECT username, role, created_at, webhook_secret, disabled_at
+FROM jobrunner.users WHERE username = $1;
 
 -- name: user_get_password_hash
-SELECT password_hash FROM jobrunner.users WHERE username = $1;
+-- The password hash of user $1, and whether the account is disabled.
+SELECT password_hash, disabled_at IS NOT NULL AS disabled
+FROM jobrunner.users WHERE username = $1;
 
 -- name: user_list
-SELECT username, role, created_at, webhook_secret FROM jobrunner.users ORDER BY username;
+SELECT username, role, created_at, webhook_secret, disabled_at
+FROM jobrunner.users ORDER BY username;
+
+-- name: user_set_password
+-- A new password hash for user $1; their sessions other than $3 end with it.
+WITH changed AS (
+    UPDATE jobrunner.users SET password_hash = $2 WHERE username = $1 RETURNING username
+), revoked AS (
+    UPDATE jobrunner.sessions AS s SET revoked_at = now()
+    FROM changed
+    WHERE s.username = changed.username AND s.revoked_at IS NULL
+      AND s.id IS DISTINCT FROM $3::uuid
+)
+SELECT username FROM changed;
+
+-- name: user_set_disabled
+-- Disable ($2) or enable user $1; disabling revokes every session of theirs at once.
+WITH changed AS (
+    UPDATE jobrunner.users
+    SET disabled_at = CASE WHEN $2::bool THEN coalesce(disabled_at, now()) END
+    WHERE username = $1
+    RETURNING username, role, created_at, webhook_secret, disabled_at
+), revoked AS (
+    UPDATE jobrunner.sessions AS s SET revoked_at = now()
+    FROM changed
+    WHERE $2::bool AND s.username = changed.username AND s.revoked_at IS NULL
+)
+SELECT * FROM changed;
+
+-- name: user_delete
+-- Delete user $1 unless they own jobs (their sessions and idempotency keys go with them):
+-- the row, or none. Jobs keep an owner that must still name an account.
+DELETE FROM jobrunner.users AS u
+WHERE u.username = $1 AND NOT EXISTS (SELECT 1 FROM jobrunner.jobs WHERE owner = u.username)
+RETURNING username;
+
+-- name: user_owns_jobs
+SELECT EXISTS (SELECT 1 FROM jobrunner.jobs WHERE owner = $1);
+
+-- name: user_set_webhook_secret
+-- A new webhook signing secret for user $1.
+UPDATE jobrunner.users SET webhook_secret = $2 WHERE username = $1
+RETURNING username, role, created_at, webhook_secret, disabled_at;
+
+-- name: session_revoke_all
+-- Log out every session of user $1.
+UPDATE jobrunner.sessions SET revoked_at = now()
+WHERE username = $1 AND revoked_at IS NULL;
 
 -- name: session_create
 -- A login: a session that lives $2 seconds, holding its first refresh token $3.
@@ -467,11 +518,13 @@ WITH session AS (
 SELECT id FROM session;
 
 -- name: session_principal
--- Who holds a live session $1 (an access token's sid) as user $2: their role, or no row.
+-- Who holds a live session $1 (an access token's sid) as user $2: their role, or no row
+-- (also for a disabled account, whose sessions were revoked as it was disabled).
 SELECT u.role
 FROM jobrunner.sessions AS s
 JOIN jobrunner.users AS u ON u.username = s.username
-WHERE s.id = $1 AND s.username = $2 AND s.revoked_at IS NULL AND s.expires_at > now();
+WHERE s.id = $1 AND s.username = $2 AND s.revoked_at IS NULL AND s.expires_at > now()
+  AND u.disabled_at IS NULL;
 
 -- name: session_live_many
 -- Which of the sessions $1 (each of user $2 at the same place) are live: the same check as
@@ -494,10 +547,12 @@ WHERE s.id = $1 AND s.username = $2 AND s.revoked_at IS NULL AND s.expires_at > 
 
 -- name: refresh_token_use
 -- Spend refresh token $1 of session $2 and put token $3 in its place. No row comes back when
--- the token was spent before, expired, or its session was revoked.
+-- the token was spent before, expired, or its session was revoked. `issued_at` (the
+-- rotation's time, whole seconds) is the new pair's iat, so refresh_token_successor can
+-- issue the very same pair again.
 WITH spent AS (
     UPDATE jobrunner.refresh_tokens AS t
-    SET used_at = now()
+    SET used_at = now(), successor_jti = $3
     FROM jobrunner.sessions AS s
     WHERE t.jti = $1 AND t.session_id = $2 AND s.id = t.session_id
       AND t.used_at IS NULL AND t.expires_at > now()
@@ -507,8 +562,18 @@ WITH spent AS (
     INSERT INTO jobrunner.refresh_tokens (jti, session_id, expires_at)
     SELECT $3, id, expires_at FROM spent
 )
-SELECT spent.id, spent.username, u.role
+SELECT spent.id, spent.username, u.role, floor(extract(epoch FROM now()))::int8 AS issued_at
 FROM spent JOIN jobrunner.users AS u ON u.username = spent.username;
+
+-- name: refresh_token_successor
+-- Refresh token $1 of session $2, spent less than $3 seconds ago on a live session: the
+-- token that replaced it and when (the pair to hand out again), or no row.
+SELECT t.successor_jti, s.username, floor(extract(epoch FROM t.used_at))::int8 AS issued_at
+FROM jobrunner.refresh_tokens AS t
+JOIN jobrunner.sessions AS s ON s.id = t.session_id
+WHERE t.jti = $1 AND t.session_id = $2 AND t.successor_jti IS NOT NULL
+  AND t.used_at > now() - make_interval(secs => $3::float8)
+  AND s.revoked_at IS NULL AND s.expires_at > now();
 
 -- name: refresh_token_reused
 -- Was refresh token $1 of session $2 spent already? Then the session is revoked (the token

@@ -83,8 +83,10 @@ async def test_login_attempts_are_throttled_per_account(
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_family(
-    http: httpx.AsyncClient, login: Login
+    app: FastAPI, http: httpx.AsyncClient, login: Login
 ) -> None:
+    # No grace (see test_accounts.py for the two-tabs grace): a second use is a leak.
+    app.state.settings = app.state.settings.model_copy(update={"refresh_reuse_grace": 0.0})
     alice = await login("alice")
     first = await http.post("/auth/refresh", json={"refresh_token": alice.refresh_token})
     assert first.status_code == 200
@@ -148,6 +150,14 @@ async def test_forged_tokens_are_401(http: httpx.AsyncClient, login: Login) -> N
         answer = await http.get("/auth/me", headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 401, name
         assert answer.headers["content-type"] == "application/problem+json"
+        # Fixed texts: PyJWT's own ("Invalid audience", "Signature verification failed")
+        # would tell a prober which check failed.
+        assert answer.json()["detail"] in {
+            "invalid token",
+            "token expired",
+            "session ended",
+            "not an access token",
+        }
     assert (await http.get("/auth/me")).status_code == 401
 
 

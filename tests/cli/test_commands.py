@@ -150,6 +150,16 @@ def test_users_create_and_list(cli: Cli) -> None:
     assert rows == [["USERNAME", "ROLE"], ["alice", "admin"], ["bob", "user"]]
 
 
+def test_users_disable_enable_delete(cli: Cli) -> None:
+    assert cli.run("users", "create", "carol", "--password", "correct horse battery").code == 0
+    assert cli.run("users", "disable", "carol").out == "disabled carol\n"
+    assert cli.run("users", "list").out.splitlines()[1].split()[-1] == "yes"
+    assert cli.run("users", "enable", "carol").code == 0
+    assert cli.run("users", "delete", "carol").code == 0
+    missing = cli.run("users", "delete", "carol")
+    assert missing.code == 2 and "no user" in missing.err
+
+
 def test_doctor_passes_on_a_healthy_setup(cli: Cli) -> None:
     result = cli.run("doctor")
     assert result.code == 0, result.out + result.err
