@@ -96,12 +96,17 @@ class Settings(BaseSettings):
     # Who may create an account through POST /auth/register: anyone (open), nobody (closed:
     # admins use `jobrunner users create`), or anyone, disabled until an admin enables it.
     registration: Literal["open", "closed", "approval"] = "open"
+    # The dashboard's cookies carry `Secure` (sent over https only): `auto` when the request
+    # came over https, `always` (behind a TLS-terminating proxy that forwards plain http), or
+    # `never`.
+    cookie_secure: Literal["auto", "always", "never"] = "auto"
     # A refresh token presented again this many seconds after its rotation gets the same new
     # pair back (two tabs refreshing at once); later, it revokes the session as a leak.
     refresh_reuse_grace: float = Field(default=10.0, ge=0, le=300)
     webhook_allowed_networks: CommaList = Field(default_factory=list)
     webhook_timeout: Seconds = 5.0
     pool_min_size: int = Field(default=2, ge=0)
+    pool_max_size: int = Field(default=10, ge=1)
     # GET /jobs and /history with ?include=args,result: a page stops early past this many
     # bytes of args and results (at least one item, so it always moves on).
     list_max_page_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
@@ -114,7 +119,6 @@ class Settings(BaseSettings):
     # How often open streams' sessions are checked (one query for all): a stream ends this
     # long at most after its session does (logout, revocation, expiry).
     sse_session_check_interval: Seconds = 5.0
-    pool_max_size: int = Field(default=10, ge=1)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -93,6 +93,8 @@ DESCRIPTIONS = {
     "registration": "`open`: anyone may register; `closed`: `POST /auth/register` is 403 "
     "(admins create accounts with `jobrunner users create`); `approval`: accounts start "
     "disabled until an admin enables them.",
+    "cookie_secure": "`Secure` on the dashboard's cookies: `auto` (when the request came over "
+    "https), `always` (set it behind a TLS-terminating proxy), or `never`.",
     "refresh_reuse_grace": "Seconds after a refresh during which the same refresh token gets "
     "the same new pair back (two tabs refreshing at once); after it, reuse revokes the session.",
     "list_max_page_bytes": "`GET /jobs` and `/history` with `include=args,result`: a page "

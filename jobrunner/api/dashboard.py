@@ -19,20 +19,28 @@ from uuid import UUID
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
 
 from jobrunner import accounts, client
-from jobrunner.accounts import LoginFailed, Principal, TokenPair
+from jobrunner.accounts import AccountDisabled, LoginFailed, Principal, TokenPair
 from jobrunner.api import dashboard_html as view
 from jobrunner.api import limits
 from jobrunner.api.deps import CodecDep, ConnDep, SettingsDep
 from jobrunner.api.problems import ApiProblem
-from jobrunner.api.schemas import JobCreate
+from jobrunner.api.schemas import JobCreate, LoginCreate
 from jobrunner.api.submit import INTERNAL_TASK_PREFIX, Submitter, submit_job
 from jobrunner.auth import InvalidToken
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn
-from jobrunner.errors import JobNotFound, JobrunnerError, JobStateConflict
+from jobrunner.errors import (
+    InvalidArguments,
+    JobNotFound,
+    JobrunnerError,
+    JobStateConflict,
+    UnknownTask,
+)
 from jobrunner.registry import registered_tasks
+from jobrunner.settings import Settings
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 
@@ -53,9 +61,10 @@ class LoginRequired(Exception):
 
 
 async def _principal(
-    request: Request, conn: Conn, codec: CodecDep
+    request: Request, conn: Conn, codec: CodecDep, settings: Settings
 ) -> tuple[Principal, TokenPair | None]:
-    """Who is logged in; refreshes an expired access token (returning the new pair)."""
+    """Who is logged in; refreshes an expired access token (returning the new pair). Two
+    tabs refreshing with the same cookie at once both get the same pair (the grace)."""
     access = request.cookies.get(ACCESS_COOKIE)
     if access:
         try:
@@ -66,17 +75,26 @@ async def _principal(
     if not refresh:
         raise LoginRequired
     try:
-        pair = await accounts.refresh(conn, codec, refresh)
+        pair = await accounts.refresh(conn, codec, refresh, grace=settings.refresh_reuse_grace)
         return await accounts.authenticate(conn, codec, pair.access_token), pair
     except InvalidToken:
         raise LoginRequired from None
 
 
-def _set_cookies(response: Response, request: Request, pair: TokenPair, refresh_ttl: float) -> None:
-    secure = request.url.scheme == "https"
-    common = dict(httponly=True, samesite="strict", secure=secure, path="/dashboard")
+def _secure(request: Request, settings: Settings) -> bool:
+    """JOBRUNNER_COOKIE_SECURE: auto (https requests only), always, never."""
+    if settings.cookie_secure == "auto":
+        return request.url.scheme == "https"
+    return settings.cookie_secure == "always"
+
+
+def _set_cookies(response: Response, request: Request, pair: TokenPair, settings: Settings) -> None:
+    common = dict(
+        httponly=True, samesite="strict", secure=_secure(request, settings), path="/dashboard"
+    )
     response.set_cookie(ACCESS_COOKIE, pair.access_token, max_age=pair.expires_in, **common)  # type: ignore[arg-type]
-    response.set_cookie(REFRESH_COOKIE, pair.refresh_token, max_age=int(refresh_ttl), **common)  # type: ignore[arg-type]
+    max_age = int(settings.refresh_token_ttl)
+    response.set_cookie(REFRESH_COOKIE, pair.refresh_token, max_age=max_age, **common)  # type: ignore[arg-type]
 
 
 def _same_origin(request: Request) -> bool:
@@ -93,7 +111,7 @@ async def _render(
     request: Request, conn: Conn, codec: CodecDep, settings: SettingsDep, title: str, build: Build
 ) -> Response:
     try:
-        me, pair = await _principal(request, conn, codec)
+        me, pair = await _principal(request, conn, codec, settings)
     except LoginRequired:
         if request.headers.get("x-partial"):
             return Response(status_code=401)
@@ -107,7 +125,7 @@ async def _render(
             view.page(title, main, who=who, query=request.query_params.get("q", ""))
         )
     if pair is not None:
-        _set_cookies(response, request, pair, settings.refresh_token_ttl)
+        _set_cookies(response, request, pair, settings)
     return response
 
 
@@ -151,7 +169,8 @@ async def overview(
                 + "</div>"
             )
         tasks = [t.name for t in registered_tasks() if not t.name.startswith(INTERNAL_TASK_PREFIX)]
-        error = request.query_params.get("error", "")
+        # A fixed message per key: the query string is not a place to put words in our mouth.
+        error = SUBMIT_ERRORS.get(request.query_params.get("error", ""), "")
         parts.append(
             view.section("Submit a job", view.submit_form(tasks, error), attrs='id="submit"')
         )
@@ -220,29 +239,62 @@ async def submit(
     if not _same_origin(request):
         return Response(status_code=403)
     try:
-        me, _ = await _principal(request, conn, codec)
+        me, _ = await _principal(request, conn, codec, settings)
     except LoginRequired:
         return RedirectResponse("/dashboard/login", status_code=303)
     try:
-        body = JobCreate.model_validate({"task": task, "args": json.loads(args or "{}")})
+        body = JobCreate.model_validate({"task": task, "args": _parse_args(args)})
         await limits.check_submit(conn, settings, me.username)
         submitter = Submitter(me.username, me.session_id, session_checked=True)
         context = request.app.state.submit_context
         job, _ = await submit_job(context, settings, submitter, body, None)
     except (ValueError, JobrunnerError) as exc:  # bad JSON, bad arguments, limits
-        message = exc.detail if isinstance(exc, ApiProblem) else str(exc)
-        return RedirectResponse(f"/dashboard?{urlencode({'error': message})}", status_code=303)
+        key = _submit_error_key(exc)
+        return RedirectResponse(f"/dashboard?{urlencode({'error': key})}", status_code=303)
     return RedirectResponse(f"/dashboard/jobs/{job.id}", status_code=303)
+
+
+SUBMIT_ERRORS = {
+    "json": "The arguments are not a JSON object (or are nested too deeply).",
+    "args": "invalid arguments for this task: see its schema in the API docs.",
+    "task": "No such task.",
+    "limit": "Too many submissions or unfinished jobs: try again later.",
+    "failed": "The job could not be submitted.",
+}
+
+
+def _parse_args(text: str) -> object:
+    try:
+        return json.loads(text or "{}")
+    except RecursionError:  # json's parser recurses once per level of nesting
+        raise ValueError("nested too deeply") from None
+
+
+def _submit_error_key(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError) or str(exc) == "nested too deeply":
+        return "json"
+    if isinstance(exc, UnknownTask):
+        return "task"
+    if isinstance(exc, ApiProblem):
+        return "limit" if exc.status == 429 else "failed"
+    if isinstance(exc, ValueError | InvalidArguments):  # pydantic's errors are ValueErrors
+        return "args"
+    return "failed"
 
 
 @router.post("/jobs/{job_id}/{verb}")
 async def job_action(
-    request: Request, job_id: UUID, verb: str, conn: ConnDep, codec: CodecDep, settings: SettingsDep
+    request: Request,
+    job_id: UUID,
+    verb: str,
+    conn: ConnDep,
+    codec: CodecDep,
+    settings: SettingsDep,
 ) -> Response:
     if verb not in ("retry", "cancel") or not _same_origin(request):
         return Response(status_code=403)
     try:
-        me, _ = await _principal(request, conn, codec)
+        me, _ = await _principal(request, conn, codec, settings)
     except LoginRequired:
         return RedirectResponse("/dashboard/login", status_code=303)
     act = client.retry_job if verb == "retry" else client.cancel_job
@@ -273,25 +325,35 @@ async def login(
 ) -> Response:
     if not _same_origin(request):
         return Response(status_code=403)
+    try:  # the API's own rules for names and passwords, checked before anything is looked up
+        LoginCreate.model_validate({"username": username, "password": password})
+    except ValidationError:
+        return HTMLResponse(view.login_page(LOGIN_INVALID), status_code=422)
     address = request.client.host if request.client else "unknown"
     try:
         pair = await limits.login(
             conn, codec, settings, username=username, password=password, address=address
         )
-    except (LoginFailed, ApiProblem) as exc:
+    except (LoginFailed, AccountDisabled, ApiProblem) as exc:
         status = exc.status if isinstance(exc, ApiProblem) else 401
+        status = 403 if isinstance(exc, AccountDisabled) else status
         return HTMLResponse(view.login_page(str(exc), username), status_code=status)
     response = RedirectResponse("/dashboard", status_code=303)
-    _set_cookies(response, request, pair, settings.refresh_token_ttl)
+    _set_cookies(response, request, pair, settings)
     return response
 
 
+LOGIN_INVALID = "A username is 3 to 64 letters, digits, '_', '.' or '-'; a password at most 1024."
+
+
 @router.post("/logout")
-async def logout(request: Request, conn: ConnDep, codec: CodecDep) -> Response:
+async def logout(
+    request: Request, conn: ConnDep, codec: CodecDep, settings: SettingsDep
+) -> Response:
     if not _same_origin(request):
         return Response(status_code=403)
     try:
-        me, _ = await _principal(request, conn, codec)
+        me, _ = await _principal(request, conn, codec, settings)
         await accounts.logout(conn, me)
     except LoginRequired:
         pass

@@ -98,7 +98,14 @@ class RefreshCreate(BaseModel):
 
 
 class PasswordChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"current_password": "correct horse battery", "new_password": "staple in a jar"}
+            ]
+        },
+    )
     current_password: Annotated[str, Field(min_length=1, max_length=1024)]
     new_password: Password
 

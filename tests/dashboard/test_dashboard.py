@@ -67,7 +67,7 @@ async def test_pages_need_a_login(app: FastAPI) -> None:
         assert (await anon.get("/dashboard", headers={"X-Partial": "1"})).status_code == 401
         form = await anon.get("/dashboard/login")
         assert form.status_code == 200 and 'name="password"' in form.text
-        wrong = await anon.post("/dashboard/login", data={"username": "x", "password": "nope"})
+        wrong = await anon.post("/dashboard/login", data={"username": "xyz", "password": "nope"})
         assert wrong.status_code == 401 and "wrong username or password" in wrong.text
 
 
@@ -169,3 +169,85 @@ async def test_static_files_are_served(admin: httpx.AsyncClient) -> None:
     js = await admin.get("/dashboard/static/dashboard.js")
     assert js.status_code == 200 and "X-Partial" in js.text
     assert (await admin.get("/dashboard/static/../app.py")).status_code == 404
+
+
+# ----- what a hostile user could do (issue 14) ------------------------------------------
+
+
+async def test_hostile_form_input_gets_4xx_not_500(app: FastAPI, user: httpx.AsyncClient) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    sent = await user.post("/dashboard/submit", data={"task": "square_sum", "args": deep})
+    assert sent.status_code == 303 and sent.headers["location"] == "/dashboard?error=json"
+    shown = await user.get(sent.headers["location"])
+    assert "nested too deeply" in shown.text
+    transport = httpx.ASGITransport(app=app, client=("10.0.0.3", 1234))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as anon:
+        for name in ("a" * 8000, "ada\x00", "x"):
+            page = await anon.post("/dashboard/login", data={"username": name, "password": "pw"})
+            assert page.status_code == 422, name
+            assert "3 to 64 letters" in page.text
+
+
+async def test_error_messages_come_from_fixed_keys(user: httpx.AsyncClient) -> None:
+    planted = await user.get("/dashboard", params={"error": "Your session expired: call 555-0100"})
+    assert planted.status_code == 200
+    assert "555-0100" not in planted.text and 'id="submit-error"' not in planted.text
+    known = await user.get("/dashboard", params={"error": "limit"})
+    assert "Too many submissions" in known.text
+
+
+async def test_every_answer_carries_security_headers(
+    admin: httpx.AsyncClient,
+) -> None:
+    for path in ("/dashboard", "/dashboard/login", "/healthz", "/jobs", "/docs"):
+        answer = await admin.get(path)
+        assert answer.headers["x-content-type-options"] == "nosniff", path
+        assert answer.headers["x-frame-options"] == "DENY", path
+        assert answer.headers["referrer-policy"] == "no-referrer", path
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"], path
+    csp = (await admin.get("/dashboard")).headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "unsafe-inline" not in csp
+    page = (await admin.get("/dashboard")).text
+    assert "<script>" not in page and " on" + "click=" not in page  # nothing inline to allow
+
+
+@pytest.mark.parametrize(
+    ("mode", "scheme", "secure"),
+    [("auto", "http", False), ("auto", "https", True), ("always", "http", True),
+     ("never", "https", False)],
+)  # fmt: skip
+async def test_cookie_secure_follows_the_setting(
+    settings: Settings, pool: Pool, mode: str, scheme: str, secure: bool
+) -> None:
+    api_settings = settings.model_copy(
+        update={"jwt_secret": SecretStr("dashboard-" + "y" * 40), "cookie_secure": mode}
+    )
+    app = create_app(api_settings)
+    async with app.router.lifespan_context(app):
+        async with pool.acquire() as conn:
+            await accounts.create_user(conn, username="eve", password=PASSWORD)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=f"{scheme}://testserver") as b:
+            answer = await b.post(
+                "/dashboard/login", data={"username": "eve", "password": PASSWORD}
+            )
+    cookies = answer.headers.get_list("set-cookie")
+    assert len(cookies) == 2
+    assert all(("; secure" in c.lower()) is secure for c in cookies)
+
+
+async def test_two_tabs_refreshing_at_once_stay_logged_in(
+    app: FastAPI, user: httpx.AsyncClient
+) -> None:
+    refresh = user.cookies["jobrunner_refresh"]
+    transport = httpx.ASGITransport(app=app, client=("10.0.0.2", 1234))
+    tabs = [httpx.AsyncClient(transport=transport, base_url="http://testserver") for _ in range(2)]
+    answers = []
+    for tab in tabs:  # the access token has run out: each tab holds only the refresh cookie
+        tab.cookies.set("jobrunner_refresh", refresh, path="/dashboard")
+        answers.append(await tab.get("/dashboard"))
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].cookies["jobrunner_refresh"] == answers[1].cookies["jobrunner_refresh"]
+    for tab in tabs:
+        assert (await tab.get("/dashboard")).status_code == 200  # the session lives on
+        await tab.aclose()

@@ -1,0 +1,55 @@
+"""Security headers on every answer, the API's and the dashboard's alike: plain ASGI, so
+answers made before any route (the body cap, the direct submit path) get them too.
+
+- No page of ours may be framed (clickjacking): `frame-ancestors 'none'` and, for older
+  browsers, `X-Frame-Options: DENY`.
+- `X-Content-Type-Options: nosniff`: a job's JSON is never run as a script or a page.
+- `Referrer-Policy: no-referrer`: job ids in dashboard URLs do not leak to other sites.
+- The dashboard's pages may load only what it serves itself, and run no inline script (it
+  has none: dashboard.js is a file). JSON answers may load nothing at all. The API docs
+  (/docs, /redoc) start Swagger UI and ReDoc from an inline script (FastAPI's pages), so
+  they only forbid framing.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+COMMON = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+DASHBOARD_CSP = (
+    b"default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    b"form-action 'self'; frame-ancestors 'none'"
+)
+API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+DOCS_CSP = b"frame-ancestors 'none'"
+DOCS_PATHS = ("/docs", "/redoc")
+
+
+def policy_for(path: str) -> bytes:
+    if path == "/dashboard" or path.startswith("/dashboard/"):
+        return DASHBOARD_CSP
+    if path.startswith(DOCS_PATHS):
+        return DOCS_CSP
+    return API_CSP
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        added = [*COMMON, (b"content-security-policy", policy_for(scope["path"]))]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *added]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
