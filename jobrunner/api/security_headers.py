@@ -4,7 +4,9 @@ answers made before any route (the body cap, the direct submit path) get them to
 - No page of ours may be framed (clickjacking): `frame-ancestors 'none'` and, for older
   browsers, `X-Frame-Options: DENY`.
 - `X-Content-Type-Options: nosniff`: a job's JSON is never run as a script or a page.
-- `Referrer-Policy: no-referrer`: job ids in dashboard URLs do not leak to other sites.
+- `Referrer-Policy: same-origin`: job ids in dashboard URLs do not leak to other sites. Not
+  `no-referrer`: under it a browser sends `Origin: null` with every form post, and the
+  dashboard refuses posts whose Origin is not its own (its CSRF check).
 - The dashboard's pages may load only what it serves itself, and run no inline script (it
   has none: dashboard.js is a file). JSON answers may load nothing at all. The API docs
   (/docs, /redoc) start Swagger UI and ReDoc from an inline script (FastAPI's pages), so
@@ -18,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 COMMON = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
 ]
 DASHBOARD_CSP = (
     b"default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "

@@ -203,7 +203,7 @@ async def test_every_answer_carries_security_headers(
         answer = await admin.get(path)
         assert answer.headers["x-content-type-options"] == "nosniff", path
         assert answer.headers["x-frame-options"] == "DENY", path
-        assert answer.headers["referrer-policy"] == "no-referrer", path
+        assert answer.headers["referrer-policy"] == "same-origin", path
         assert "frame-ancestors 'none'" in answer.headers["content-security-policy"], path
     csp = (await admin.get("/dashboard")).headers["content-security-policy"]
     assert "default-src 'self'" in csp and "unsafe-inline" not in csp
