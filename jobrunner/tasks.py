@@ -21,14 +21,14 @@ from jobrunner import client, registry
 from jobrunner.db.pool import Conn
 from jobrunner.errors import ConfigError, InvalidArguments
 from jobrunner.models import Job
-from jobrunner.options import Backoff, EnqueueOptions
+from jobrunner.options import OPTION_NAMES, Backoff, EnqueueOptions
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Keyword arguments of `.enqueue()` itself (EnqueueOptions' names, and conn); a task may
+# Keyword arguments of `.enqueue()` itself (JobOptions' names, and conn); a task may
 # not use them as argument names.
-ENQUEUE_OPTIONS = frozenset({"conn", *EnqueueOptions.__annotations__})
+ENQUEUE_OPTIONS = OPTION_NAMES | {"conn"}
 
 
 @dataclass(eq=False)
@@ -111,8 +111,7 @@ class Task(Generic[P, R]):
         Keyword arguments named like an option of `jobrunner.enqueue` (queue, priority,
         max_attempts, timeout, backoff, delay, run_at, dedup_key, owner, callback_url) are
         options; the rest are the task's arguments."""
-        options = {k: kwargs.pop(k) for k in ENQUEUE_OPTIONS.intersection(kwargs)}
-        options.pop("conn", None)
+        options = {k: kwargs.pop(k) for k in OPTION_NAMES.intersection(kwargs)}
         return await client.enqueue(self.name, kwargs, conn=conn, **options)
 
     async def enqueue_many(

@@ -178,11 +178,14 @@ class EventHub:
     async def check_sessions(self) -> None:
         """End the streams whose session ended, and free those admitted but never started."""
         watches = [w for ws in self._watches.values() for w in ws]
+        sessions = list({(w.session_id, w.username) for w in watches})
         async with self.pool.acquire() as conn:
-            live = await queries.session_live_ids(conn, list({w.session_id for w in watches}))
+            answers = await queries.session_live_many(conn, sessions)
+        live = {session for session, ok in zip(sessions, answers, strict=True) if ok}
         stale = time.monotonic() - UNSTARTED_GRACE_SECONDS
         for watch in watches:
-            if watch.session_id not in live or (not watch.started and watch.opened_at < stale):
+            ended = (watch.session_id, watch.username) not in live
+            if ended or (not watch.started and watch.opened_at < stale):
                 watch.ended = True
                 watch.changed.set()
                 if not watch.started:

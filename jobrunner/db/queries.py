@@ -219,11 +219,13 @@ async def job_claim(
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """What an accepted outcome made of its job: its new state, and when it runs next (for a
-    retrying job; for a finished one, when it last became due)."""
+    """What an accepted outcome made of its job: its new state, when it runs next (for a
+    retrying job; for a finished one, when it last became due), and its attempt count (one
+    less than the attempt's own when a deferral gave the attempt back)."""
 
     state: JobState
     run_at: datetime
+    attempt: int
 
 
 async def job_record_outcomes(
@@ -244,7 +246,7 @@ async def job_record_outcomes(
         policy.max_deferrals,
         *_made_elsewhere(policy.delivery),
     )
-    return {r["id"]: Recorded(JobState(r["state"]), r["run_at"]) for r in rows}
+    return {r["id"]: Recorded(JobState(r["state"]), r["run_at"], r["attempt"]) for r in rows}
 
 
 async def job_heartbeat(
@@ -632,11 +634,6 @@ async def job_progress_many(
 ) -> list[JobProgress]:
     rows = await conn.fetch(QUERIES["job_progress_many"], list(ids), error_chars)
     return [JobProgress.from_record(r) for r in rows]
-
-
-async def session_live_ids(conn: Conn, ids: Sequence[UUID]) -> set[UUID]:
-    """The sessions among `ids` that are neither revoked nor expired."""
-    return {r["id"] for r in await conn.fetch(QUERIES["session_live_ids"], list(ids))}
 
 
 async def job_count_by_state(conn: Conn, *, cap: int) -> list[tuple[str, str, int]]:

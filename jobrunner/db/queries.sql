@@ -179,7 +179,7 @@ WITH recorded AS (
          AS o(id, attempt, kind, result, error, retry_delay, worker)
     WHERE j.id = o.id AND j.attempt = o.attempt AND j.worker_id = o.worker
       AND j.state = 'running'
-    RETURNING j.id, j.queue, j.state, j.owner, j.callback_url, j.run_at
+    RETURNING j.id, j.queue, j.state, j.owner, j.callback_url, j.run_at, j.attempt
 ), counted AS (
     INSERT INTO jobrunner.throughput AS t (minute, queue, succeeded, failed, retried, cancelled)
     SELECT date_trunc('minute', now()), queue,
@@ -200,7 +200,7 @@ WITH recorded AS (
     WHERE callback_url IS NOT NULL AND state IN ('succeeded', 'failed', 'cancelled')
     RETURNING queue
 )
-SELECT recorded.id, recorded.state, recorded.run_at,
+SELECT recorded.id, recorded.state, recorded.run_at, recorded.attempt,
        (SELECT count(pg_notify('jobrunner_jobs', $11))
         FROM (SELECT 1 FROM webhooks LIMIT 1) AS any_webhook) AS webhooks
 FROM recorded;
@@ -528,7 +528,8 @@ WHERE s.id = $1 AND s.username = $2 AND s.revoked_at IS NULL AND s.expires_at > 
 
 -- name: session_live_many
 -- Which of the sessions $1 (each of user $2 at the same place) are live: the same check as
--- session_principal, for a batch of submissions (jobrunner.api.submit_batch).
+-- session_principal, for a batch of submissions (jobrunner.api.submit_batch) or the open
+-- event streams (jobrunner.api.events), one round trip for them all.
 SELECT batch.n, s.id IS NOT NULL AS live
 FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS batch(session_id, username, n)
 LEFT JOIN jobrunner.sessions AS s
@@ -723,11 +724,6 @@ SELECT j.id, j.state, j.attempt, j.run_at, j.created_at, j.started_at, j.finishe
        ), '[]'::jsonb) AS errors
 FROM jobrunner.jobs AS j
 WHERE j.id = ANY($1::uuid[]);
-
--- name: session_live_ids
--- Which of the sessions $1 are still live: open SSE streams are checked together.
-SELECT id FROM jobrunner.sessions
-WHERE id = ANY($1::uuid[]) AND revoked_at IS NULL AND expires_at > now();
 
 -- name: job_count_by_state
 -- Jobs per state and queue; each state's count stops at $1 (one index per state bounds it).

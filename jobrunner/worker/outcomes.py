@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Callable
 from uuid import UUID
 
@@ -20,7 +21,7 @@ from asyncpg.pool import PoolConnectionProxy
 from jobrunner.db import queries
 from jobrunner.db.errors import DB_ERRORS
 from jobrunner.db.pool import Conn, Pool
-from jobrunner.models import JobState, Outcome, OutcomeKind
+from jobrunner.models import JobState, Outcome
 from jobrunner.worker.attempts import Attempt
 from jobrunner.worker.pacing import back_off
 
@@ -152,7 +153,32 @@ def _log_outcome(attempt: Attempt, recorded: queries.Recorded | None) -> str:
     summary counts those); returns the key it is counted under."""
     job, outcome = attempt.job, attempt.outcome
     assert outcome is not None
-    fields = {
+    if recorded is not None and recorded.state is JobState.SUCCEEDED:
+        # The common case, on the hot path: no per-job fields unless a line is wanted.
+        if log.is_enabled_for(logging.DEBUG):
+            log.debug("job succeeded", **_fields(attempt))
+        return JobState.SUCCEEDED.value
+    fields = _fields(attempt)
+    if recorded is None:
+        log.warning("outcome refused: the attempt was taken over", **fields)
+        return "refused"
+    state = recorded.state
+    error = json.loads(outcome.error_json)["error"] if outcome.error_json else None
+    if state is JobState.RETRYING:
+        # A deferral gives its attempt back; a defer past its bound is written as a retry.
+        deferred = recorded.attempt < job.attempt
+        event = "job deferred" if deferred else "job failed; retrying"
+        log.warning(event, error=error, next_run_at=recorded.run_at.isoformat(), **fields)
+    elif state is JobState.FAILED:
+        log.error("job failed", error=error, **fields)
+    else:
+        log.info("job cancelled", error=error, **fields)
+    return state.value
+
+
+def _fields(attempt: Attempt) -> dict[str, object]:
+    job = attempt.job
+    return {
         "job_id": str(job.id),
         "task": job.task,
         "attempt": job.attempt,
@@ -160,20 +186,3 @@ def _log_outcome(attempt: Attempt, recorded: queries.Recorded | None) -> str:
         if attempt.started
         else 0.0,
     }
-    if recorded is None:
-        log.warning("outcome refused: the attempt was taken over", **fields)
-        return "refused"
-    state = recorded.state
-    if state is JobState.SUCCEEDED:
-        log.debug("job succeeded", **fields)
-        return state.value
-    error = json.loads(outcome.error_json)["error"] if outcome.error_json else None
-    if state is JobState.RETRYING:
-        # A defer past its bound is written as a retry: the state cannot tell them apart.
-        event = "job deferred" if outcome.kind is OutcomeKind.DEFER else "job failed; retrying"
-        log.warning(event, error=error, next_run_at=recorded.run_at.isoformat(), **fields)
-    elif state is JobState.FAILED:
-        log.error("job failed", error=error, **fields)
-    else:
-        log.info("job cancelled", error=error, **fields)
-    return state.value

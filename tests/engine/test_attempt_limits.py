@@ -98,14 +98,19 @@ async def test_an_unknown_task_is_deferred_without_spending_an_attempt(
     assert 3500 < wait <= 3600
 
 
+@pytest.mark.usefixtures("outcome_log_at_debug")
 async def test_past_its_deferrals_an_unknown_task_retries_then_fails(
     pool: Pool, start_worker: StartWorker, job_state: ReadJob
 ) -> None:
     job = await _orphan(pool, max_attempts=2)
-    await start_worker(settings={"unknown_task_delay": 0.05, "unknown_task_max_deferrals": 2})
-    done = await _finished(job_state, job.id)
+    with capture_logs() as logs:
+        await start_worker(settings={"unknown_task_delay": 0.05, "unknown_task_max_deferrals": 2})
+        done = await _finished(job_state, job.id)
     assert done.state is JobState.FAILED and done.attempt == 2
     assert [e["outcome"] for e in done.errors] == ["deferred", "deferred", "retrying", "failed"]
+    # The log tells a deferral from a defer past its bound, which is a retry.
+    events = [e["event"] for e in logs if e.get("job_id") == str(job.id)]
+    assert events == ["job deferred", "job deferred", "job failed; retrying", "job failed"]
 
 
 @pytest.fixture
