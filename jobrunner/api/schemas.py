@@ -185,6 +185,8 @@ class JobCreate(BaseModel):
                     "delay_seconds": 30,
                     "max_attempts": 5,
                     "timeout_seconds": 60,
+                    "backoff_base_seconds": 5,
+                    "backoff_cap_seconds": 600,
                     "callback_url": "https://example.com/hooks/jobrunner",
                 },
             ]
@@ -199,13 +201,16 @@ class JobCreate(BaseModel):
     run_at: AwareDatetime | None = None
     max_attempts: Annotated[int, Field(ge=1, le=1000, strict=True)] | None = None
     timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400, strict=True)] | None = None
-    # The retry backoff: delays double from base up to cap (seconds); both or neither.
     backoff_base_seconds: (
         Annotated[float, Field(gt=0, le=MAX_BACKOFF_SECONDS, strict=True)] | None
-    ) = None
+    ) = Field(
+        default=None,
+        description="Retry delays double from this up to backoff_cap_seconds (with jitter); "
+        "give both or neither. Unset: the task's backoff, else the worker's default.",
+    )
     backoff_cap_seconds: (
         Annotated[float, Field(gt=0, le=MAX_BACKOFF_SECONDS, strict=True)] | None
-    ) = None
+    ) = Field(default=None, description="The longest retry delay; with backoff_base_seconds.")
     callback_url: CallbackUrl | None = None
 
     @model_validator(mode="after")
