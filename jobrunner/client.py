@@ -21,6 +21,7 @@ from jobrunner.job_rows import insert_copy, insert_one, make_rows
 from jobrunner.models import (
     HistoryEntry,
     Job,
+    JobMotion,
     JobProgress,
     JobState,
     QueueCounts,
@@ -225,6 +226,12 @@ async def get_jobs(ids: Iterable[UUID], *, conn: Conn | None = None) -> list[Job
     """Several whole jobs in one round trip (no visibility check: callers check it first)."""
     async with _connection(conn) as c:
         return await queries.job_get_many(c, list(ids))
+
+
+async def get_motion(ids: Iterable[UUID], *, conn: Conn | None = None) -> list[JobMotion]:
+    """Where several jobs stand (state, attempt, start and finish), in one narrow read."""
+    async with _connection(conn) as c:
+        return await queries.job_motion_many(c, list(ids))
 
 
 async def get_progress(

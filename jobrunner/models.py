@@ -131,6 +131,29 @@ class JobProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class JobMotion:
+    """Where a job stands, cheaply read: what changes whenever a job changes state (its
+    attempt history only ever grows as it leaves `running`)."""
+
+    id: UUID
+    state: JobState
+    attempt: int
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_record(cls, row: Row) -> JobMotion:
+        return cls(
+            row["id"], JobState(row["state"]), row["attempt"], row["started_at"],
+            row["finished_at"],
+        )  # fmt: skip
+
+    @classmethod
+    def of(cls, job: Job | JobProgress) -> JobMotion:
+        return cls(job.id, job.state, job.attempt, job.started_at, job.finished_at)
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimedJob:
     """What a worker needs to run one attempt.
 

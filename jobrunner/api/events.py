@@ -34,7 +34,7 @@ from jobrunner.accounts import Principal
 from jobrunner.api.problems import too_many
 from jobrunner.db import queries
 from jobrunner.db.pool import Pool
-from jobrunner.models import Job, JobProgress, JobState
+from jobrunner.models import Job, JobMotion, JobProgress, JobState
 from jobrunner.settings import Settings
 
 log = structlog.get_logger("jobrunner.api.events")
@@ -165,15 +165,23 @@ class EventHub:
                 log.warning("event poll failed", exc_info=True)
 
     async def poll_once(self) -> None:
+        """One narrow read of every watched job; their attempt histories (the errors column,
+        which may be large) are read only for the jobs that moved."""
         async with self.pool.acquire() as conn:
-            jobs = await client.get_progress(
-                list(self._watches), conn=conn, error_chars=ERROR_CHARS
-            )
+            motions = await client.get_motion(list(self._watches), conn=conn)
+            moved = [m.id for m in motions if self._moved(m)]
+            if not moved:
+                return
+            jobs = await client.get_progress(moved, conn=conn, error_chars=ERROR_CHARS)
         for job in jobs:
+            motion = JobMotion.of(job)
             for watch in self._watches.get(job.id, ()):
-                if _fingerprint(job) != _fingerprint(watch.latest):
+                if motion != JobMotion.of(watch.latest):
                     watch.latest = job
                     watch.changed.set()
+
+    def _moved(self, motion: JobMotion) -> bool:
+        return any(motion != JobMotion.of(w.latest) for w in self._watches.get(motion.id, ()))
 
     async def check_sessions(self) -> None:
         """End the streams whose session ended, and free those admitted but never started."""
@@ -246,7 +254,3 @@ class EventHub:
             yield ": session ended\n\n"
         finally:
             self._release(watch)
-
-
-def _fingerprint(job: JobProgress) -> tuple[Any, ...]:
-    return (job.state, job.attempt, len(job.errors), job.started_at, job.finished_at)

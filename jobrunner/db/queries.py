@@ -20,6 +20,7 @@ from jobrunner.models import (
     ClaimedJob,
     HistoryEntry,
     Job,
+    JobMotion,
     JobProgress,
     JobState,
     Outcome,
@@ -627,6 +628,11 @@ async def history_list(
 async def job_get_many(conn: Conn, ids: Sequence[UUID]) -> list[Job]:
     rows = await conn.fetch(QUERIES["job_get_many"], list(ids))
     return [Job.from_record(r) for r in rows]
+
+
+async def job_motion_many(conn: Conn, ids: Sequence[UUID]) -> list[JobMotion]:
+    rows = await conn.fetch(QUERIES["job_motion_many"], list(ids))
+    return [JobMotion.from_record(r) for r in rows]
 
 
 async def job_progress_many(

@@ -709,8 +709,17 @@ LIMIT $8;
 -- Several whole jobs in one round trip (args and result included: not for polling).
 SELECT * FROM jobrunner.jobs WHERE id = ANY($1::uuid[]);
 
+-- name: job_motion_many
+-- Where the jobs $1 that SSE streams watch stand, read each poll: only what moves as a job
+-- changes state. An error entry is only ever added as a job leaves `running`, so a job
+-- whose motion is unchanged has no new entry, and job_progress_many (which reads the
+-- errors column, however many attempts and tracebacks it holds) runs for the moved only.
+SELECT id, state, attempt, started_at, finished_at
+FROM jobrunner.jobs
+WHERE id = ANY($1::uuid[]);
+
 -- name: job_progress_many
--- What SSE streams need of the jobs $1 they watch, read together each poll: no args, no
+-- What SSE streams need of the jobs $1 they watch, read for those that moved: no args, no
 -- result (TOASTed columns not selected are never read, however big), and of each attempt's
 -- error entry only its times, outcome and the first $2 characters of its message (no
 -- traceback). A poll's cost per job is bounded whatever the job carries.

@@ -176,3 +176,44 @@ async def test_watching_a_job_does_not_read_its_args(
     assert after_polls == before
     assert after_get > after_polls
     await _close([stream])
+
+
+async def test_watching_a_job_reads_its_attempt_history_only_when_it_moves(
+    app: FastAPI, http: httpx.AsyncClient, login: Login, db_dsn: str
+) -> None:
+    """Tracebacks pile up in `errors` (up to max_attempts of them): a job that has not moved
+    since the last poll costs nothing of them; one that moved has them read once."""
+    alice = await login("alice")
+    job_id = await _far_future_job(http, alice)
+    single: Pool = await create_pool(db_dsn, role="test", min_size=1, max_size=1)
+    try:
+        async with single.acquire() as conn:
+            traceback = base64.b64encode(os.urandom(300_000)).decode()  # stored out of line
+            await conn.execute(
+                "UPDATE jobrunner.jobs SET errors = jsonb_build_array(jsonb_build_object("
+                "'attempt', 1, 'outcome', 'retrying', 'error', 'boom', 'traceback', $2::text))"
+                " WHERE id = $1",
+                UUID(job_id),
+                traceback,
+            )
+            full = await client.get_job(UUID(job_id), conn=conn)
+        mine = EventHub(single)
+        watched = mine.open(full, Principal("alice", "user", UUID(int=1)), None)
+        async with single.acquire() as conn:
+            before = await _toast_blocks_read(conn)
+        for _ in range(20):
+            await mine.poll_once()
+        async with single.acquire() as conn:
+            after_polls = await _toast_blocks_read(conn)
+            await conn.execute(
+                "UPDATE jobrunner.jobs SET state = 'queued', run_at = now() WHERE id = $1",
+                UUID(job_id),
+            )
+        await mine.poll_once()  # it moved: its history is read, once
+        async with single.acquire() as conn:
+            after_move = await _toast_blocks_read(conn)
+        del watched
+    finally:
+        await single.close()
+    assert after_polls == before
+    assert after_move > after_polls
