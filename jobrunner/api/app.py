@@ -17,7 +17,6 @@ from fastapi import FastAPI
 from jobrunner.api import (
     admin_routes,
     auth_routes,
-    dashboard,
     docs,
     housekeeping,
     jobs_routes,
@@ -36,6 +35,7 @@ from jobrunner.api.security_headers import SecurityHeaders
 from jobrunner.api.submit import SubmitContext
 from jobrunner.api.submit_batch import SubmitBatcher
 from jobrunner.auth import TokenCodec
+from jobrunner.dashboard import routes as dashboard
 from jobrunner.db.pool import create_pool, wait_for_database
 from jobrunner.doorbell import Doorbell
 from jobrunner.errors import ConfigError

@@ -23,13 +23,13 @@ from pydantic import ValidationError
 
 from jobrunner import accounts, client
 from jobrunner.accounts import AccountDisabled, LoginFailed, Principal, TokenPair
-from jobrunner.api import dashboard_html as view
 from jobrunner.api import limits
 from jobrunner.api.deps import CodecDep, ConnDep, SettingsDep
 from jobrunner.api.problems import ApiProblem
 from jobrunner.api.schemas import JobCreate, LoginCreate
 from jobrunner.api.submit import INTERNAL_TASK_PREFIX, Submitter, submit_job
 from jobrunner.auth import InvalidToken
+from jobrunner.dashboard import html as view
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn
 from jobrunner.errors import (
@@ -369,5 +369,5 @@ async def static(name: str) -> Response:
 
     if name not in STATIC:
         return Response(status_code=404)
-    body = resources.files("jobrunner.api").joinpath("static", name).read_bytes()
+    body = resources.files("jobrunner.dashboard").joinpath("static", name).read_bytes()
     return Response(body, media_type=STATIC[name], headers={"Cache-Control": "max-age=300"})

@@ -23,7 +23,7 @@ def h(value: object) -> str:
 
 
 def template(name: str) -> Template:
-    text = resources.files("jobrunner.api").joinpath("templates", name).read_text()
+    text = resources.files("jobrunner.dashboard").joinpath("templates", name).read_text()
     return Template(text)
 
 
