@@ -2,6 +2,8 @@
 -- no other module builds SQL. Parameters are always bound, never formatted in.
 -- Naming: noun_verb, so statements sort by the table they touch.
 
+-- ===== Jobs: made (job_rows), claimed, finished, read =====
+
 -- name: job_insert
 -- Insert one job (jobrunner.job_rows.insert_one) and, when $14, ring its queue's doorbell in
 -- the same transaction. It runs at $5 (run_at), or $11 seconds from now (delay), or now;
@@ -59,11 +61,6 @@ LEFT JOIN LATERAL (
     SELECT pg_notify('jobrunner_jobs', inserted.queue) WHERE inserted.state = 'queued' AND $13
 ) AS doorbell ON true
 ORDER BY given.n;
-
--- name: doorbell_ring
--- Ring the doorbells of queues $1: after jobs committed without ringing (jobrunner.doorbell),
--- or a bulk fill (the benchmark).
-SELECT count(pg_notify('jobrunner_jobs', queue)) FROM unnest($1::text[]) AS queue;
 
 -- name: job_get_live_by_dedup_key
 -- The live job holding a dedup key, returned to a second enqueue instead of a duplicate.
@@ -348,9 +345,154 @@ WHERE id = ANY(ARRAY(  -- a key lookup in any plan, as in job_claim
     LIMIT $3
 ));
 
+-- name: job_find_waiting
+-- The oldest waiting job of task $1 whose args contain $2 (optionally in queue $3); for tests.
+SELECT * FROM jobrunner.jobs
+WHERE task = $1 AND args @> $2::jsonb AND ($3::text IS NULL OR queue = $3)
+  AND state IN ('queued', 'scheduled', 'retrying')
+ORDER BY id
+LIMIT 1;
+
+-- name: job_count_unfinished
+-- User $1's unfinished jobs, counted up to $2.
+SELECT count(*) FROM (
+    SELECT 1 FROM jobrunner.jobs
+    WHERE owner = $1 AND state NOT IN ('succeeded', 'failed', 'cancelled')
+    LIMIT $2
+) AS unfinished;
+
+-- name: job_list_all
+-- Newest first from before cursor $1 (an id; ids are time-ordered), optionally filtered.
+-- args only when $8 and result only when $9: a column not output is never read from its
+-- TOAST, so a page of jobs with megabytes of args each costs no more than any other.
+-- payload_bytes (the JSON text of what was included) lets the caller cap a page's size.
+SELECT id, queue, task, CASE WHEN $8::bool THEN args END AS args, priority, state, attempt,
+       max_attempts, run_at, created_at, started_at, finished_at, worker_id, lease_expires_at,
+       timeout, cancel_requested_at, CASE WHEN $9::bool THEN result END AS result, errors,
+       dedup_key, owner, callback_url, backoff_base, backoff_cap,
+       CASE WHEN $8::bool THEN octet_length(args::text) ELSE 0 END
+       + CASE WHEN $9::bool THEN coalesce(octet_length(result::text), 0) ELSE 0 END
+           AS payload_bytes
+FROM jobrunner.jobs
+WHERE id < coalesce($1::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
+  AND ($2::jobrunner.job_state IS NULL OR state = $2)
+  AND ($3::text IS NULL OR task = $3)
+  AND ($4::text IS NULL OR queue = $4)
+  AND ($5::timestamptz IS NULL OR created_at >= $5)
+  AND ($6::timestamptz IS NULL OR created_at < $6)
+ORDER BY id DESC
+LIMIT $7;
+
+-- name: job_list_owned
+-- Like job_list_all, only user $10's jobs (jobs_owner_idx, read backwards).
+SELECT id, queue, task, CASE WHEN $8::bool THEN args END AS args, priority, state, attempt,
+       max_attempts, run_at, created_at, started_at, finished_at, worker_id, lease_expires_at,
+       timeout, cancel_requested_at, CASE WHEN $9::bool THEN result END AS result, errors,
+       dedup_key, owner, callback_url, backoff_base, backoff_cap,
+       CASE WHEN $8::bool THEN octet_length(args::text) ELSE 0 END
+       + CASE WHEN $9::bool THEN coalesce(octet_length(result::text), 0) ELSE 0 END
+           AS payload_bytes
+FROM jobrunner.jobs
+WHERE owner = $10
+  AND id < coalesce($1::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
+  AND ($2::jobrunner.job_state IS NULL OR state = $2)
+  AND ($3::text IS NULL OR task = $3)
+  AND ($4::text IS NULL OR queue = $4)
+  AND ($5::timestamptz IS NULL OR created_at >= $5)
+  AND ($6::timestamptz IS NULL OR created_at < $6)
+ORDER BY id DESC
+LIMIT $7;
+
+-- name: job_get_many
+-- Several whole jobs in one round trip (args and result included: not for polling).
+SELECT * FROM jobrunner.jobs WHERE id = ANY($1::uuid[]);
+
+-- name: job_motion_many
+-- Where the jobs $1 that SSE streams watch stand, read each poll: only what moves as a job
+-- changes state. An error entry is only ever added as a job leaves `running`, so a job
+-- whose motion is unchanged has no new entry, and job_progress_many (which reads the
+-- errors column, however many attempts and tracebacks it holds) runs for the moved only.
+SELECT id, state, attempt, started_at, finished_at
+FROM jobrunner.jobs
+WHERE id = ANY($1::uuid[]);
+
+-- name: job_progress_many
+-- What SSE streams need of the jobs $1 they watch, read for those that moved: no args, no
+-- result (TOASTed columns not selected are never read, however big), and of each attempt's
+-- error entry only its times, outcome and the first $2 characters of its message (no
+-- traceback). A poll's cost per job is bounded whatever the job carries.
+SELECT j.id, j.state, j.attempt, j.run_at, j.created_at, j.started_at, j.finished_at,
+       coalesce((
+           SELECT jsonb_agg(jsonb_build_object(
+                      'attempt', e -> 'attempt', 'outcome', e -> 'outcome',
+                      'started_at', e -> 'started_at', 'finished_at', e -> 'finished_at',
+                      'error', left(e ->> 'error', $2)) ORDER BY n)
+           FROM jsonb_array_elements(j.errors) WITH ORDINALITY AS entries(e, n)
+       ), '[]'::jsonb) AS errors
+FROM jobrunner.jobs AS j
+WHERE j.id = ANY($1::uuid[]);
+
+-- name: job_count_by_state
+-- Jobs per state and queue; each state's count stops at $1 (one index per state bounds it).
+SELECT states.state, counted.queue, counted.jobs
+FROM unnest(enum_range(NULL::jobrunner.job_state)) AS states(state)
+CROSS JOIN LATERAL (
+    SELECT capped.queue, count(*) AS jobs
+    FROM (SELECT queue FROM jobrunner.jobs WHERE state = states.state LIMIT $1) AS capped
+    GROUP BY capped.queue
+) AS counted
+ORDER BY counted.queue, states.state;
+
+-- name: job_latency_recent
+-- Pickup (run_at to start) and run (start to end) seconds of up to $2 jobs finished in the
+-- last $1 seconds.
+SELECT queue,
+       extract(epoch FROM started_at - run_at)::float8 AS pickup_seconds,
+       extract(epoch FROM finished_at - started_at)::float8 AS run_seconds
+FROM jobrunner.jobs
+WHERE state IN ('succeeded', 'failed', 'cancelled') AND started_at IS NOT NULL
+  AND finished_at > now() - make_interval(secs => $1::float8)
+ORDER BY finished_at DESC
+LIMIT $2;
+
+-- name: job_pickup_by_minute
+-- Median pickup latency (run_at to start) per minute, over the last $2 jobs finished in the
+-- last $1 minutes: the finished-jobs index bounds the read however big the table is.
+SELECT date_trunc('minute', recent.finished_at) AS minute,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY recent.pickup_seconds) AS pickup_p50,
+       count(*) AS jobs
+FROM (
+    SELECT finished_at, extract(epoch FROM started_at - run_at)::float8 AS pickup_seconds
+    FROM jobrunner.jobs
+    WHERE state IN ('succeeded', 'failed', 'cancelled') AND started_at IS NOT NULL
+      AND finished_at > now() - make_interval(mins => $1::int)
+    ORDER BY finished_at DESC
+    LIMIT $2
+) AS recent
+GROUP BY 1
+ORDER BY 1;
+
+-- ===== The doorbell =====
+
+-- name: doorbell_ring
+-- Ring the doorbells of queues $1: after jobs committed without ringing (jobrunner.doorbell),
+-- or a bulk fill (the benchmark).
+SELECT count(pg_notify('jobrunner_jobs', queue)) FROM unnest($1::text[]) AS queue;
+
+-- ===== Outcome counters per minute =====
+
 -- name: throughput_prune
 -- Per-minute counters older than $1 seconds.
 DELETE FROM jobrunner.throughput WHERE minute < now() - make_interval(secs => $1::float8);
+
+-- name: throughput_recent
+-- Per-minute outcome counters of the last $1 minutes.
+SELECT minute, queue, succeeded, failed, retried, cancelled
+FROM jobrunner.throughput
+WHERE minute >= date_trunc('minute', now()) - make_interval(mins => $1::int)
+ORDER BY minute, queue;
+
+-- ===== Periodic (cron) tasks =====
 
 -- name: periodic_tick_init
 -- First sight of a periodic task: remember its current tick without enqueuing for it.
@@ -363,8 +505,7 @@ UPDATE jobrunner.periodic_ticks SET last_tick = $2
 WHERE task = $1 AND last_tick < $2
 RETURNING task;
 
--- name: clock_now
-SELECT now();
+-- ===== The maintenance lock =====
 
 -- name: maintenance_try_lock
 -- Whichever worker holds this lock does the maintenance tick. While it holds it, the server
@@ -385,58 +526,47 @@ SELECT pg_advisory_unlock(hashtext('jobrunner.maintenance')),
        CASE WHEN current_setting('server_version_num')::int >= 170000
             THEN set_config('transaction_timeout', '0', false) END;
 
--- name: migration_lock
--- Serialises `jobrunner migrate` across processes starting at once.
-SELECT pg_advisory_lock(hashtext('jobrunner.migrate'));
+-- ===== The history of finished jobs =====
 
--- name: migration_unlock
-SELECT pg_advisory_unlock(hashtext('jobrunner.migrate'));
+-- name: history_list_all
+-- Finished jobs, newest first, after the cursor ($1 finished_at, $2 id); optionally filtered.
+-- Read from the jobrunner.history view (migration 0001); with the LIMIT the planner still
+-- walks jobs_finished_idx backwards (tests/api/test_plans.py). The result only when $9: a
+-- column not output is never read from its TOAST (payload_bytes: see job_list_all).
+SELECT id, queue, task, state, attempt, max_attempts, owner, created_at, started_at,
+       finished_at, run_duration, total_duration, CASE WHEN $9::bool THEN result END AS result,
+       last_error,
+       CASE WHEN $9::bool THEN coalesce(octet_length(result::text), 0) ELSE 0 END
+           AS payload_bytes
+FROM jobrunner.history
+WHERE ($1::timestamptz IS NULL OR (finished_at, id) < ($1, $2::uuid))
+  AND ($3::jobrunner.job_state IS NULL OR state = $3)
+  AND ($4::text IS NULL OR task = $4)
+  AND ($5::text IS NULL OR queue = $5)
+  AND ($6::timestamptz IS NULL OR created_at >= $6)
+  AND ($7::timestamptz IS NULL OR created_at < $7)
+ORDER BY finished_at DESC, id DESC
+LIMIT $8;
 
--- name: migration_schema_create
-CREATE SCHEMA IF NOT EXISTS jobrunner;
+-- name: history_list_owned
+-- Like history_list_all, only user $10's jobs (jobs_owner_finished_idx, read backwards).
+SELECT id, queue, task, state, attempt, max_attempts, owner, created_at, started_at,
+       finished_at, run_duration, total_duration, CASE WHEN $9::bool THEN result END AS result,
+       last_error,
+       CASE WHEN $9::bool THEN coalesce(octet_length(result::text), 0) ELSE 0 END
+           AS payload_bytes
+FROM jobrunner.history
+WHERE owner = $10
+  AND ($1::timestamptz IS NULL OR (finished_at, id) < ($1, $2::uuid))
+  AND ($3::jobrunner.job_state IS NULL OR state = $3)
+  AND ($4::text IS NULL OR task = $4)
+  AND ($5::text IS NULL OR queue = $5)
+  AND ($6::timestamptz IS NULL OR created_at >= $6)
+  AND ($7::timestamptz IS NULL OR created_at < $7)
+ORDER BY finished_at DESC, id DESC
+LIMIT $8;
 
--- name: migration_table_create
-CREATE TABLE IF NOT EXISTS jobrunner.schema_migrations (
-    version     integer PRIMARY KEY,
-    name        text NOT NULL,
-    checksum    text NOT NULL,
-    applied_at  timestamptz NOT NULL DEFAULT now()
-);
-
--- name: migration_table_exists
-SELECT to_regclass('jobrunner.schema_migrations') IS NOT NULL;
-
--- name: migration_list
-SELECT version, name, checksum, applied_at FROM jobrunner.schema_migrations ORDER BY version;
-
--- name: migration_record
-INSERT INTO jobrunner.schema_migrations (version, name, checksum) VALUES ($1, $2, $3);
-
--- name: ping
--- A cheap round trip: is this connection still alive?
-SELECT 1;
-
--- name: job_find_waiting
--- The oldest waiting job of task $1 whose args contain $2 (optionally in queue $3); for tests.
-SELECT * FROM jobrunner.jobs
-WHERE task = $1 AND args @> $2::jsonb AND ($3::text IS NULL OR queue = $3)
-  AND state IN ('queued', 'scheduled', 'retrying')
-ORDER BY id
-LIMIT 1;
-
--- ===== CLI =====
-
--- name: server_info
--- What `jobrunner doctor` reports about the server it reached.
-SELECT current_setting('server_version') AS version,
-       current_setting('server_version_num')::int AS version_num,
-       current_database() AS database;
-
--- name: notify_send
--- Send payload $2 on channel $1: `jobrunner doctor`'s LISTEN/NOTIFY round trip.
-SELECT pg_notify($1, $2);
-
--- ===== API =====
+-- ===== Accounts =====
 
 -- name: user_insert
 -- A new account, disabled from the start when $5 (awaiting approval); no row comes back
@@ -500,6 +630,8 @@ SELECT EXISTS (SELECT 1 FROM jobrunner.jobs WHERE owner = $1);
 UPDATE jobrunner.users SET webhook_secret = $2 WHERE username = $1
 RETURNING username, role, created_at, webhook_secret, disabled_at;
 
+-- ===== Sessions =====
+
 -- name: session_revoke_all
 -- Log out every session of user $1.
 UPDATE jobrunner.sessions SET revoked_at = now()
@@ -546,6 +678,14 @@ FROM jobrunner.sessions AS s
 JOIN jobrunner.users AS u ON u.username = s.username
 WHERE s.id = $1 AND s.username = $2 AND s.revoked_at IS NULL AND s.expires_at > now();
 
+-- name: session_revoke
+-- Log out session $1 of user $2.
+UPDATE jobrunner.sessions SET revoked_at = coalesce(revoked_at, now())
+WHERE id = $1 AND username = $2
+RETURNING id;
+
+-- ===== Refresh tokens =====
+
 -- name: refresh_token_use
 -- Spend refresh token $1 of session $2 and put token $3 in its place. No row comes back when
 -- the token was spent before, expired, or its session was revoked. `issued_at` (the
@@ -585,11 +725,7 @@ FROM jobrunner.refresh_tokens AS t
 WHERE t.jti = $1 AND t.session_id = $2 AND s.id = t.session_id AND t.used_at IS NOT NULL
 RETURNING s.id;
 
--- name: session_revoke
--- Log out session $1 of user $2.
-UPDATE jobrunner.sessions SET revoked_at = coalesce(revoked_at, now())
-WHERE id = $1 AND username = $2
-RETURNING id;
+-- ===== Rate buckets =====
 
 -- name: rate_bucket_take
 -- Take one token from bucket $1, which holds at most $3 and refills $2 per second: the
@@ -602,13 +738,11 @@ SELECT greatest(0, (1 - (tokens + extract(epoch FROM now() - updated_at)::float8
                    / $2::float8)
 FROM jobrunner.rate_buckets WHERE key = $1;
 
--- name: job_count_unfinished
--- User $1's unfinished jobs, counted up to $2.
-SELECT count(*) FROM (
-    SELECT 1 FROM jobrunner.jobs
-    WHERE owner = $1 AND state NOT IN ('succeeded', 'failed', 'cancelled')
-    LIMIT $2
-) AS unfinished;
+-- name: rate_bucket_prune
+-- Buckets untouched for $1 seconds are full again: forgetting them changes nothing.
+DELETE FROM jobrunner.rate_buckets WHERE updated_at < now() - make_interval(secs => $1::float8);
+
+-- ===== Idempotency keys =====
 
 -- name: idempotency_key_get
 -- The submission user $1 made with key $2 within the last $3 seconds.
@@ -625,150 +759,7 @@ SET request_hash = excluded.request_hash, job_id = excluded.job_id, created_at =
 WHERE k.created_at <= now() - make_interval(secs => $5::float8)
 RETURNING job_id;
 
--- name: job_list_all
--- Newest first from before cursor $1 (an id; ids are time-ordered), optionally filtered.
--- args only when $8 and result only when $9: a column not output is never read from its
--- TOAST, so a page of jobs with megabytes of args each costs no more than any other.
--- payload_bytes (the JSON text of what was included) lets the caller cap a page's size.
-SELECT id, queue, task, CASE WHEN $8::bool THEN args END AS args, priority, state, attempt,
-       max_attempts, run_at, created_at, started_at, finished_at, worker_id, lease_expires_at,
-       timeout, cancel_requested_at, CASE WHEN $9::bool THEN result END AS result, errors,
-       dedup_key, owner, callback_url, backoff_base, backoff_cap,
-       CASE WHEN $8::bool THEN octet_length(args::text) ELSE 0 END
-       + CASE WHEN $9::bool THEN coalesce(octet_length(result::text), 0) ELSE 0 END
-           AS payload_bytes
-FROM jobrunner.jobs
-WHERE id < coalesce($1::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
-  AND ($2::jobrunner.job_state IS NULL OR state = $2)
-  AND ($3::text IS NULL OR task = $3)
-  AND ($4::text IS NULL OR queue = $4)
-  AND ($5::timestamptz IS NULL OR created_at >= $5)
-  AND ($6::timestamptz IS NULL OR created_at < $6)
-ORDER BY id DESC
-LIMIT $7;
-
--- name: job_list_owned
--- Like job_list_all, only user $10's jobs (jobs_owner_idx, read backwards).
-SELECT id, queue, task, CASE WHEN $8::bool THEN args END AS args, priority, state, attempt,
-       max_attempts, run_at, created_at, started_at, finished_at, worker_id, lease_expires_at,
-       timeout, cancel_requested_at, CASE WHEN $9::bool THEN result END AS result, errors,
-       dedup_key, owner, callback_url, backoff_base, backoff_cap,
-       CASE WHEN $8::bool THEN octet_length(args::text) ELSE 0 END
-       + CASE WHEN $9::bool THEN coalesce(octet_length(result::text), 0) ELSE 0 END
-           AS payload_bytes
-FROM jobrunner.jobs
-WHERE owner = $10
-  AND id < coalesce($1::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
-  AND ($2::jobrunner.job_state IS NULL OR state = $2)
-  AND ($3::text IS NULL OR task = $3)
-  AND ($4::text IS NULL OR queue = $4)
-  AND ($5::timestamptz IS NULL OR created_at >= $5)
-  AND ($6::timestamptz IS NULL OR created_at < $6)
-ORDER BY id DESC
-LIMIT $7;
-
--- name: history_list_all
--- Finished jobs, newest first, after the cursor ($1 finished_at, $2 id); optionally filtered.
--- Read from the jobrunner.history view (migration 0001); with the LIMIT the planner still
--- walks jobs_finished_idx backwards (tests/api/test_plans.py). The result only when $9: a
--- column not output is never read from its TOAST (payload_bytes: see job_list_all).
-SELECT id, queue, task, state, attempt, max_attempts, owner, created_at, started_at,
-       finished_at, run_duration, total_duration, CASE WHEN $9::bool THEN result END AS result,
-       last_error,
-       CASE WHEN $9::bool THEN coalesce(octet_length(result::text), 0) ELSE 0 END
-           AS payload_bytes
-FROM jobrunner.history
-WHERE ($1::timestamptz IS NULL OR (finished_at, id) < ($1, $2::uuid))
-  AND ($3::jobrunner.job_state IS NULL OR state = $3)
-  AND ($4::text IS NULL OR task = $4)
-  AND ($5::text IS NULL OR queue = $5)
-  AND ($6::timestamptz IS NULL OR created_at >= $6)
-  AND ($7::timestamptz IS NULL OR created_at < $7)
-ORDER BY finished_at DESC, id DESC
-LIMIT $8;
-
--- name: history_list_owned
--- Like history_list_all, only user $10's jobs (jobs_owner_finished_idx, read backwards).
-SELECT id, queue, task, state, attempt, max_attempts, owner, created_at, started_at,
-       finished_at, run_duration, total_duration, CASE WHEN $9::bool THEN result END AS result,
-       last_error,
-       CASE WHEN $9::bool THEN coalesce(octet_length(result::text), 0) ELSE 0 END
-           AS payload_bytes
-FROM jobrunner.history
-WHERE owner = $10
-  AND ($1::timestamptz IS NULL OR (finished_at, id) < ($1, $2::uuid))
-  AND ($3::jobrunner.job_state IS NULL OR state = $3)
-  AND ($4::text IS NULL OR task = $4)
-  AND ($5::text IS NULL OR queue = $5)
-  AND ($6::timestamptz IS NULL OR created_at >= $6)
-  AND ($7::timestamptz IS NULL OR created_at < $7)
-ORDER BY finished_at DESC, id DESC
-LIMIT $8;
-
--- name: job_get_many
--- Several whole jobs in one round trip (args and result included: not for polling).
-SELECT * FROM jobrunner.jobs WHERE id = ANY($1::uuid[]);
-
--- name: job_motion_many
--- Where the jobs $1 that SSE streams watch stand, read each poll: only what moves as a job
--- changes state. An error entry is only ever added as a job leaves `running`, so a job
--- whose motion is unchanged has no new entry, and job_progress_many (which reads the
--- errors column, however many attempts and tracebacks it holds) runs for the moved only.
-SELECT id, state, attempt, started_at, finished_at
-FROM jobrunner.jobs
-WHERE id = ANY($1::uuid[]);
-
--- name: job_progress_many
--- What SSE streams need of the jobs $1 they watch, read for those that moved: no args, no
--- result (TOASTed columns not selected are never read, however big), and of each attempt's
--- error entry only its times, outcome and the first $2 characters of its message (no
--- traceback). A poll's cost per job is bounded whatever the job carries.
-SELECT j.id, j.state, j.attempt, j.run_at, j.created_at, j.started_at, j.finished_at,
-       coalesce((
-           SELECT jsonb_agg(jsonb_build_object(
-                      'attempt', e -> 'attempt', 'outcome', e -> 'outcome',
-                      'started_at', e -> 'started_at', 'finished_at', e -> 'finished_at',
-                      'error', left(e ->> 'error', $2)) ORDER BY n)
-           FROM jsonb_array_elements(j.errors) WITH ORDINALITY AS entries(e, n)
-       ), '[]'::jsonb) AS errors
-FROM jobrunner.jobs AS j
-WHERE j.id = ANY($1::uuid[]);
-
--- name: job_count_by_state
--- Jobs per state and queue; each state's count stops at $1 (one index per state bounds it).
-SELECT states.state, counted.queue, counted.jobs
-FROM unnest(enum_range(NULL::jobrunner.job_state)) AS states(state)
-CROSS JOIN LATERAL (
-    SELECT capped.queue, count(*) AS jobs
-    FROM (SELECT queue FROM jobrunner.jobs WHERE state = states.state LIMIT $1) AS capped
-    GROUP BY capped.queue
-) AS counted
-ORDER BY counted.queue, states.state;
-
--- name: throughput_recent
--- Per-minute outcome counters of the last $1 minutes.
-SELECT minute, queue, succeeded, failed, retried, cancelled
-FROM jobrunner.throughput
-WHERE minute >= date_trunc('minute', now()) - make_interval(mins => $1::int)
-ORDER BY minute, queue;
-
--- name: job_latency_recent
--- Pickup (run_at to start) and run (start to end) seconds of up to $2 jobs finished in the
--- last $1 seconds.
-SELECT queue,
-       extract(epoch FROM started_at - run_at)::float8 AS pickup_seconds,
-       extract(epoch FROM finished_at - started_at)::float8 AS run_seconds
-FROM jobrunner.jobs
-WHERE state IN ('succeeded', 'failed', 'cancelled') AND started_at IS NOT NULL
-  AND finished_at > now() - make_interval(secs => $1::float8)
-ORDER BY finished_at DESC
-LIMIT $2;
-
--- ===== API =====
-
--- name: rate_bucket_prune
--- Buckets untouched for $1 seconds are full again: forgetting them changes nothing.
-DELETE FROM jobrunner.rate_buckets WHERE updated_at < now() - make_interval(secs => $1::float8);
+-- ===== API housekeeping =====
 
 -- name: api_state_prune
 -- Idempotency keys older than $1 seconds, and sessions expired (or revoked) $2 seconds ago.
@@ -784,21 +775,50 @@ WITH keys AS (
 )
 SELECT (SELECT count(*) FROM keys) + (SELECT count(*) FROM sessions);
 
--- ===== dashboard =====
+-- ===== Migrations =====
 
--- name: job_pickup_by_minute
--- Median pickup latency (run_at to start) per minute, over the last $2 jobs finished in the
--- last $1 minutes: the finished-jobs index bounds the read however big the table is.
-SELECT date_trunc('minute', recent.finished_at) AS minute,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY recent.pickup_seconds) AS pickup_p50,
-       count(*) AS jobs
-FROM (
-    SELECT finished_at, extract(epoch FROM started_at - run_at)::float8 AS pickup_seconds
-    FROM jobrunner.jobs
-    WHERE state IN ('succeeded', 'failed', 'cancelled') AND started_at IS NOT NULL
-      AND finished_at > now() - make_interval(mins => $1::int)
-    ORDER BY finished_at DESC
-    LIMIT $2
-) AS recent
-GROUP BY 1
-ORDER BY 1;
+-- name: migration_lock
+-- Serialises `jobrunner migrate` across processes starting at once.
+SELECT pg_advisory_lock(hashtext('jobrunner.migrate'));
+
+-- name: migration_unlock
+SELECT pg_advisory_unlock(hashtext('jobrunner.migrate'));
+
+-- name: migration_schema_create
+CREATE SCHEMA IF NOT EXISTS jobrunner;
+
+-- name: migration_table_create
+CREATE TABLE IF NOT EXISTS jobrunner.schema_migrations (
+    version     integer PRIMARY KEY,
+    name        text NOT NULL,
+    checksum    text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: migration_table_exists
+SELECT to_regclass('jobrunner.schema_migrations') IS NOT NULL;
+
+-- name: migration_list
+SELECT version, name, checksum, applied_at FROM jobrunner.schema_migrations ORDER BY version;
+
+-- name: migration_record
+INSERT INTO jobrunner.schema_migrations (version, name, checksum) VALUES ($1, $2, $3);
+
+-- ===== Server =====
+
+-- name: clock_now
+SELECT now();
+
+-- name: ping
+-- A cheap round trip: is this connection still alive?
+SELECT 1;
+
+-- name: server_info
+-- What `jobrunner doctor` reports about the server it reached.
+SELECT current_setting('server_version') AS version,
+       current_setting('server_version_num')::int AS version_num,
+       current_database() AS database;
+
+-- name: notify_send
+-- Send payload $2 on channel $1: `jobrunner doctor`'s LISTEN/NOTIFY round trip.
+SELECT pg_notify($1, $2);
