@@ -43,9 +43,13 @@ def load_queries(text: str) -> dict[str, LiteralString]:
     if repeated:  # a dict would keep the last silently, and callers would run the wrong one
         raise ValueError(f"statements named twice: {repeated}")
     return {
-        name: cast(LiteralString, body.strip())
+        name: cast(LiteralString, _TRAILING_COMMENTS.sub("", body).strip())
         for name, body in zip(names, parts[2::2], strict=True)
     }
+
+
+# A heading between two statements (`-- ===== Jobs =====`) belongs to neither.
+_TRAILING_COMMENTS = re.compile(r"(\n\s*--[^\n]*)+\s*$")
 
 
 QUERIES: dict[str, LiteralString] = load_queries(

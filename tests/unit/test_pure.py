@@ -89,6 +89,11 @@ def test_named_queries_load_from_one_file() -> None:
     assert "job_claim" in QUERIES and "job_record_outcomes" in QUERIES
 
 
+def test_a_heading_between_statements_belongs_to_neither() -> None:
+    text = "-- name: a\nSELECT 1;\n\n-- ===== Next =====\n\n-- name: b\nSELECT 2;"
+    assert load_queries(text) == {"a": "SELECT 1;", "b": "SELECT 2;"}
+
+
 def test_a_cached_access_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
     codec = TokenCodec(secret="s" * 48, issuer="i", audience="a", access_ttl=60, refresh_ttl=600)
     token = codec.encode("access", sub="alice", sid=uuid.uuid4())
