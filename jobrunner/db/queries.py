@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
-from typing import TYPE_CHECKING, Any, LiteralString, cast
+from typing import TYPE_CHECKING, Any, LiteralString
 from uuid import UUID
 
 from jobrunner.db.ids import time_ordered_ids
@@ -43,7 +43,7 @@ def load_queries(text: str) -> dict[str, LiteralString]:
     if repeated:  # a dict would keep the last silently, and callers would run the wrong one
         raise ValueError(f"statements named twice: {repeated}")
     return {
-        name: cast(LiteralString, _TRAILING_COMMENTS.sub("", body).strip())
+        name: _TRAILING_COMMENTS.sub("", body).strip()
         for name, body in zip(names, parts[2::2], strict=True)
     }
 
