@@ -243,6 +243,14 @@ async def get_progress(
         return await queries.job_progress_many(c, list(ids), error_chars=error_chars)
 
 
+async def unknown_tasks(*, conn: Conn | None = None) -> dict[str, int]:
+    """Tasks with jobs waiting because the worker that claimed them did not know the task
+    (deferred, attempt not spent), and how many: the code that registers them is missing
+    from some worker (JOBRUNNER_TASKS), or a deploy is under way."""
+    async with _connection(conn) as c:
+        return await queries.job_tasks_unknown(c)
+
+
 async def count_jobs(*, conn: Conn | None = None, cap: int = 100_000) -> list[QueueCounts]:
     """Jobs per queue and state, each state counted up to `cap` along its own index."""
     async with _connection(conn) as c:

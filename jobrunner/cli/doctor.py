@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from jobrunner import client
 from jobrunner.db import migrate as migrations
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, connect
@@ -148,7 +149,7 @@ async def check_database(dsn: str) -> list[Check]:
         checks = [reached, await check_migrations(conn)]
         if checks[-1].status == "fail":
             return checks
-        return [*checks, await check_notify(conn, dsn)]
+        return [*checks, await check_notify(conn, dsn), await check_unknown_tasks(conn)]
     finally:
         await conn.close()
 
@@ -167,6 +168,21 @@ async def check_migrations(conn: Conn) -> Check:
             "run `jobrunner migrate`",
         )
     return Check("migrations", "ok", f"{len(state.applied)} applied, none pending")
+
+
+async def check_unknown_tasks(conn: Conn) -> Check:
+    """Jobs a worker put back because it did not know their task: they wait (their attempts
+    unspent) until a worker that registers the task takes them."""
+    unknown = await client.unknown_tasks(conn=conn)
+    if not unknown:
+        return Check("unknown tasks", "ok", "every waiting job's task was known to its worker")
+    listed = ", ".join(f"{task} ({jobs} jobs)" for task, jobs in unknown.items())
+    return Check(
+        "unknown tasks",
+        "warn",
+        f"a worker did not know these tasks, so their jobs wait: {listed}",
+        "deploy the code that registers them to the workers (JOBRUNNER_TASKS), or cancel the jobs",
+    )
 
 
 async def check_notify(sender: Conn, dsn: str) -> Check:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from importlib import resources
 from string import Template
@@ -98,6 +98,16 @@ def queue_counts(counts: Sequence[QueueCounts]) -> str:
 
     rows = [[h(q.queue), *(cell(q, name) for name in STATES)] for q in counts]
     return table(["queue", *STATES], rows, "No jobs yet.")
+
+
+def unknown_tasks(unknown: Mapping[str, int]) -> str:
+    """Jobs waiting because the worker that claimed them did not know their task."""
+    rows = [[h(task), str(jobs)] for task, jobs in unknown.items()]
+    note = (
+        '<p class="error">A worker put these jobs back (attempts unspent): it does not '
+        "register their task. Deploy the code that does (JOBRUNNER_TASKS), or cancel them.</p>"
+    )
+    return note + table(["task", "jobs waiting"], rows, "")
 
 
 def bar_chart(points: Sequence[tuple[str, float, str]], unit: str) -> str:

@@ -157,6 +157,13 @@ async def overview(
             counts = await client.count_jobs(conn=conn, cap=COUNT_CAP)
             rows = await client.throughput(conn=conn, minutes=WINDOW_MINUTES)
             pickup = await queries.job_pickup_by_minute(conn, minutes=WINDOW_MINUTES)
+            unknown = await client.unknown_tasks(conn=conn)
+            if unknown:
+                parts.append(
+                    view.section(
+                        "Tasks no worker knew", view.unknown_tasks(unknown), attrs='id="unknown"'
+                    )
+                )
             parts.append(view.section("Queues", view.queue_counts(counts), attrs='id="queues"'))
             parts.append(
                 '<div class="grid">'

@@ -277,6 +277,12 @@ async def job_release_many(
     return [r["id"] for r in rows]
 
 
+async def job_tasks_unknown(conn: Conn, *, scan: int = 5000) -> dict[str, int]:
+    """Task name -> jobs waiting because a worker did not know the task."""
+    rows = await conn.fetch(QUERIES["job_tasks_unknown"], scan)
+    return {r["task"]: int(r["jobs"]) for r in rows}
+
+
 async def job_get_visible(conn: Conn, job_id: UUID, *, user: str | None, admin: bool) -> Job | None:
     row = await conn.fetchrow(QUERIES["job_get_visible"], job_id, user, admin)
     return Job.from_record(row) if row is not None else None

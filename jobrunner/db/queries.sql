@@ -345,6 +345,23 @@ WHERE id = ANY(ARRAY(  -- a key lookup in any plan, as in job_claim
     LIMIT $3
 ));
 
+-- name: job_tasks_unknown
+-- Tasks with jobs waiting because a worker did not know them (their last attempt was
+-- deferred: a deploy under way, or code never deployed), with how many. Read along
+-- jobs_due_idx over the $1 soonest-due scheduled and retrying jobs only: a deferred job is
+-- due within JOBRUNNER_UNKNOWN_TASK_DELAY, so it stands near the front, and the read stays
+-- bounded however many jobs are scheduled (doctor runs it, the dashboard every refresh).
+SELECT due.task, count(*) AS jobs
+FROM (
+    SELECT task, state, errors FROM jobrunner.jobs
+    WHERE state IN ('scheduled', 'retrying')
+    ORDER BY run_at
+    LIMIT $1
+) AS due
+WHERE due.state = 'retrying' AND due.errors -> -1 ->> 'outcome' = 'deferred'
+GROUP BY due.task
+ORDER BY due.task;
+
 -- name: job_find_waiting
 -- The oldest waiting job of task $1 whose args contain $2 (optionally in queue $3); for tests.
 SELECT * FROM jobrunner.jobs

@@ -14,6 +14,7 @@ from jobrunner.db.pool import Pool
 from jobrunner.models import JobState
 from jobrunner.testing import drain
 from tests.support.cli import Cli
+from tests.support.rows import insert_deferred_job
 from tests.support.waiting import wait_for
 
 COMMANDS = [
@@ -163,9 +164,16 @@ def test_users_disable_enable_delete(cli: Cli) -> None:
 def test_doctor_passes_on_a_healthy_setup(cli: Cli) -> None:
     result = cli.run("doctor")
     assert result.code == 0, result.out + result.err
-    for name in ("JWT secret", "tasks", "database", "migrations", "LISTEN/NOTIFY"):
+    for name in ("JWT secret", "tasks", "database", "migrations", "LISTEN/NOTIFY", "unknown tasks"):
         assert f"OK    {name}:" in result.out
     assert "FAIL" not in result.out
+
+
+async def test_doctor_warns_of_jobs_whose_task_no_worker_knew(cli: Cli, pool: Pool) -> None:
+    async with pool.acquire() as conn:
+        await insert_deferred_job(conn, "deploy.not_yet")
+    result = cli.run("doctor")
+    assert "WARN  unknown tasks:" in result.out and "deploy.not_yet (1 jobs)" in result.out
 
 
 async def test_doctor_fails_on_pending_migrations(cli: Cli, pool: Pool) -> None:

@@ -17,6 +17,7 @@ from jobrunner.db.pool import Pool
 from jobrunner.models import JobState
 from jobrunner.settings import Settings
 from jobrunner.testing import drain
+from tests.support.rows import insert_deferred_job
 
 PASSWORD = "correct horse battery"
 
@@ -104,6 +105,16 @@ async def test_admin_overview_shows_queues_running_and_failed(
     assert partial.text.startswith("<section") and "<html" not in partial.text
     listed = await admin.get("/dashboard/jobs", params={"queue": "other", "state": "queued"})
     assert str(queued.id)[:13] in listed.text
+
+
+async def test_admin_overview_names_tasks_no_worker_knew(
+    admin: httpx.AsyncClient, pool: Pool
+) -> None:
+    assert 'id="unknown"' not in (await admin.get("/dashboard")).text
+    async with pool.acquire() as conn:
+        await insert_deferred_job(conn, "deploy.not_yet")
+    page = await admin.get("/dashboard")
+    assert 'id="unknown"' in page.text and "deploy.not_yet" in page.text
 
 
 async def test_job_page_shows_every_attempt_and_retry_works(

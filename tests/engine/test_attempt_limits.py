@@ -96,6 +96,8 @@ async def test_an_unknown_task_is_deferred_without_spending_an_attempt(
             "SELECT extract(epoch FROM run_at - now()) FROM jobrunner.jobs WHERE id = $1", job.id
         )
     assert 3500 < wait <= 3600
+    async with pool.acquire() as conn:  # what doctor and the dashboard show of it
+        assert await client.unknown_tasks(conn=conn) == {"deploy.not_yet": 1}
 
 
 @pytest.mark.usefixtures("outcome_log_at_debug")
