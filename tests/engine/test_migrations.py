@@ -87,3 +87,24 @@ async def test_claim_stays_an_index_scan_with_millions_of_rows(db_dsn: str) -> N
         assert "Sort" not in text.split("LockRows")[-1], text
     finally:
         await conn.close()
+
+
+async def test_unknown_tasks_read_a_bounded_stretch_of_the_due_index(db_dsn: str) -> None:
+    """doctor and every dashboard refresh run it: beside 200,000 scheduled jobs it must walk
+    jobs_due_idx for its LIMIT, not scan the table."""
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        await conn.execute(
+            """
+            INSERT INTO jobrunner.jobs (queue, task, state, run_at)
+            SELECT 'default', 'noop', 'scheduled', now() + interval '1 day'
+            FROM generate_series(1, 200000);
+            ANALYZE jobrunner.jobs;
+            """
+        )
+        rows = await conn.fetch("EXPLAIN " + QUERIES["job_tasks_unknown"], 5000)
+        text = "\n".join(r[0] for r in rows)
+        assert "Index Scan using jobs_due_idx" in text, text
+        assert "Seq Scan" not in text, text
+    finally:
+        await conn.close()
