@@ -31,7 +31,6 @@ from jobrunner.api.limits import SubmitTokensAhead, UnfinishedJobs
 from jobrunner.api.metrics import RequestMetrics
 from jobrunner.api.middleware import ApiMiddleware
 from jobrunner.api.proxies import TrustedProxies, parse_networks
-from jobrunner.api.security_headers import SecurityHeaders
 from jobrunner.api.submit import SubmitContext
 from jobrunner.api.submit_batch import SubmitBatcher
 from jobrunner.auth import TokenCodec
@@ -131,7 +130,6 @@ def create_app(settings: Settings) -> FastAPI:
         metrics=app.state.metrics,
         direct=app.state.direct_submit,
     )
-    app.add_middleware(SecurityHeaders)  # around everything but TrustedProxies: every answer
     if settings.trusted_proxies:  # outermost: every part below sees the real client
         app.add_middleware(TrustedProxies, trusted=parse_networks(settings.trusted_proxies))
     return app

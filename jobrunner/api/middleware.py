@@ -1,5 +1,6 @@
 """Plain ASGI middleware: the header and body caps, the body's read deadline, request
-latency for /metrics, and the direct path for plain job submissions (direct_submit).
+latency for /metrics, the security headers of every answer (security_headers), and the
+direct path for plain job submissions (direct_submit).
 
 The body is read here, before any route, so a chunked upload without Content-Length is
 stopped at the cap as surely as one that announces its size, and a client that announces a
@@ -19,6 +20,7 @@ from jobrunner.api import direct_submit
 from jobrunner.api.direct_submit import DirectSubmit
 from jobrunner.api.metrics import RequestMetrics
 from jobrunner.api.problems import problem
+from jobrunner.api.security_headers import headers_for
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -53,6 +55,7 @@ class ApiMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *headers_for(scope["path"])]
             await send(message)
 
         try:

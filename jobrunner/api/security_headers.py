@@ -1,5 +1,6 @@
-"""Security headers on every answer, the API's and the dashboard's alike: plain ASGI, so
-answers made before any route (the body cap, the direct submit path) get them too.
+"""Security headers on every answer, the API's and the dashboard's alike. ApiMiddleware adds
+them as it sends each answer's start (`headers_for`), so answers made before any route (the
+caps, the direct submit path) get them too, without a middleware layer of their own.
 
 - No page of ours may be framed (clickjacking): `frame-ancestors 'none'` and, for older
   browsers, `X-Frame-Options: DENY`.
@@ -14,8 +15,6 @@ answers made before any route (the body cap, the direct submit path) get them to
 """
 
 from __future__ import annotations
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 COMMON = [
     (b"x-content-type-options", b"nosniff"),
@@ -39,19 +38,12 @@ def policy_for(path: str) -> bytes:
     return API_CSP
 
 
-class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+def headers_for(path: str) -> list[tuple[bytes, bytes]]:
+    """The security headers an answer on `path` carries (built once per kind of page)."""
+    return _HEADERS[policy_for(path)]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        added = [*COMMON, (b"content-security-policy", policy_for(scope["path"]))]
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *added]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+_HEADERS = {
+    policy: [*COMMON, (b"content-security-policy", policy)]
+    for policy in (DASHBOARD_CSP, API_CSP, DOCS_CSP)
+}
