@@ -212,6 +212,7 @@ def job_page(job: Job) -> str:
         ("queue", h(job.queue)),
         ("priority", h(job.priority)),
         ("attempt", f"{job.attempt} of {job.max_attempts}"),
+        ("retry backoff", backoff(job)),
         ("owner", h(job.owner or "-")),
         ("args", f"<code>{h(json.dumps(job.args))}</code>"),
         ("created", when(job.created_at)),
@@ -234,6 +235,14 @@ def job_page(job: Job) -> str:
         + section("Job", f"<table>{detail}</table><p>{buttons}</p>", attrs='id="job"')
         + section("Attempts", attempts(job), attrs='id="attempts"')
     )
+
+
+def backoff(job: Job) -> str:
+    """How a failed attempt waits: the row's policy, or the worker's default."""
+    if job.backoff_base is None or job.backoff_cap is None:
+        return '<span class="muted">worker default</span>'
+    base, cap = job.backoff_base.total_seconds(), job.backoff_cap.total_seconds()
+    return h(f"doubling from {base:g}s up to {cap:g}s")
 
 
 def attempts(job: Job) -> str:

@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from jobrunner import accounts, client
+from jobrunner import Backoff, accounts, client
 from jobrunner.api.app import create_app
 from jobrunner.db.pool import Pool
 from jobrunner.models import JobState
@@ -127,6 +127,14 @@ async def test_job_page_shows_every_attempt_and_retry_works(
     assert found.status_code == 303 and found.headers["location"] == f"/dashboard/jobs/{job.id}"
     page = await admin.get(f"/dashboard/jobs/{job.id}")
     assert "attempt 1" in page.text and "Traceback" in page.text and "state-failed" in page.text
+    assert "worker default" in page.text  # its retry backoff: none of its own
+
+
+async def test_job_page_shows_the_jobs_own_backoff(admin: httpx.AsyncClient, pool: Pool) -> None:
+    async with pool.acquire() as conn:
+        job = await client.enqueue("echo", conn=conn, backoff=Backoff(base=5, cap=300))
+    page = await admin.get(f"/dashboard/jobs/{job.id}")
+    assert "doubling from 5s up to 300s" in page.text
 
     retried = await admin.post(f"/dashboard/jobs/{job.id}/retry")
     assert retried.status_code == 303
