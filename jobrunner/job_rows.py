@@ -52,6 +52,7 @@ class JobRows:
     delay_seconds: float | None
     dedup_key: str | None = None
     owner: str | None = None
+    fairness_key: str = ""
     callback_url: str | None = None
 
 
@@ -78,6 +79,7 @@ def make_rows(
         delay_seconds=_seconds(options.delay),
         dedup_key=options.dedup_key,
         owner=options.owner,
+        fairness_key=_fairness_key(options),
         callback_url=options.callback_url,
     )
 
@@ -91,8 +93,17 @@ def _check(task: Task[Any, Any], options: JobOptions, *, many: bool) -> None:
         raise _options_error(task.name, "dedup_key and callback_url are for single jobs")
     if options.max_attempts is not None and not 1 <= options.max_attempts <= 1000:
         raise _options_error(task.name, "max_attempts must be between 1 and 1000")
+    if options.fairness_key is not None and len(options.fairness_key) > 256:
+        raise _options_error(task.name, "fairness_key is at most 256 characters")
     if options.backoff is not None and options.backoff.cap > MAX_BACKOFF_SECONDS:
         raise _options_error(task.name, f"backoff cap is at most {MAX_BACKOFF_SECONDS:g}s")
+
+
+def _fairness_key(options: JobOptions) -> str:
+    # Jobs take turns by this key at the claim; an owner's jobs share its turn unless the
+    # caller names a finer key, and library jobs with neither share one group ('').
+    key = options.fairness_key if options.fairness_key is not None else options.owner
+    return key or ""
 
 
 def _options_error(task: str, message: str) -> InvalidArguments:

@@ -167,6 +167,8 @@ class ClaimedJob:
     attempt: int
     max_attempts: int
     timeout: timedelta | None
+    priority: int = 0
+    fairness_key: str = ""  # whose turn it was: the claim's cursor moves past it
 
 
 @dataclass(frozen=True, slots=True)

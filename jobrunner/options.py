@@ -34,6 +34,7 @@ class EnqueueOptions(TypedDict, total=False):
     run_at: datetime | None
     dedup_key: str | None
     owner: str | None
+    fairness_key: str | None
     callback_url: str | None
 
 
@@ -43,7 +44,9 @@ class JobOptions:
 
     delay and run_at: give one or neither. dedup_key: a live job of the same task with the
     same key is returned instead of a new one (single jobs only). owner: the API user the job
-    belongs to. callback_url: where its outcome is posted (webhooks)."""
+    belongs to. fairness_key: whose turn the job waits for when workers take turns between
+    owners (a tenant id, say); default the owner, else one shared group. callback_url: where
+    its outcome is posted (webhooks)."""
 
     queue: str | None = None
     priority: int | None = None
@@ -54,6 +57,7 @@ class JobOptions:
     run_at: datetime | None = None
     dedup_key: str | None = None
     owner: str | None = None
+    fairness_key: str | None = None
     callback_url: str | None = None
 
 

@@ -2,8 +2,10 @@
 
 -- Whose turn a job belongs to when workers take turns between owners: the API sets it to the
 -- owner; the library to the fairness key it was given, or '' (one shared group) without one.
+-- Collation "C": the claim walks keys in byte order, which is also the worker's str order.
 ALTER TABLE jobrunner.jobs
-    ADD COLUMN fairness_key text NOT NULL DEFAULT '' CHECK (length(fairness_key) <= 256);
+    ADD COLUMN fairness_key text COLLATE "C" NOT NULL DEFAULT ''
+        CHECK (length(fairness_key) <= 256);
 UPDATE jobrunner.jobs SET fairness_key = owner
 WHERE owner IS NOT NULL AND state IN ('scheduled', 'queued', 'running', 'retrying');
 

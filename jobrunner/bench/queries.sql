@@ -19,7 +19,7 @@ VACUUM ANALYZE jobrunner.jobs;
 -- few rows and scans the table; beside the backlog figure's million rows that read 2 million
 -- rows (140 ms) every poll once few jobs were left, CPU taken from the worker measured.
 SELECT (SELECT id FROM jobrunner.jobs WHERE queue = $1 AND state = 'queued'
-        ORDER BY queue, priority DESC, run_at, id LIMIT 1) IS NOT NULL
+        ORDER BY queue, priority DESC, fairness_key, run_at, id LIMIT 1) IS NOT NULL
     OR (SELECT id FROM jobrunner.jobs WHERE queue = $1 AND state = 'running'
         ORDER BY lease_expires_at LIMIT 1) IS NOT NULL;
 

@@ -101,6 +101,7 @@ async def job_insert(conn: Conn, rows: JobRows, *, ring: bool = True) -> Job | N
         rows.backoff_base,
         rows.backoff_cap,
         ring,
+        rows.fairness_key,
     )
     return Job.from_record(row) if row is not None else None
 
@@ -122,6 +123,7 @@ async def job_insert_each(conn: Conn, batch: Sequence[JobRows], *, ring: bool) -
         [r.backoff_base for r in batch],
         [r.backoff_cap for r in batch],
         ring,
+        [r.fairness_key for r in batch],
     )
     return [Job.from_record(row) for row in rows]
 
@@ -170,7 +172,7 @@ _JOB_COPY = CopyTarget.parse(QUERIES["job_copy"])
 # would fill the wrong ones (queue and task are both text), so it is refused at import.
 _JOB_COPY_ROW = (
     "id", "queue", "task", "args", "priority", "state", "max_attempts", "run_at", "timeout",
-    "owner", "backoff_base", "backoff_cap",
+    "owner", "backoff_base", "backoff_cap", "fairness_key",
 )  # fmt: skip
 if _JOB_COPY.columns != _JOB_COPY_ROW:
     raise RuntimeError(f"job_copy's columns {_JOB_COPY.columns} are not {_JOB_COPY_ROW}")
@@ -197,7 +199,8 @@ async def job_insert_many(conn: Conn, jobs: JobRows) -> list[UUID]:
             columns=_JOB_COPY.columns,
             records=[
                 (job_id, jobs.queue, jobs.task, args, jobs.priority, state, jobs.max_attempts,
-                 run_at, jobs.timeout, jobs.owner, jobs.backoff_base, jobs.backoff_cap)
+                 run_at, jobs.timeout, jobs.owner, jobs.backoff_base, jobs.backoff_cap,
+                 jobs.fairness_key)
                 for job_id, args in zip(ids, jobs.args, strict=True)
             ],
         )  # fmt: skip
@@ -205,9 +208,28 @@ async def job_insert_many(conn: Conn, jobs: JobRows) -> list[UUID]:
 
 
 async def job_claim(
-    conn: Conn, *, queues: Sequence[str], worker_id: str, limit: int, lease_seconds: float
+    conn: Conn,
+    *,
+    queues: Sequence[str],
+    worker_id: str,
+    limit: int,
+    lease_seconds: float,
+    after_keys: Sequence[str] | None = None,
+    limited: bool = False,
 ) -> list[ClaimedJob]:
-    rows = await conn.fetch(QUERIES["job_claim"], list(queues), worker_id, limit, lease_seconds)
+    """Claim up to `limit` jobs, taking turns between fairness keys from `after_keys` (one
+    per queue: where this worker's last claim in that queue stopped; default from the
+    first key). `limited`: take from the queues with limits (the caller holds their rows
+    through queue_lock_limited) instead of from those without."""
+    rows = await conn.fetch(
+        QUERIES["job_claim"],
+        list(queues),
+        worker_id,
+        limit,
+        lease_seconds,
+        list(after_keys) if after_keys is not None else [""] * len(queues),
+        limited,
+    )
     return [
         ClaimedJob(
             id=r["id"],
@@ -217,9 +239,21 @@ async def job_claim(
             attempt=r["attempt"],
             max_attempts=r["max_attempts"],
             timeout=r["timeout"],
+            priority=r["priority"],
+            fairness_key=r["fairness_key"],
         )
         for r in rows
     ]
+
+
+async def queue_lock_limited(conn: Conn, queues: Sequence[str]) -> list[str]:
+    """Lock the control rows of those of `queues` with limits, until the transaction ends."""
+    return [r["name"] for r in await conn.fetch(QUERIES["queue_lock_limited"], list(queues))]
+
+
+async def queue_limited_names(conn: Conn, queues: Sequence[str]) -> frozenset[str]:
+    rows = await conn.fetch(QUERIES["queue_limited_names"], list(queues))
+    return frozenset(r["name"] for r in rows)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,10 +14,10 @@ WITH timing AS (
 ), inserted AS (
     INSERT INTO jobrunner.jobs AS j
         (queue, task, args, priority, state, max_attempts, run_at, timeout, dedup_key, owner,
-         callback_url, backoff_base, backoff_cap)
+         callback_url, backoff_base, backoff_cap, fairness_key)
     SELECT $1, $2, $3::text::jsonb, $4,
            CASE WHEN timing.run_at > now() THEN 'scheduled' ELSE 'queued' END::jobrunner.job_state,
-           $6, timing.run_at, $7, $8, $9, $10, $12, $13
+           $6, timing.run_at, $7, $8, $9, $10, $12, $13, $15
     FROM timing
     ON CONFLICT (task, dedup_key)
         WHERE dedup_key IS NOT NULL AND state NOT IN ('succeeded', 'failed', 'cancelled')
@@ -40,18 +40,19 @@ WITH given AS MATERIALIZED (
            jobrunner.start_time(rows.run_at, rows.delay_seconds) AS starts_at
     FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::timestamptz[],
                 $7::float8[], $8::interval[], $9::text[], $10::text[], $11::interval[],
-                $12::interval[])
+                $12::interval[], $14::text[])
          WITH ORDINALITY
          AS rows(queue, task, args, priority, max_attempts, run_at, delay_seconds, timeout,
-                 owner, callback_url, backoff_base, backoff_cap, n)
+                 owner, callback_url, backoff_base, backoff_cap, fairness_key, n)
     ORDER BY n
 ), inserted AS (
     INSERT INTO jobrunner.jobs AS j
         (id, queue, task, args, priority, state, max_attempts, run_at, timeout, owner,
-         callback_url, backoff_base, backoff_cap)
+         callback_url, backoff_base, backoff_cap, fairness_key)
     SELECT id, queue, task, args::jsonb, priority,
            CASE WHEN starts_at > now() THEN 'scheduled' ELSE 'queued' END::jobrunner.job_state,
-           max_attempts, starts_at, timeout, owner, callback_url, backoff_base, backoff_cap
+           max_attempts, starts_at, timeout, owner, callback_url, backoff_base, backoff_cap,
+           fairness_key
     FROM given
     RETURNING j.*
 )
@@ -90,37 +91,168 @@ FROM timing;
 -- default is called per row and PostgreSQL writes them a page at a time. asyncpg's
 -- copy_records_to_table sends it, rebuilt from the table and columns read here.
 COPY jobrunner.jobs (id, queue, task, args, priority, state, max_attempts, run_at, timeout, owner,
-                    backoff_base, backoff_cap)
+                    backoff_base, backoff_cap, fairness_key)
 FROM STDIN (FORMAT binary);
 
 -- name: job_claim
--- Claim up to $3 queued jobs from the queues $1 for worker $2, holding each for $4 seconds.
--- One index scan per queue (jobs_claim_idx); SKIP LOCKED lets workers claim side by side.
--- The chosen rows are updated through `id = ANY(ARRAY(...))`, a primary-key lookup in any
--- plan. Joined to the CTE instead, the planner may hash the whole table to match them: a
--- generic plan, blind to $3, did so beside a million queued rows (500 ms a claim, not 2).
-WITH next AS (
-    SELECT candidate.id
-    FROM unnest($1::text[]) AS wanted(queue)
+-- Claim up to $3 queued jobs from the queues $1 for worker $2, holding each for $4 seconds,
+-- taking turns between owners (fairness keys). README "How it works: fair claiming" tells
+-- the policy; in short:
+--   * a queue's ready jobs form lanes, one per (priority, fairness_key); higher priority
+--     lanes go first, and the lanes of one priority take turns: the claim walks them from
+--     the key after $5 (this worker's cursor for the queue, where its last claim stopped),
+--     wrapping around, so every key gets a turn before any gets a second one;
+--   * each lane of a priority gets an equal share of the batch (ceil(budget / lanes)), its
+--     oldest jobs first, and the batch takes one job from every lane before a second;
+--   * queue controls (jobrunner.queues) hold here: a paused queue gives nothing; a queue's
+--     budget is the batch, less what its max_running has running, less the start-rate
+--     bucket's whole tokens; a lane gives at most max_running_per_owner less its running.
+-- $6 says which queues this call takes: false, those without limits (no lock needed);
+-- true, those with limits, called while their jobrunner.queues rows are locked
+-- (queue_lock_limited, same transaction), so counts read here are not raced by other
+-- workers and the rate bucket is spent exactly once.
+-- Each step of the walk is one probe of jobs_claim_idx (UNION ALL ... LIMIT 1 runs a branch
+-- only when the ones before it found nothing), so a claim costs O(lanes taken), never
+-- O(keys queued). The chosen rows are updated through `id = ANY(ARRAY(...))`, a
+-- primary-key lookup in any plan: joined to the CTE instead, a generic plan once hashed the
+-- whole table to match them (500 ms a claim beside a million queued rows, not 2).
+WITH RECURSIVE wanted AS (
+    SELECT w.queue, w.after_key, q.max_running_per_owner, q.rate_limit IS NOT NULL AS rated,
+           least(
+               $3,
+               q.max_running - (SELECT count(*) FROM jobrunner.jobs AS r
+                                WHERE r.state = 'running' AND r.queue = w.queue),
+               floor(bucket.tokens)
+           )::int AS budget,
+           bucket.tokens
+    FROM unnest($1::text[], $5::text[]) AS w(queue, after_key)
+    LEFT JOIN jobrunner.queues AS q ON q.name = w.queue
+    -- The start-rate bucket: refilled at the rate since its last use, holding at most one
+    -- second's starts (at least one), so starts over any minute stay within the limit.
+    LEFT JOIN LATERAL (
+        SELECT CASE WHEN q.rate_refilled_at IS NULL THEN capacity
+                    ELSE least(capacity, q.rate_tokens
+                                         + per_second * extract(epoch FROM now() - q.rate_refilled_at))
+               END AS tokens
+        FROM (SELECT q.rate_limit / extract(epoch FROM q.rate_period) AS per_second) AS rate,
+             LATERAL (SELECT greatest(1.0, rate.per_second) AS capacity) AS cap
+        WHERE q.rate_limit IS NOT NULL
+    ) AS bucket ON true
+    WHERE q.paused_at IS NULL
+      AND (q.max_running IS NOT NULL OR q.max_running_per_owner IS NOT NULL
+           OR q.rate_limit IS NOT NULL) = $6
+), top AS (
+    SELECT w.queue, w.after_key, best.priority
+    FROM wanted AS w
     CROSS JOIN LATERAL (
-        SELECT id, priority, run_at
-        FROM jobrunner.jobs
-        WHERE state = 'queued' AND queue = wanted.queue
-        ORDER BY priority DESC, run_at, id
-        LIMIT $3
+        SELECT priority FROM jobrunner.jobs
+        WHERE state = 'queued' AND queue = w.queue
+        ORDER BY priority DESC
+        LIMIT 1
+    ) AS best
+    WHERE w.budget > 0
+), lanes (queue, priority, fairness_key, top_priority, start_key, wrapped, n) AS (
+    -- The first lane: at the top priority, the first key after the cursor, else the first.
+    SELECT top.queue, top.priority, first.fairness_key, top.priority, first.fairness_key,
+           false, 1
+    FROM top
+    CROSS JOIN LATERAL (
+        (SELECT fairness_key FROM jobrunner.jobs
+         WHERE state = 'queued' AND queue = top.queue AND priority = top.priority
+           AND fairness_key > top.after_key
+         ORDER BY fairness_key LIMIT 1)
+        UNION ALL
+        (SELECT fairness_key FROM jobrunner.jobs
+         WHERE state = 'queued' AND queue = top.queue AND priority = top.priority
+         ORDER BY fairness_key LIMIT 1)
+        LIMIT 1
+    ) AS first
+    UNION ALL
+    SELECT l.queue, step.priority, step.fairness_key, l.top_priority, l.start_key, step.wrapped,
+           l.n + 1
+    FROM lanes AS l
+    CROSS JOIN LATERAL (
+        -- the next key of this priority (at the top priority: up to the end, then from the
+        -- first key up to the start key: the wrap)
+        (SELECT priority, fairness_key, l.wrapped AS wrapped FROM jobrunner.jobs
+         WHERE (NOT l.wrapped OR l.priority <> l.top_priority)
+           AND state = 'queued' AND queue = l.queue AND priority = l.priority
+           AND fairness_key > l.fairness_key
+         ORDER BY fairness_key LIMIT 1)
+        UNION ALL
+        (SELECT priority, fairness_key, true FROM jobrunner.jobs
+         WHERE l.wrapped AND l.priority = l.top_priority
+           AND state = 'queued' AND queue = l.queue AND priority = l.priority
+           AND fairness_key > l.fairness_key AND fairness_key < l.start_key
+         ORDER BY fairness_key LIMIT 1)
+        UNION ALL
+        (SELECT priority, fairness_key, true FROM jobrunner.jobs
+         WHERE NOT l.wrapped AND l.priority = l.top_priority
+           AND state = 'queued' AND queue = l.queue AND priority = l.priority
+           AND fairness_key < l.start_key
+         ORDER BY fairness_key LIMIT 1)
+        UNION ALL
+        -- then the lower priorities, in key order (only what the top leaves of the batch)
+        (SELECT priority, fairness_key, l.wrapped FROM jobrunner.jobs
+         WHERE state = 'queued' AND queue = l.queue AND priority < l.priority
+         ORDER BY priority DESC, fairness_key LIMIT 1)
+        LIMIT 1
+    ) AS step
+    WHERE l.n < $3
+), shares AS (
+    SELECT l.queue, l.priority, l.fairness_key, l.n, w.budget,
+           least(
+               ceil(w.budget::float8 / count(*) OVER (PARTITION BY l.queue, l.priority))::int,
+               CASE WHEN w.max_running_per_owner IS NOT NULL THEN
+                   w.max_running_per_owner
+                   - (SELECT count(*) FROM jobrunner.jobs AS r
+                      WHERE r.state = 'running' AND r.queue = l.queue
+                        AND r.fairness_key = l.fairness_key)::int
+               END
+           ) AS share
+    FROM lanes AS l JOIN wanted AS w USING (queue)
+), candidates AS (
+    SELECT s.queue, s.priority, s.n, s.budget, c.id,
+           row_number() OVER (PARTITION BY s.queue, s.n ORDER BY c.run_at, c.id) AS turn
+    FROM shares AS s
+    CROSS JOIN LATERAL (
+        SELECT id, run_at FROM jobrunner.jobs
+        WHERE state = 'queued' AND queue = s.queue AND priority = s.priority
+          AND fairness_key = s.fairness_key
+        ORDER BY run_at, id
+        LIMIT greatest(s.share, 0)
         FOR UPDATE SKIP LOCKED
-    ) AS candidate
-    ORDER BY candidate.priority DESC, candidate.run_at, candidate.id
+    ) AS c
+), chosen AS (
+    SELECT id, row_number() OVER (ORDER BY priority DESC, turn, n) AS claim_order
+    FROM (
+        SELECT id, priority, turn, n, budget,
+               row_number() OVER (PARTITION BY queue ORDER BY priority DESC, turn, n) AS place
+        FROM candidates
+    ) AS ranked
+    WHERE place <= budget
+    ORDER BY priority DESC, turn, n
     LIMIT $3
+), claimed AS (
+    UPDATE jobrunner.jobs AS j
+    SET state = 'running',
+        attempt = j.attempt + 1,
+        worker_id = $2,
+        started_at = now(),
+        lease_expires_at = now() + make_interval(secs => $4::float8)
+    WHERE j.id = ANY(ARRAY(SELECT id FROM chosen))
+    RETURNING j.id, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.timeout, j.priority,
+              j.fairness_key
+), spent AS (
+    -- What the start-rate buckets have left: refilled up to now, less the jobs started.
+    UPDATE jobrunner.queues AS q
+    SET rate_tokens = w.tokens - (SELECT count(*) FROM claimed AS c WHERE c.queue = q.name),
+        rate_refilled_at = now()
+    FROM wanted AS w
+    WHERE q.name = w.queue AND w.rated
 )
-UPDATE jobrunner.jobs AS j
-SET state = 'running',
-    attempt = j.attempt + 1,
-    worker_id = $2,
-    started_at = now(),
-    lease_expires_at = now() + make_interval(secs => $4::float8)
-WHERE j.id = ANY(ARRAY(SELECT id FROM next))
-RETURNING j.id, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.timeout;
+-- In the order chosen, which is the order the worker starts them in.
+SELECT claimed.* FROM claimed JOIN chosen USING (id) ORDER BY chosen.claim_order;
 
 -- name: job_record_outcomes
 -- Record attempt outcomes in one statement. Each is fenced by (id, attempt, worker): if the
@@ -488,6 +620,25 @@ FROM (
 ) AS recent
 GROUP BY 1
 ORDER BY 1;
+
+-- ===== Queue controls, as the claim reads them =====
+
+-- name: queue_lock_limited
+-- Before job_claim takes from queues with limits: lock their control rows (in name order,
+-- so two workers never wait on each other crosswise) for the rest of the transaction, so
+-- one worker at a time counts and starts that queue's jobs.
+SELECT name FROM jobrunner.queues
+WHERE name = ANY($1::text[])
+  AND (max_running IS NOT NULL OR max_running_per_owner IS NOT NULL OR rate_limit IS NOT NULL)
+ORDER BY name
+FOR UPDATE;
+
+-- name: queue_limited_names
+-- Which of the queues $1 have limits (so the worker claims them under queue_lock_limited).
+-- Read by each worker about once a second.
+SELECT name FROM jobrunner.queues
+WHERE name = ANY($1::text[])
+  AND (max_running IS NOT NULL OR max_running_per_owner IS NOT NULL OR rate_limit IS NOT NULL);
 
 -- ===== The doorbell =====
 

@@ -38,6 +38,7 @@ from jobrunner.models import ClaimedJob
 from jobrunner.settings import Settings
 from jobrunner.webhooks import delivery_rows
 from jobrunner.worker.attempts import Attempt, AttemptBook
+from jobrunner.worker.claimer import Claimer
 from jobrunner.worker.heartbeat import Heartbeat
 from jobrunner.worker.listener import Listener
 from jobrunner.worker.maintenance import Maintenance
@@ -108,6 +109,9 @@ class Worker:
             max_back_off=settings.reconnect_max_delay,
         )
         self._prefetch = Prefetch(self.concurrency, settings.claim_batch)
+        self._claimer = Claimer(
+            self.queues, worker_id=self.worker_id, lease_seconds=settings.lease_seconds
+        )
         self._wake = asyncio.Event()
         self._more_waiting = True
         self._stopping = asyncio.Event()
@@ -279,18 +283,14 @@ class Worker:
 
     def _on_slot_freed(self, seconds: float) -> None:
         self._prefetch.learn(seconds)
-        if self._more_waiting and self._room() >= self._prefetch.min_claim:
+        # Under a concurrency limit a finished job may be what lets the next one start.
+        more = self._more_waiting or self._claimer.has_limits
+        if more and self._room() >= self._prefetch.min_claim:
             self._wake.set()
 
     async def _claim(self, limit: int) -> list[ClaimedJob]:
         assert self._claim_conn is not None
-        claimed = await queries.job_claim(
-            await self._claim_conn.get(),
-            queues=self.queues,
-            worker_id=self.worker_id,
-            limit=limit,
-            lease_seconds=self.settings.lease_seconds,
-        )
+        claimed = await self._claimer.claim(await self._claim_conn.get(), limit)
         self._more_waiting = len(claimed) == limit
         self.stats.claimed += len(claimed)
         self._book.add(claimed)

@@ -20,7 +20,7 @@ def test_quick_bench_reports_every_figure(db_dsn: str) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=160,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -41,6 +41,9 @@ def test_quick_bench_reports_every_figure(db_dsn: str) -> None:
         "process beside",
         "  beside as share of empty",
         "worker peak RSS",
+        "process, one owner",
+        "  many owners as share of one",
+        "small owner's wait p99",
         "HTTP POST /jobs",
     ):
         assert any(name.startswith(expected) for name in names), (expected, names)

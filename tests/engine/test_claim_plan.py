@@ -12,7 +12,9 @@ async def _worker_claim_plan(dsn: str) -> str:
     conn = await connect(dsn, role="test-claim", worker_plans=True)
     try:
         explain = await conn.prepare("EXPLAIN (COSTS OFF) " + QUERIES["job_claim"])
-        return "\n".join(row[0] for row in await explain.fetch(["default"], "w-1", 250, 30.0))
+        return "\n".join(
+            row[0] for row in await explain.fetch(["default"], "w-1", 250, 30.0, [""], False)
+        )
     finally:
         await conn.close()
 
@@ -30,5 +32,4 @@ async def test_the_claim_reads_its_index_in_order_before_any_analyze(
     plan = await _worker_claim_plan(db_dsn)
     assert "Index Scan using jobs_claim_idx" in plan, plan
     assert "Bitmap" not in plan, plan
-    # The only sort left orders the few rows taken from each queue's index scan.
-    assert plan.count("Sort Key") == 1, plan
+    assert "Seq Scan on jobs" not in plan, plan

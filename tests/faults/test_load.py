@@ -94,7 +94,7 @@ async def _claim_buffers(conn: Conn) -> int:
     try:
         plan = await conn.fetchval(
             "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + QUERIES["job_claim"],
-            ["default"], "buffers-probe", 10, 30.0,
+            ["default"], "buffers-probe", 10, 30.0, [""], False,
         )  # fmt: skip
     finally:
         await probe.rollback()

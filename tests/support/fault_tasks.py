@@ -31,6 +31,10 @@ CREATE TABLE fault_tries (
     accepted boolean NOT NULL, cancelled boolean NOT NULL, at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE fault_runs (token text NOT NULL, pid integer NOT NULL, attempt integer NOT NULL);
+CREATE TABLE fault_spans (
+    n integer NOT NULL, key text NOT NULL, pid integer NOT NULL,
+    started double precision NOT NULL, finished double precision
+);
 """
 
 _MY_ATTEMPT = """
@@ -203,3 +207,24 @@ def sync_sleep(seconds: float) -> int:
     """A sync handler: it runs on a thread, which nothing can cancel."""
     time.sleep(seconds)
     return os.getpid()
+
+
+_SPAN_START = """
+INSERT INTO fault_spans (n, key, pid, started)
+VALUES ($1, $2, $3, extract(epoch FROM clock_timestamp()))
+"""
+_SPAN_FINISH = """
+UPDATE fault_spans SET finished = extract(epoch FROM clock_timestamp())
+WHERE n = $1 AND pid = $2 AND finished IS NULL
+"""
+
+
+@task(name="fault.span", max_attempts=1)
+async def span(n: int, key: str = "", seconds: float = 0.0) -> int:
+    """Record when this handler started and finished (database clock), for the tests of
+    queue controls: how many ran at once, how fast they started, one key's share."""
+    pool = client.default_pool()
+    await pool.execute(_SPAN_START, n, key, os.getpid())
+    await asyncio.sleep(seconds)
+    await pool.execute(_SPAN_FINISH, n, os.getpid())
+    return n

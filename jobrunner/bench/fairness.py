@@ -1,0 +1,98 @@
+"""The `fairness` group of `jobrunner bench` (issue 13's figures), each round back to back:
+
+- throughput with one fairness key, then with `owners` keys taking turns (the claim walks a
+  lane per key), and the second as a share of the first;
+- a small owner's wait: one owner has `big_backlog` no-op jobs queued and a worker (1 x
+  concurrency) draining them; a second owner then enqueues `small_jobs`, one every 5 ms.
+  Each wait is the handler's wall clock at its start minus the enqueuer's just before the
+  enqueue call (one machine, one clock): what the submitter waits, the insert included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from jobrunner import client
+from jobrunner.bench import queries as bench_queries
+from jobrunner.bench.rounds import (
+    QUEUE,
+    BenchError,
+    Figure,
+    Options,
+    Workers,
+    fill,
+    percentile,
+    process_round,
+)
+from jobrunner.bench.tasks import PICKUP
+from jobrunner.db import queries
+from jobrunner.options import JobOptions
+
+if TYPE_CHECKING:  # the runner imports this module
+    from jobrunner.bench.runner import Bench
+
+SMALL_EVERY = 0.005  # seconds between the small owner's enqueues
+
+
+def fairness_figures(o: Options) -> list[Figure]:
+    return [
+        Figure(f"process, one owner (1 x {o.concurrency})", "jobs/s"),
+        Figure(f"process, {o.owners:,} owners taking turns", "jobs/s"),
+        Figure("  many owners as share of one", "%", 80.0),
+        Figure(f"small owner's wait p50, beside {o.big_backlog:,} queued", "ms"),
+        Figure("small owner's wait p99", "ms", 100.0),
+    ]
+
+
+async def fairness_round(bench: Bench) -> list[float]:
+    o, conn = bench.opts, bench.conn
+    rates = []
+    for owners in (1, o.owners):
+        await bench_queries.bench_jobs_truncate(conn)
+        rate, _ = await process_round(
+            bench.dsn, conn, o, processes=1, concurrency=o.concurrency, owners=owners
+        )
+        rates.append(rate)
+    waits = await small_owner_waits(bench)
+    return [
+        rates[0],
+        rates[1],
+        rates[1] / rates[0] * 100,
+        percentile(waits, 50),
+        percentile(waits, 99),
+    ]
+
+
+async def small_owner_waits(bench: Bench) -> list[float]:
+    o, conn = bench.opts, bench.conn
+    await bench_queries.bench_jobs_truncate(conn)
+    await client.configure(bench.pool)
+    workers = Workers(bench.dsn, 1, concurrency=o.concurrency)
+    committed: dict[UUID, float] = {}
+    try:
+        await workers.ready(conn)
+        async with conn.transaction():
+            await fill(conn, o.big_backlog, JobOptions(queue=QUEUE, fairness_key="big"))
+            await queries.doorbell_ring(conn, [QUEUE])
+        await asyncio.sleep(0.2)  # the worker is well into the big backlog
+        start = time.monotonic()
+        for i in range(o.small_jobs):
+            await asyncio.sleep(max(0.0, start + i * SMALL_EVERY - time.monotonic()))
+            sent = time.time()
+            job = await client.enqueue(PICKUP, conn=conn, fairness_key="small")
+            committed[job.id] = sent
+        deadline = time.monotonic() + 60
+        while len(started := await bench_queries.bench_jobs_results(conn, task=PICKUP)) < len(
+            committed
+        ):
+            if time.monotonic() > deadline:
+                raise BenchError("the small owner's jobs did not finish within 60 s")
+            await asyncio.sleep(0.02)
+        if not await bench_queries.bench_jobs_unfinished(conn, queue=QUEUE):
+            raise BenchError("the big backlog drained first: raise --big-backlog")
+    finally:
+        await workers.stop()
+    return [(started[job_id] - at) * 1000 for job_id, at in committed.items()]

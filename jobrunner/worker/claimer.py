@@ -1,0 +1,81 @@
+"""The worker's side of the claim (the `job_claim` statement does the choosing):
+
+- whose turn is next: for each queue, the fairness key this worker's last claim stopped
+  at, so its next claim starts with the key after it and every owner gets a turn;
+- which of its queues have limits (jobrunner.queues), read about once a second: those are
+  claimed in a transaction that first locks their control rows, so workers take turns at
+  counting what runs and spending the start-rate bucket. Queues without limits take no
+  lock: the claim statement skips a queue that gained a limit since, until the next read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+
+from jobrunner.db import queries
+from jobrunner.db.pool import Conn
+from jobrunner.models import ClaimedJob
+
+LIMITS_READ_EVERY = 1.0  # seconds: a new limit holds in every worker within this
+
+
+class Claimer:
+    def __init__(self, queues: Sequence[str], *, worker_id: str, lease_seconds: float) -> None:
+        self.queues = tuple(queues)
+        self.worker_id = worker_id
+        self.lease_seconds = lease_seconds
+        self._after: dict[str, str] = dict.fromkeys(self.queues, "")
+        self._limited: frozenset[str] = frozenset()
+        self._limits_read_at = float("-inf")
+
+    @property
+    def has_limits(self) -> bool:
+        """Whether a freed slot may let this worker start more (a concurrency limit)."""
+        return bool(self._limited)
+
+    async def claim(self, conn: Conn, limit: int) -> list[ClaimedJob]:
+        if time.monotonic() - self._limits_read_at >= LIMITS_READ_EVERY:
+            self._limited = await queries.queue_limited_names(conn, self.queues)
+            self._limits_read_at = time.monotonic()
+        claimed: list[ClaimedJob] = []
+        free = [q for q in self.queues if q not in self._limited]
+        if free:
+            claimed = await self._claim(conn, free, limit, limited=False)
+        limited = [q for q in self.queues if q in self._limited]
+        if limited and len(claimed) < limit:
+            async with conn.transaction():
+                locked = await queries.queue_lock_limited(conn, limited)
+                if locked:
+                    claimed += await self._claim(conn, locked, limit - len(claimed), limited=True)
+            if len(locked) != len(limited):
+                self._limits_read_at = float("-inf")  # a limit was lifted: read them again
+        self._advance(claimed)
+        return claimed
+
+    async def _claim(
+        self, conn: Conn, queues: list[str], limit: int, *, limited: bool
+    ) -> list[ClaimedJob]:
+        return await queries.job_claim(
+            conn,
+            queues=queues,
+            worker_id=self.worker_id,
+            limit=limit,
+            lease_seconds=self.lease_seconds,
+            after_keys=[self._after[q] for q in queues],
+            limited=limited,
+        )
+
+    def _advance(self, claimed: Sequence[ClaimedJob]) -> None:
+        """Move each queue's cursor to the last key served at its top priority, in the order
+        the claim walked them: the keys after the cursor, then (wrapped) those up to it."""
+        served: dict[str, list[ClaimedJob]] = defaultdict(list)
+        for job in claimed:
+            served[job.queue].append(job)
+        for queue, jobs in served.items():
+            top = max(job.priority for job in jobs)
+            keys = {job.fairness_key for job in jobs if job.priority == top}
+            after = self._after[queue]
+            wrapped = [key for key in keys if key <= after]
+            self._after[queue] = max(wrapped) if wrapped else max(keys)
