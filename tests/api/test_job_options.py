@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from jobrunner.db import queries
 from jobrunner.db.pool import Pool
 from tests.support.api import Login
 from tests.support.tasks import DEFAULTS_QUEUE
@@ -78,3 +79,30 @@ async def test_a_bad_backoff_is_422_and_writes_nothing(
     assert answer.headers["content-type"].startswith("application/problem+json")
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM jobrunner.jobs") == 0
+
+
+async def test_users_take_turns_by_owner_and_cannot_choose_their_key(
+    http: httpx.AsyncClient, login: Login, pool: Pool
+) -> None:
+    """Over HTTP a job's fairness key is its owner: a user who could name keys could take
+    many turns. Alice's backlog then delays bob's job by at most one claim."""
+    alice, bob = await login("alice"), await login("bob")
+    posing = {"task": "echo", "fairness_key": "bob"}
+    answer = await http.post("/jobs", json=posing, headers=alice.headers)
+    assert answer.status_code == 422, answer.text  # not a field users may set
+    for n in range(30):
+        answer = await http.post(
+            "/jobs", json={"task": "echo", "args": {"message": n}}, headers=alice.headers
+        )
+        assert answer.status_code == 201, answer.text
+    answer = await http.post("/jobs", json={"task": "echo"}, headers=bob.headers)
+    assert answer.status_code == 201, answer.text
+    async with pool.acquire() as conn:
+        keys = await conn.fetch(
+            "SELECT owner, fairness_key, count(*) FROM jobrunner.jobs GROUP BY 1, 2 ORDER BY 1"
+        )
+        claimed = await queries.job_claim(
+            conn, queues=["default"], worker_id="w", limit=2, lease_seconds=30
+        )
+    assert [tuple(k) for k in keys] == [("alice", "alice", 30), ("bob", "bob", 1)]
+    assert sorted(c.fairness_key for c in claimed) == ["alice", "bob"]
