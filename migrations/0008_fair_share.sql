@@ -9,10 +9,6 @@ ALTER TABLE jobrunner.jobs
 UPDATE jobrunner.jobs SET fairness_key = owner
 WHERE owner IS NOT NULL AND state IN ('scheduled', 'queued', 'running', 'retrying');
 
--- Running jobs by queue and key: the claim counts them against concurrency limits, so the
--- count reads only running rows however large the table is.
-CREATE INDEX jobs_running_idx ON jobrunner.jobs (queue, fairness_key) WHERE state = 'running';
-
 -- One row per queue an admin has configured. A queue without a row has no limits and is
 -- open to admins only (users submit where a row opens it to them).
 CREATE TABLE jobrunner.queues (

@@ -101,7 +101,8 @@ FROM STDIN (FORMAT binary);
 --   * a queue's ready jobs form lanes, one per (priority, fairness_key); higher priority
 --     lanes go first, and the lanes of one priority take turns: the claim walks them from
 --     the key after $5 (this worker's cursor for the queue, where its last claim stopped),
---     wrapping around, so every key gets a turn before any gets a second one;
+--     wrapping around to the first key and on up to the cursor, so every key gets a turn
+--     before any gets a second;
 --   * each lane of a priority gets an equal share of the batch (ceil(budget / lanes)), its
 --     oldest jobs first, and the batch takes one job from every lane before a second;
 --   * queue controls (jobrunner.queues) hold here: a paused queue gives nothing; a queue's
@@ -117,14 +118,8 @@ FROM STDIN (FORMAT binary);
 -- primary-key lookup in any plan: joined to the CTE instead, a generic plan once hashed the
 -- whole table to match them (500 ms a claim beside a million queued rows, not 2).
 WITH RECURSIVE wanted AS (
-    SELECT w.queue, w.after_key, q.max_running_per_owner, q.rate_limit IS NOT NULL AS rated,
-           least(
-               $3,
-               q.max_running - (SELECT count(*) FROM jobrunner.jobs AS r
-                                WHERE r.state = 'running' AND r.queue = w.queue),
-               floor(bucket.tokens)
-           )::int AS budget,
-           bucket.tokens
+    SELECT w.queue, w.after_key COLLATE "C" AS after_key, q.max_running,
+           q.max_running_per_owner, bucket.tokens
     FROM unnest($1::text[], $5::text[]) AS w(queue, after_key)
     LEFT JOIN jobrunner.queues AS q ON q.name = w.queue
     -- The start-rate bucket: refilled at the rate since its last use, holding at most one
@@ -141,58 +136,54 @@ WITH RECURSIVE wanted AS (
     WHERE q.paused_at IS NULL
       AND (q.max_running IS NOT NULL OR q.max_running_per_owner IS NOT NULL
            OR q.rate_limit IS NOT NULL) = $6
-), top AS (
-    SELECT w.queue, w.after_key, best.priority
+), running AS (
+    -- What runs now in the queues with a concurrency limit, by key (read only under the lock).
+    SELECT r.queue, r.fairness_key, count(*) AS jobs
+    FROM jobrunner.jobs AS r
+    WHERE $6 AND r.state = 'running'
+      AND r.queue IN (SELECT queue FROM wanted
+                      WHERE max_running IS NOT NULL OR max_running_per_owner IS NOT NULL)
+    GROUP BY r.queue, r.fairness_key
+), budgets AS (
+    SELECT w.queue, w.after_key, w.max_running_per_owner, w.tokens,
+           least($3,
+                 w.max_running - (SELECT coalesce(sum(jobs), 0) FROM running
+                                  WHERE running.queue = w.queue),
+                 floor(w.tokens))::int AS budget
     FROM wanted AS w
+), lanes (queue, priority, fairness_key, top_priority, after_key, wrapped, n) AS (
+    -- Where each queue's walk starts: its top priority, at the cursor (not itself a lane).
+    SELECT b.queue, best.priority, b.after_key, best.priority, b.after_key, false, 0
+    FROM budgets AS b
     CROSS JOIN LATERAL (
         SELECT priority FROM jobrunner.jobs
-        WHERE state = 'queued' AND queue = w.queue
+        WHERE state = 'queued' AND queue = b.queue
         ORDER BY priority DESC
         LIMIT 1
     ) AS best
-    WHERE w.budget > 0
-), lanes (queue, priority, fairness_key, top_priority, start_key, wrapped, n) AS (
-    -- The first lane: at the top priority, the first key after the cursor, else the first.
-    SELECT top.queue, top.priority, first.fairness_key, top.priority, first.fairness_key,
-           false, 1
-    FROM top
-    CROSS JOIN LATERAL (
-        (SELECT fairness_key FROM jobrunner.jobs
-         WHERE state = 'queued' AND queue = top.queue AND priority = top.priority
-           AND fairness_key > top.after_key
-         ORDER BY fairness_key LIMIT 1)
-        UNION ALL
-        (SELECT fairness_key FROM jobrunner.jobs
-         WHERE state = 'queued' AND queue = top.queue AND priority = top.priority
-         ORDER BY fairness_key LIMIT 1)
-        LIMIT 1
-    ) AS first
+    WHERE b.budget > 0
     UNION ALL
-    SELECT l.queue, step.priority, step.fairness_key, l.top_priority, l.start_key, step.wrapped,
+    SELECT l.queue, step.priority, step.fairness_key, l.top_priority, l.after_key, step.wrapped,
            l.n + 1
     FROM lanes AS l
     CROSS JOIN LATERAL (
-        -- the next key of this priority (at the top priority: up to the end, then from the
-        -- first key up to the start key: the wrap)
+        -- the next key of this priority (at the top priority, up to the last key; then...)
         (SELECT priority, fairness_key, l.wrapped AS wrapped FROM jobrunner.jobs
          WHERE (NOT l.wrapped OR l.priority <> l.top_priority)
            AND state = 'queued' AND queue = l.queue AND priority = l.priority
            AND fairness_key > l.fairness_key
          ORDER BY fairness_key LIMIT 1)
         UNION ALL
+        -- ...wrapped around: from the first key on, up to and including the cursor
+        -- (`>= key || chr(1)` is `> key` in collation "C", and `>= ''` is from the first)
         (SELECT priority, fairness_key, true FROM jobrunner.jobs
-         WHERE l.wrapped AND l.priority = l.top_priority
+         WHERE l.priority = l.top_priority
            AND state = 'queued' AND queue = l.queue AND priority = l.priority
-           AND fairness_key > l.fairness_key AND fairness_key < l.start_key
+           AND fairness_key >= CASE WHEN l.wrapped THEN l.fairness_key || chr(1) ELSE '' END
+           AND fairness_key <= l.after_key
          ORDER BY fairness_key LIMIT 1)
         UNION ALL
-        (SELECT priority, fairness_key, true FROM jobrunner.jobs
-         WHERE NOT l.wrapped AND l.priority = l.top_priority
-           AND state = 'queued' AND queue = l.queue AND priority = l.priority
-           AND fairness_key < l.start_key
-         ORDER BY fairness_key LIMIT 1)
-        UNION ALL
-        -- then the lower priorities, in key order (only what the top leaves of the batch)
+        -- then the lower priorities, in key order (they fill what the top leaves)
         (SELECT priority, fairness_key, l.wrapped FROM jobrunner.jobs
          WHERE state = 'queued' AND queue = l.queue AND priority < l.priority
          ORDER BY priority DESC, fairness_key LIMIT 1)
@@ -200,17 +191,18 @@ WITH RECURSIVE wanted AS (
     ) AS step
     WHERE l.n < $3
 ), shares AS (
-    SELECT l.queue, l.priority, l.fairness_key, l.n, w.budget,
+    SELECT l.queue, l.priority, l.fairness_key, l.n, b.budget,
            least(
-               ceil(w.budget::float8 / count(*) OVER (PARTITION BY l.queue, l.priority))::int,
-               CASE WHEN w.max_running_per_owner IS NOT NULL THEN
-                   w.max_running_per_owner
-                   - (SELECT count(*) FROM jobrunner.jobs AS r
-                      WHERE r.state = 'running' AND r.queue = l.queue
-                        AND r.fairness_key = l.fairness_key)::int
+               ceil(b.budget::float8 / count(*) OVER (PARTITION BY l.queue, l.priority))::int,
+               CASE WHEN b.max_running_per_owner IS NOT NULL THEN
+                   b.max_running_per_owner
+                   - coalesce((SELECT jobs FROM running
+                               WHERE running.queue = l.queue
+                                 AND running.fairness_key = l.fairness_key), 0)::int
                END
            ) AS share
-    FROM lanes AS l JOIN wanted AS w USING (queue)
+    FROM lanes AS l JOIN budgets AS b USING (queue)
+    WHERE l.n > 0
 ), candidates AS (
     SELECT s.queue, s.priority, s.n, s.budget, c.id,
            row_number() OVER (PARTITION BY s.queue, s.n ORDER BY c.run_at, c.id) AS turn
@@ -246,10 +238,10 @@ WITH RECURSIVE wanted AS (
 ), spent AS (
     -- What the start-rate buckets have left: refilled up to now, less the jobs started.
     UPDATE jobrunner.queues AS q
-    SET rate_tokens = w.tokens - (SELECT count(*) FROM claimed AS c WHERE c.queue = q.name),
+    SET rate_tokens = b.tokens - (SELECT count(*) FROM claimed AS c WHERE c.queue = q.name),
         rate_refilled_at = now()
-    FROM wanted AS w
-    WHERE q.name = w.queue AND w.rated
+    FROM budgets AS b
+    WHERE q.name = b.queue AND b.tokens IS NOT NULL
 )
 -- In the order chosen, which is the order the worker starts them in.
 SELECT claimed.* FROM claimed JOIN chosen USING (id) ORDER BY chosen.claim_order;
@@ -973,6 +965,18 @@ SELECT version, name, checksum, applied_at FROM jobrunner.schema_migrations ORDE
 INSERT INTO jobrunner.schema_migrations (version, name, checksum) VALUES ($1, $2, $3);
 
 -- ===== Server =====
+
+-- name: session_claim_plans
+-- The worker's claim connection plans job_claim once and keeps the plan: planning the
+-- claim (a dozen probes of jobs, eight indexes to weigh for each) cost ~0.9 ms, five times
+-- the statement's own work for a batch of 20. A plan made once must not depend on the
+-- statistics of the moment: made on an empty, never analyzed table it read the whole table
+-- at every claim once it filled (258 ms a claim beside 200,000 rows). With sequential
+-- scans off (bitmap scans are off on every worker connection), each read of jobs is an
+-- index scan on the index that matches it, whatever the statistics said (a plan test holds
+-- this). Reset when the connection goes back to the pool.
+SELECT set_config('plan_cache_mode', 'force_generic_plan', false),
+       set_config('enable_seqscan', 'off', false);
 
 -- name: clock_now
 SELECT now();

@@ -29,6 +29,7 @@ class Claimer:
         self._after: dict[str, str] = dict.fromkeys(self.queues, "")
         self._limited: frozenset[str] = frozenset()
         self._limits_read_at = float("-inf")
+        self._limited_first = False
 
     @property
     def has_limits(self) -> bool:
@@ -39,19 +40,29 @@ class Claimer:
         if time.monotonic() - self._limits_read_at >= LIMITS_READ_EVERY:
             self._limited = await queries.queue_limited_names(conn, self.queues)
             self._limits_read_at = time.monotonic()
-        claimed: list[ClaimedJob] = []
         free = [q for q in self.queues if q not in self._limited]
-        if free:
-            claimed = await self._claim(conn, free, limit, limited=False)
         limited = [q for q in self.queues if q in self._limited]
-        if limited and len(claimed) < limit:
-            async with conn.transaction():
-                locked = await queries.queue_lock_limited(conn, limited)
-                if locked:
-                    claimed += await self._claim(conn, locked, limit - len(claimed), limited=True)
-            if len(locked) != len(limited):
-                self._limits_read_at = float("-inf")  # a limit was lifted: read them again
+        # The two kinds take turns at going first: a busy queue without limits would
+        # otherwise fill every batch and the limited queues beside it would never start.
+        self._limited_first = not self._limited_first
+        claimed: list[ClaimedJob] = []
+        for kind in (True, False) if self._limited_first else (False, True):
+            room = limit - len(claimed)
+            if room <= 0:
+                break
+            if kind and limited:
+                claimed += await self._claim_limited(conn, limited, room)
+            elif not kind and free:
+                claimed += await self._claim(conn, free, room, limited=False)
         self._advance(claimed)
+        return claimed
+
+    async def _claim_limited(self, conn: Conn, queues: list[str], limit: int) -> list[ClaimedJob]:
+        async with conn.transaction():
+            locked = await queries.queue_lock_limited(conn, queues)
+            claimed = await self._claim(conn, locked, limit, limited=True) if locked else []
+        if len(locked) != len(queues):
+            self._limits_read_at = float("-inf")  # a limit was lifted: read them again
         return claimed
 
     async def _claim(

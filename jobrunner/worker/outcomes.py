@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 import asyncpg
@@ -42,13 +42,21 @@ class HeldConnection:
     (no acquire and reset each time). After an error it goes back to the pool, and the next
     call gets a fresh one."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, setup: Callable[[Conn], Awaitable[None]] | None = None) -> None:
         self._pool = pool
+        self._setup = setup  # run on each connection taken from the pool
         self._conn: PoolConnectionProxy[asyncpg.Record] | None = None
 
     async def get(self) -> Conn:
         if self._conn is None or not _usable(self._conn):
-            self._conn = await self._pool.acquire()
+            conn = await self._pool.acquire()
+            if self._setup is not None:
+                try:
+                    await self._setup(conn)
+                except BaseException:
+                    await self._pool.release(conn, timeout=1.0)
+                    raise
+            self._conn = conn
         return self._conn
 
     async def drop(self) -> None:

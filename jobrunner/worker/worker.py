@@ -147,7 +147,8 @@ class Worker:
         pool = await self._open_pool()
         if pool is None:  # asked to stop while waiting for the database
             return self.stats
-        self._claim_conn, self._writer.conn = HeldConnection(pool), HeldConnection(pool)
+        self._claim_conn = HeldConnection(pool, setup=queries.session_claim_plans)
+        self._writer.conn = HeldConnection(pool)
         log.info(
             "worker started",
             worker_id=self.worker_id,

@@ -1,35 +1,47 @@
 """The claim walks its index in claim order and stops at the batch, even when the statistics
-are wrong: a burst of enqueues into a table not analyzed since it was small."""
+are wrong: a burst of enqueues into a table not analyzed since it was small. The worker's
+claim connection plans the claim once (session_claim_plans), so the plan made while the
+table was empty must still be the index walk once it holds 50,000 rows."""
 
 from __future__ import annotations
 
+import json
+
+from jobrunner.db import queries
 from jobrunner.db.pool import Pool, connect
 from jobrunner.db.queries import QUERIES
 
-
-async def _worker_claim_plan(dsn: str) -> str:
-    """The claim's plan on a connection set up as the worker's are."""
-    conn = await connect(dsn, role="test-claim", worker_plans=True)
-    try:
-        explain = await conn.prepare("EXPLAIN (COSTS OFF) " + QUERIES["job_claim"])
-        return "\n".join(
-            row[0] for row in await explain.fetch(["default"], "w-1", 250, 30.0, [""], False)
-        )
-    finally:
-        await conn.close()
+ARGS = "ARRAY['default'], 'w-1', 250, 30.0, ARRAY[''], false"
 
 
-async def test_the_claim_reads_its_index_in_order_before_any_analyze(
+async def test_the_claim_plan_made_on_an_empty_table_walks_the_index_once_it_fills(
     pool: Pool, db_dsn: str
 ) -> None:
-    async with pool.acquire() as conn:
+    conn = await connect(db_dsn, role="test-claim", worker_plans=True)
+    try:
+        await queries.session_claim_plans(conn)
+        await conn.execute(
+            "PREPARE claim(text[], text, int, float8, text[], bool) AS " + QUERIES["job_claim"]
+        )
+        assert await conn.fetch(f"EXECUTE claim({ARGS})") == []  # the plan is made here
         await conn.execute("""
             INSERT INTO jobrunner.jobs (task, queue, state)
             SELECT 'echo', 'default', 'queued' FROM generate_series(1, 50000)""")
         assert await conn.fetchval(
             "SELECT reltuples < 1000 FROM pg_class WHERE oid = 'jobrunner.jobs'::regclass"
         ), "the statistics should still describe an almost empty table"
-    plan = await _worker_claim_plan(db_dsn)
-    assert "Index Scan using jobs_claim_idx" in plan, plan
-    assert "Bitmap" not in plan, plan
-    assert "Seq Scan on jobs" not in plan, plan
+        text = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE claim({ARGS})"))
+        probe = conn.transaction()  # rolled back: the probe claims nothing
+        await probe.start()
+        try:
+            analyzed = await conn.fetchval(
+                f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE claim({ARGS})"
+            )
+        finally:
+            await probe.rollback()
+    finally:
+        await conn.close()
+    assert "Index Scan using jobs_claim_idx" in text, text
+    assert "Seq Scan on jobs" not in text and "Bitmap" not in text, text
+    root = (json.loads(analyzed) if isinstance(analyzed, str) else analyzed)[0]
+    assert root["Plan"]["Actual Rows"] == 250

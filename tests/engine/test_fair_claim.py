@@ -119,3 +119,18 @@ async def test_a_worker_starts_a_small_owner_before_a_big_backlog_drains(
     # Each claim shares its batch (at most claim_batch, 250) between the two: bob's 20 are
     # all in the first claim or two, so at most a couple of batches of alice's go first.
     assert before_bob <= 2 * 250, f"{before_bob} of alice's jobs started before bob's last"
+
+
+async def test_a_limited_queue_beside_a_busy_one_still_gets_claims(pool: Pool) -> None:
+    """Queues with limits are claimed apart from the others; the two take turns at going
+    first, so a full batch from a busy queue never starves a limited one."""
+    async with pool.acquire() as conn:
+        await client.enqueue_many("test.add", [{"a": i, "b": 1} for i in range(100)], conn=conn)
+        await client.enqueue_many(
+            "test.add", [{"a": i, "b": 1} for i in range(10)], conn=conn, queue="slow"
+        )
+        await conn.execute("INSERT INTO jobrunner.queues (name, max_running) VALUES ('slow', 5)")
+        claimer = Claimer(["default", "slow"], worker_id="w", lease_seconds=30)
+        claims = [await claimer.claim(conn, 10) for _ in range(2)]
+    slow = [c for claim in claims for c in claim if c.queue == "slow"]
+    assert len(slow) == 5, "the limited queue got its turn, up to its limit"
