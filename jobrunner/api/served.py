@@ -16,6 +16,8 @@ submissions in that gap must go through.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import structlog
@@ -23,7 +25,7 @@ import structlog
 from jobrunner import accounts
 from jobrunner.api.problems import ApiProblem
 from jobrunner.db import queries
-from jobrunner.db.pool import Pool
+from jobrunner.db.pool import Conn, Pool
 
 if TYPE_CHECKING:  # types only: jobrunner.api.submit imports this module
     from jobrunner.api.submit import Submitter
@@ -52,21 +54,23 @@ class ServedQueues:
     def __contains__(self, queue: str) -> bool:
         return queue in self._queues
 
-    async def require(self, queue: str, me: Submitter) -> None:
-        """Raise QueueUnserved unless a worker serves `queue` or `me` is an admin."""
+    async def require(self, queue: str, me: Submitter, conn: Conn | None = None) -> None:
+        """Raise QueueUnserved unless a worker serves `queue` or `me` is an admin. A miss
+        reads on `conn` when given (a caller holding one must not wait for a second)."""
         if queue in self._queues:
             return
-        await self.refresh()
-        if queue in self._queues:
-            return
-        async with self._pool.acquire() as conn:  # also refuses a session that ended
+        async with self._connection(conn) as c:
+            await self.refresh(c)
+            if queue in self._queues:
+                return
+            # Also refuses a session that has ended, as the submission itself would.
             principal = await accounts.live_session(
-                conn, username=me.username, session_id=me.session_id
+                c, username=me.username, session_id=me.session_id
             )
         if not principal.is_admin:
             raise QueueUnserved(queue)
 
-    async def refresh(self) -> None:
+    async def refresh(self, conn: Conn | None = None) -> None:
         """Read the served queues, unless a read that started after this call has finished
         meanwhile: concurrent misses share one read, and none uses a read older than itself."""
         wanted = self._reads + 1
@@ -74,8 +78,16 @@ class ServedQueues:
             if self._reads >= wanted:
                 return
             self._reads += 1
-            async with self._pool.acquire() as conn:
-                self._queues = await queries.worker_served_queues(conn, window=self._window)
+            async with self._connection(conn) as c:
+                self._queues = await queries.worker_served_queues(c, window=self._window)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, conn: Conn | None) -> AsyncIterator[Conn]:
+        if conn is not None:
+            yield conn
+        else:
+            async with self._pool.acquire() as acquired:
+                yield acquired
 
     async def run(self) -> None:
         """Refresh every REFRESH_INTERVAL until cancelled."""

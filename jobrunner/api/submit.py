@@ -101,9 +101,9 @@ async def submit_job(
     if body.callback_url is not None:
         _check_callback(body.callback_url, settings)
     job = make_rows(body.task, [body.args], body.options(owner=me.username))
-    await ctx.served.require(job.queue, me)
     cap = settings.max_unfinished_jobs_per_user
     if idempotency_key is None:
+        await ctx.served.require(job.queue, me)
         await ctx.unfinished.admit(ctx.pool, me.username, cap=cap)
         return await ctx.batcher.submit(me.session_id, job), False
     async with ctx.pool.acquire() as conn:
@@ -124,6 +124,7 @@ async def _submit_once(
     earlier = await _replay(conn, me, body, idempotency_key)
     if earlier is not None:
         return earlier, True
+    await ctx.served.require(job.queue, me, conn)  # after a replay: the job exists already
     await ctx.unfinished.admit(conn, me.username, cap=cap)
     try:
         async with conn.transaction():

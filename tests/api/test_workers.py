@@ -151,3 +151,21 @@ async def test_workers_are_listed_for_admins_only(
     assert refused.status_code == 403
     assert refused.headers["content-type"] == "application/problem+json"
     assert (await http.get("/workers")).status_code == 401
+
+
+async def test_a_replayed_submission_gets_its_job_though_the_queue_lost_its_worker(
+    app: FastAPI, http: httpx.AsyncClient, login: Login, pool: Pool
+) -> None:
+    alice = await login("alice")
+    async with pool.acquire() as conn:
+        await insert_worker(conn, "w-leaving", queues=[UNSERVED])
+    first = await http.post("/jobs", json=JOB, headers={**alice.headers, "Idempotency-Key": "k"})
+    assert first.status_code == 201, first.text
+    async with pool.acquire() as conn:
+        await conn.execute("DELETE FROM jobrunner.workers WHERE id = 'w-leaving'")
+    served = app.state.submit_context.served
+    await wait_for(lambda: UNSERVED not in served, what="the API's served queues read again")
+    again = await http.post("/jobs", json=JOB, headers={**alice.headers, "Idempotency-Key": "k"})
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    _refused(await http.post("/jobs", json=JOB, headers={**alice.headers, "Idempotency-Key": "n"}))
