@@ -70,7 +70,7 @@ class Settings(BaseSettings):
 
     # The worker registry (jobrunner.workers): a worker records itself at start and every
     # worker_seen_interval, and counts as live (doctor, the dashboard, GET /workers) while
-    # seen within worker_seen_timeout. Rows of workers gone this long are deleted.
+    # seen within worker_seen_timeout; maintenance deletes rows gone for worker_retention.
     worker_seen_interval: Seconds = 10.0
     worker_seen_timeout: Seconds = 60.0
     worker_retention: Seconds = 7 * 86400.0
