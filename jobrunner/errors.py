@@ -20,6 +20,7 @@ not this one (a unit test walks the subclasses and fails on any missing from thi
     ├── UnsafeUrl            (webhooks) a callback URL jobrunner refuses to call
     ├── DeliveryFailed       (webhooks) the receiver did not answer 2xx; retried
     └── ApiProblem           (api.problems) an HTTP error with its status and headers
+        └── QueueUnserved    (api.served) a user submitted to a queue no worker serves
 
 Handlers signal their outcome with `Retry` and `Cancel`, which are not errors of jobrunner's.
 """

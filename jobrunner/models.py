@@ -1,7 +1,7 @@
 """What the rest of the code sees of the database: plain frozen values built from rows.
 
-Jobs, history entries, users and throughput counters; `jobrunner.db.queries` returns these,
-never asyncpg Records or dicts. No I/O here.
+Jobs, history entries, users, workers and throughput counters; `jobrunner.db.queries`
+returns these, never asyncpg Records or dicts. No I/O here.
 """
 
 from __future__ import annotations
@@ -254,6 +254,40 @@ class User:
             row["created_at"],
             row["webhook_secret"],
             row["disabled_at"] is not None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker process as the registry (jobrunner.workers) knows it. `live`: not stopped,
+    and seen within JOBRUNNER_WORKER_SEEN_TIMEOUT; `running`: jobs it holds now."""
+
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    tasks: list[str]
+    concurrency: int
+    started_at: datetime
+    last_seen_at: datetime
+    stopped_at: datetime | None
+    live: bool
+    running: int
+
+    @classmethod
+    def from_row(cls, row: Row) -> WorkerInfo:
+        return cls(
+            row["id"],
+            row["host"],
+            row["pid"],
+            list(row["queues"]),
+            list(row["tasks"]),
+            row["concurrency"],
+            row["started_at"],
+            row["last_seen_at"],
+            row["stopped_at"],
+            row["live"],
+            int(row["running"]),
         )
 
 

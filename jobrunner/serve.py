@@ -18,7 +18,8 @@ from typing import Any
 import structlog
 import uvicorn
 
-from jobrunner import client, eventloop
+from jobrunner import client, eventloop, fleet
+from jobrunner.db.errors import DB_ERRORS
 from jobrunner.db.pool import Pool, wait_for_database
 from jobrunner.settings import Settings
 from jobrunner.worker.worker import Worker
@@ -88,8 +89,11 @@ async def serve(settings: Settings, *, dsn: str, with_worker: bool) -> int:
     tasks: dict[str, asyncio.Task[Any]] = {
         "api": asyncio.create_task(_run_http(server), name="jobrunner-http")
     }
+    notice = None
     if worker is not None:
         tasks["worker"] = asyncio.create_task(worker.run(), name="jobrunner-worker")
+        assert pool is not None
+        notice = asyncio.create_task(warn_unserved(worker, pool, settings), name="jobrunner-notice")
     try:
         await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
         if not stops:
@@ -102,10 +106,31 @@ async def serve(settings: Settings, *, dsn: str, with_worker: bool) -> int:
         code = _exit_code(dict(zip(tasks, results, strict=True)))
         await exit_if_handlers_stuck(worker, code)
     finally:
+        if notice is not None:
+            notice.cancel()
         _handle_stop_signals(None)
         if pool is not None:
             await client.close()  # the worker's client pool: rings what handlers enqueued
     return code
+
+
+async def warn_unserved(worker: Worker, pool: Pool, settings: Settings) -> None:
+    """Once the worker has registered, warn of queues with queued jobs that no live worker
+    serves (this one included): nothing will run those jobs until such a worker starts."""
+    await worker.presence.registered.wait()
+    try:
+        async with pool.acquire() as conn:
+            workers = await fleet.list_workers(conn, seen_timeout=settings.worker_seen_timeout)
+            unserved = await fleet.unserved_queues(conn, workers)
+    except DB_ERRORS as exc:
+        log.warning("could not check which queues no worker serves", error=str(exc))
+        return
+    if unserved:
+        log.warning(
+            "no live worker serves these queues, so their jobs wait",
+            queues=fleet.describe(unserved),
+            fix="start a worker for them (JOBRUNNER_QUEUES), or cancel the jobs",
+        )
 
 
 async def exit_if_handlers_stuck(worker: Worker | None, code: int = 0) -> None:

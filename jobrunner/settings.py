@@ -68,6 +68,17 @@ class Settings(BaseSettings):
     retention_cancelled: Seconds = 7 * 86400.0
     prune_batch: int = Field(default=5000, ge=1)
 
+    # The worker registry (jobrunner.workers): a worker records itself at start and every
+    # worker_seen_interval, and counts as live (doctor, the dashboard, GET /workers) while
+    # seen within worker_seen_timeout; maintenance deletes rows gone for worker_retention.
+    worker_seen_interval: Seconds = 10.0
+    worker_seen_timeout: Seconds = 60.0
+    worker_retention: Seconds = 7 * 86400.0
+    # The API refuses a user's submission (422) to a queue no worker seen within this window
+    # serves. Longer than worker_seen_timeout on purpose: in a rolling restart the old
+    # workers stop before the new ones register, and submissions in that gap must go through.
+    served_queue_window: Seconds = 300.0
+
     # HTTP API.
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -150,6 +161,11 @@ class Settings(BaseSettings):
     def _check_consistency(self) -> Settings:
         if self.heartbeat_interval >= self.lease_seconds:
             raise ValueError("heartbeat_interval must be shorter than lease_seconds")
+        if self.worker_seen_interval >= min(self.worker_seen_timeout, self.served_queue_window):
+            raise ValueError(
+                "worker_seen_interval must be shorter than worker_seen_timeout and "
+                "served_queue_window"
+            )
         if not self.queues:
             raise ValueError("at least one queue is required")
         return self

@@ -56,6 +56,14 @@ DESCRIPTIONS = {
     "retention_failed": "Seconds a failed job is kept.",
     "retention_cancelled": "Seconds a cancelled job is kept.",
     "prune_batch": "Rows deleted per pruning statement.",
+    "worker_seen_interval": "Seconds between a worker's updates of its row in the worker "
+    "registry (`jobrunner.workers`).",
+    "worker_seen_timeout": "A worker not stopped and seen within this many seconds is live "
+    "(`GET /workers`, the dashboard, `doctor`).",
+    "worker_retention": "Seconds the registry keeps the row of a worker that stopped or vanished.",
+    "served_queue_window": "A user's submission to a queue no worker seen within this many "
+    "seconds serves is refused (422). Longer than a rolling restart, so one does not refuse "
+    "submissions.",
     "host": "Address the API listens on.",
     "port": "Port the API listens on.",
     "jwt_secret": "Token signing secret, 32 bytes or more. Required unless dev mode.",

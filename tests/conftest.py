@@ -8,6 +8,7 @@ import pytest
 
 from jobrunner.db.pool import Pool, create_pool
 from jobrunner.logs import configure_logging
+from jobrunner.registry import registered_tasks
 from jobrunner.settings import Settings
 from jobrunner.task_modules import load_task_modules
 from tests.support.database import (
@@ -17,6 +18,7 @@ from tests.support.database import (
     drop_database,
     find_server,
 )
+from tests.support.rows import insert_worker
 
 configure_logging("warning", "console")
 load_task_modules(["tests.support.tasks"])
@@ -68,3 +70,23 @@ def settings(db_dsn: str, tmp_path: Path) -> Settings:
         concurrency=10,
         dev_mode=True,
     )
+
+
+# Queues tests submit to besides their tasks' own (JobCreate's `queue`).
+AD_HOC_QUEUES = ("default", "other", "reports", "slow")
+
+
+@pytest.fixture
+async def served_queues(pool: Pool) -> frozenset[str]:
+    """A worker's row in the registry serving every task's queue and AD_HOC_QUEUES, as if a
+    worker ran: the API refuses users' submissions to a queue no worker serves (api.served),
+    and most API tests submit with no worker running. Tests of the refusal use another queue."""
+    queues = frozenset({t.queue for t in registered_tasks()} | set(AD_HOC_QUEUES))
+    async with pool.acquire() as conn:
+        await insert_worker(
+            conn,
+            "tests:served",
+            queues=sorted(queues),
+            tasks=[t.name for t in registered_tasks()],
+        )
+    return queues

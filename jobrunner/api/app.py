@@ -3,7 +3,7 @@
 Its lifespan checks the JWT secret, opens the API's pool and its doorbell (kept in
 `app.state`, passed to every `client.*` call: the API never touches the client's process-wide
 default pool, which a worker in the same process owns), loads the task modules and starts the
-one SSE poller of this process.
+one SSE poller of this process and its reader of the queues workers serve (api.served).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from jobrunner.api import (
     ops_routes,
     problems,
     sse_routes,
+    workers_routes,
 )
 from jobrunner.api.direct_submit import DirectSubmit
 from jobrunner.api.events import EventHub, StreamLimits
@@ -31,6 +32,7 @@ from jobrunner.api.limits import SubmitTokensAhead, UnfinishedJobs
 from jobrunner.api.metrics import RequestMetrics
 from jobrunner.api.middleware import ApiMiddleware
 from jobrunner.api.proxies import TrustedProxies, parse_networks
+from jobrunner.api.served import ServedQueues
 from jobrunner.api.submit import SubmitContext
 from jobrunner.api.submit_batch import SubmitBatcher
 from jobrunner.auth import TokenCodec
@@ -81,8 +83,9 @@ def create_app(settings: Settings) -> FastAPI:
         )
         doorbell = Doorbell(pool)
         batcher = SubmitBatcher(pool, doorbell)
+        served = ServedQueues(pool, window=settings.served_queue_window)
         app.state.submit_context = SubmitContext(
-            pool, codec, SubmitTokensAhead(settings), UnfinishedJobs(), batcher
+            pool, codec, SubmitTokensAhead(settings), UnfinishedJobs(), batcher, served
         )
         app.state.job_metrics = JobMetrics(
             pool, ttl=settings.metrics_cache_seconds, max_queues=settings.metrics_max_queues
@@ -91,6 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.pool, app.state.doorbell, app.state.events = pool, doorbell, hub
         background = [
             asyncio.create_task(hub.run(), name="jobrunner-sse-poller"),
+            asyncio.create_task(served.run(), name="jobrunner-served-queues"),
             asyncio.create_task(
                 housekeeping.run_forever(pool, housekeeping.HousekeepingConfig()),
                 name="jobrunner-api-housekeeping",
@@ -120,7 +124,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.direct_submit = DirectSubmit(app)
     problems.install(app)
     docs.install(app)
-    for module in (auth_routes, admin_routes, jobs_routes, sse_routes, ops_routes, dashboard):
+    routers = (auth_routes, admin_routes, jobs_routes, sse_routes, ops_routes, workers_routes)
+    for module in (*routers, dashboard):
         app.include_router(module.router)
     app.add_middleware(
         ApiMiddleware,

@@ -21,7 +21,7 @@ from jobrunner.job_public import JOB_EXAMPLE, JOB_ID
 from jobrunner.job_public import AttemptError as AttemptError
 from jobrunner.job_public import JobPublic as JobPublic
 from jobrunner.job_rows import MAX_BACKOFF_SECONDS
-from jobrunner.models import HistoryEntry, Job, JobState, User
+from jobrunner.models import HistoryEntry, Job, JobState, User, WorkerInfo
 from jobrunner.options import Backoff, JobOptions
 
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -351,3 +351,35 @@ class ThroughputPublic(BaseModel):
 class StatsPublic(BaseModel):
     queues: list[QueueStatsPublic]
     throughput: list[ThroughputPublic]
+
+
+class WorkerPublic(BaseModel):
+    """A worker process as the registry knows it."""
+
+    id: str = Field(description="The worker_id it writes on the jobs it runs.")
+    host: str
+    pid: int
+    queues: list[str]
+    tasks: list[str] = Field(description="The task names it registers.")
+    concurrency: int
+    started_at: datetime
+    last_seen_at: datetime
+    stopped_at: datetime | None = Field(description="Set when it stopped gracefully.")
+    live: bool = Field(description="Not stopped, and seen within JOBRUNNER_WORKER_SEEN_TIMEOUT.")
+    running: int = Field(description="Jobs it is running now.")
+
+    @classmethod
+    def of(cls, worker: WorkerInfo) -> WorkerPublic:
+        return cls(
+            id=worker.id,
+            host=worker.host,
+            pid=worker.pid,
+            queues=worker.queues,
+            tasks=worker.tasks,
+            concurrency=worker.concurrency,
+            started_at=worker.started_at,
+            last_seen_at=worker.last_seen_at,
+            stopped_at=worker.stopped_at,
+            live=worker.live,
+            running=worker.running,
+        )

@@ -1,5 +1,5 @@
-"""Submitting a job over HTTP: unfinished-job cap and idempotency, then enqueue (the caller
-has taken the submission from the user's rate bucket).
+"""Submitting a job over HTTP: a queue some worker serves (api.served), unfinished-job cap and
+idempotency, then enqueue (the caller has taken the submission from the user's rate bucket).
 
 Nothing here serialises one user's submissions: a user's burst must not queue behind a
 lock. A plain submission goes to the SubmitBatcher, which checks its session and inserts it
@@ -21,6 +21,7 @@ from jobrunner import accounts, client, webhooks
 from jobrunner.api import limits
 from jobrunner.api.problems import ApiProblem
 from jobrunner.api.schemas import JobCreate
+from jobrunner.api.served import ServedQueues
 from jobrunner.api.submit_batch import SubmitBatcher
 from jobrunner.auth import TokenCodec
 from jobrunner.db import queries
@@ -54,6 +55,7 @@ class SubmitContext:
     tokens_ahead: limits.SubmitTokensAhead
     unfinished: limits.UnfinishedJobs
     batcher: SubmitBatcher
+    served: ServedQueues
 
 
 async def take_submission(ctx: SubmitContext, settings: Settings, token: str) -> Submitter:
@@ -101,6 +103,7 @@ async def submit_job(
     job = make_rows(body.task, [body.args], body.options(owner=me.username))
     cap = settings.max_unfinished_jobs_per_user
     if idempotency_key is None:
+        await ctx.served.require(job.queue, me)
         await ctx.unfinished.admit(ctx.pool, me.username, cap=cap)
         return await ctx.batcher.submit(me.session_id, job), False
     async with ctx.pool.acquire() as conn:
@@ -121,6 +124,7 @@ async def _submit_once(
     earlier = await _replay(conn, me, body, idempotency_key)
     if earlier is not None:
         return earlier, True
+    await ctx.served.require(job.queue, me, conn)  # after a replay: the job exists already
     await ctx.unfinished.admit(conn, me.username, cap=cap)
     try:
         async with conn.transaction():

@@ -104,7 +104,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     out(f"database: {source}")
     try:
         with database(settings) as db:
-            for check in doctor.run_database_checks(db.dsn):
+            found = doctor.run_database_checks(db.dsn, seen_timeout=settings.worker_seen_timeout)
+            for check in found:
                 show(check)
                 checks.append(check)
     except (OSError, subprocess.SubprocessError, ConfigError) as exc:

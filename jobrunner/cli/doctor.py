@@ -17,11 +17,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from jobrunner import client
+from jobrunner import client, fleet
 from jobrunner.db import migrate as migrations
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, connect
 from jobrunner.errors import ConfigError
+from jobrunner.models import WorkerInfo
 from jobrunner.registry import registered_tasks
 from jobrunner.settings import Settings
 from jobrunner.task_modules import load_task_modules
@@ -114,8 +115,9 @@ def check_settings(settings: Settings) -> list[Check]:
 # ----- database -----------------------------------------------------------------------
 
 
-async def check_database(dsn: str) -> list[Check]:
-    """Reachable, recent enough, migrated, and delivering notifications; stops at a failure."""
+async def check_database(dsn: str, *, seen_timeout: float) -> list[Check]:
+    """Reachable, recent enough, migrated, and delivering notifications; stops at a failure.
+    Then what the worker registry says (workers seen within `seen_timeout` are live)."""
     started = time.perf_counter()
     try:
         conn = await connect(dsn, role="doctor")
@@ -149,7 +151,13 @@ async def check_database(dsn: str) -> list[Check]:
         checks = [reached, await check_migrations(conn)]
         if checks[-1].status == "fail":
             return checks
-        return [*checks, await check_notify(conn, dsn), await check_unknown_tasks(conn)]
+        checks.append(await check_notify(conn, dsn))
+        workers = await fleet.list_workers(conn, seen_timeout=seen_timeout)
+        return [
+            *checks,
+            await check_workers(conn, workers),
+            await check_unknown_tasks(conn, workers),
+        ]
     finally:
         await conn.close()
 
@@ -170,17 +178,38 @@ async def check_migrations(conn: Conn) -> Check:
     return Check("migrations", "ok", f"{len(state.applied)} applied, none pending")
 
 
-async def check_unknown_tasks(conn: Conn) -> Check:
+async def check_workers(conn: Conn, workers: list[WorkerInfo]) -> Check:
+    """Queued jobs in a queue no live worker serves wait until one starts."""
+    unserved = await fleet.unserved_queues(conn, workers)
+    if unserved:
+        return Check(
+            "workers",
+            "warn",
+            f"no live worker serves these queues, so their jobs wait: {fleet.describe(unserved)}",
+            "start a worker for them (JOBRUNNER_QUEUES, or `jobrunner worker --queues`), "
+            "or cancel the jobs",
+        )
+    live = [w for w in workers if w.live]
+    if not live:
+        return Check("workers", "ok", "none live, and no job is queued")
+    queues = ", ".join(sorted(fleet.served_queues(live)))
+    return Check("workers", "ok", f"{len(live)} live, serving {queues}")
+
+
+async def check_unknown_tasks(conn: Conn, workers: list[WorkerInfo]) -> Check:
     """Jobs a worker put back because it did not know their task: they wait (their attempts
-    unspent) until a worker that registers the task takes them."""
-    unknown = await client.unknown_tasks(conn=conn)
-    if not unknown:
-        return Check("unknown tasks", "ok", "every waiting job's task was known to its worker")
-    listed = ", ".join(f"{task} ({jobs} jobs)" for task, jobs in unknown.items())
+    unspent) until a worker that registers the task takes them. A task some live worker
+    knows by now (the deploy finished) is only mentioned: its jobs run when next due."""
+    missing, known_now = fleet.split_unknown(await client.unknown_tasks(conn=conn), workers)
+    later = f"; known now to a live worker, so run when due: {fleet.describe(known_now)}"
+    if not missing:
+        detail = "every waiting job's task was known to its worker"
+        return Check("unknown tasks", "ok", detail + (later if known_now else ""))
     return Check(
         "unknown tasks",
         "warn",
-        f"a worker did not know these tasks, so their jobs wait: {listed}",
+        f"no live worker knows these tasks, so their jobs wait: {fleet.describe(missing)}"
+        + (later if known_now else ""),
         "deploy the code that registers them to the workers (JOBRUNNER_TASKS), or cancel the jobs",
     )
 
@@ -222,5 +251,5 @@ async def _within(awaitable: Awaitable[str], timeout: float) -> str | None:
         return None
 
 
-def run_database_checks(dsn: str) -> list[Check]:
-    return asyncio.run(check_database(dsn))
+def run_database_checks(dsn: str, *, seen_timeout: float) -> list[Check]:
+    return asyncio.run(check_database(dsn, seen_timeout=seen_timeout))

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from importlib import resources
 from string import Template
 
-from jobrunner.models import Job, JobState, QueueCounts, ThroughputMinute
+from jobrunner.models import Job, JobState, QueueCounts, ThroughputMinute, WorkerInfo
 
 STATES = [s.value for s in JobState]
 
@@ -27,9 +27,17 @@ def template(name: str) -> Template:
     return Template(text)
 
 
-def page(title: str, main: str, *, who: str, query: str = "", live: bool = True) -> str:
+def page(
+    title: str, main: str, *, who: str, query: str = "", live: bool = True, admin: bool = False
+) -> str:
+    nav = '<nav><a href="/dashboard/workers">Workers</a></nav>' if admin else ""
     return template("page.html").substitute(
-        title=h(title), main=main, who=h(who), query=h(query), live="1" if live else "0"
+        title=h(title),
+        main=main,
+        who=h(who),
+        query=h(query),
+        live="1" if live else "0",
+        nav=nav,
     )
 
 
@@ -100,14 +108,53 @@ def queue_counts(counts: Sequence[QueueCounts]) -> str:
     return table(["queue", *STATES], rows, "No jobs yet.")
 
 
-def unknown_tasks(unknown: Mapping[str, int]) -> str:
-    """Jobs waiting because the worker that claimed them did not know their task."""
-    rows = [[h(task), str(jobs)] for task, jobs in unknown.items()]
+def unknown_tasks(unknown: Mapping[str, int], known_now: Iterable[str] = ()) -> str:
+    """Jobs waiting because the worker that claimed them did not know their task; `known_now`:
+    the tasks among them that a live worker registers by now (a deploy that finished)."""
+    known = set(known_now)
+    rows = [
+        [h(task), str(jobs), "yes: they run when due" if task in known else "no"]
+        for task, jobs in unknown.items()
+    ]
     note = (
         '<p class="error">A worker put these jobs back (attempts unspent): it does not '
         "register their task. Deploy the code that does (JOBRUNNER_TASKS), or cancel them.</p>"
     )
-    return note + table(["task", "jobs waiting"], rows, "")
+    return note + table(["task", "jobs waiting", "a live worker knows it now"], rows, "")
+
+
+def unserved_queues(unserved: Mapping[str, int]) -> str:
+    """Queues with queued jobs that no live worker serves: nothing will run them."""
+    rows = [
+        [f'<a href="/dashboard/jobs?queue={h(q)}&amp;state=queued">{h(q)}</a>', str(jobs)]
+        for q, jobs in unserved.items()
+    ]
+    note = (
+        '<p class="error">No live worker serves these queues, so their jobs wait: start a '
+        "worker with them in JOBRUNNER_QUEUES, or cancel the jobs. Users cannot submit to a "
+        "queue no worker has served for JOBRUNNER_SERVED_QUEUE_WINDOW (422).</p>"
+    )
+    return note + table(["queue", "jobs queued"], rows, "")
+
+
+def workers(found: Sequence[WorkerInfo]) -> str:
+    """The worker registry: live workers first, then those stopped or gone."""
+    rows = [
+        [
+            f'<span class="mono">{h(w.id)}</span>',
+            state("live" if w.live else "stopped" if w.stopped_at else "gone"),
+            h(w.host),
+            str(w.pid),
+            h(", ".join(w.queues)),
+            f'<span title="{h(", ".join(w.tasks))}">{len(w.tasks)}</span>',
+            f"{w.running}/{w.concurrency}",
+            when(w.started_at),
+            when(w.last_seen_at),
+        ]
+        for w in found
+    ]
+    headers = ["worker", "state", "host", "pid", "queues", "tasks", "running", "started", "seen"]
+    return table(headers, rows, "No worker has registered yet.")
 
 
 def bar_chart(points: Sequence[tuple[str, float, str]], unit: str) -> str:

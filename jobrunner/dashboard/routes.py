@@ -21,12 +21,13 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from jobrunner import accounts, client
+from jobrunner import accounts, client, fleet
 from jobrunner.accounts import AccountDisabled, LoginFailed, Principal, TokenPair
 from jobrunner.api import limits
 from jobrunner.api.deps import CodecDep, ConnDep, SettingsDep
 from jobrunner.api.problems import ApiProblem
 from jobrunner.api.schemas import JobCreate, LoginCreate
+from jobrunner.api.served import QueueUnserved
 from jobrunner.api.submit import INTERNAL_TASK_PREFIX, Submitter, submit_job
 from jobrunner.auth import InvalidToken
 from jobrunner.dashboard import html as view
@@ -39,6 +40,7 @@ from jobrunner.errors import (
     JobStateConflict,
     UnknownTask,
 )
+from jobrunner.models import WorkerInfo
 from jobrunner.registry import registered_tasks
 from jobrunner.settings import Settings
 
@@ -121,9 +123,8 @@ async def _render(
         response: Response = HTMLResponse(main)
     else:
         who = f"{me.username} ({me.role})"
-        response = HTMLResponse(
-            view.page(title, main, who=who, query=request.query_params.get("q", ""))
-        )
+        query = request.query_params.get("q", "")
+        response = HTMLResponse(view.page(title, main, who=who, query=query, admin=me.is_admin))
     if pair is not None:
         _set_cookies(response, request, pair, settings)
     return response
@@ -157,13 +158,7 @@ async def overview(
             counts = await client.count_jobs(conn=conn, cap=COUNT_CAP)
             rows = await client.throughput(conn=conn, minutes=WINDOW_MINUTES)
             pickup = await queries.job_pickup_by_minute(conn, minutes=WINDOW_MINUTES)
-            unknown = await client.unknown_tasks(conn=conn)
-            if unknown:
-                parts.append(
-                    view.section(
-                        "Tasks no worker knew", view.unknown_tasks(unknown), attrs='id="unknown"'
-                    )
-                )
+            parts += await _fleet_warnings(conn, settings)
             parts.append(view.section("Queues", view.queue_counts(counts), attrs='id="queues"'))
             parts.append(
                 '<div class="grid">'
@@ -186,6 +181,40 @@ async def overview(
         return "".join(parts)
 
     return await _render(request, conn, codec, settings, "Overview", build)
+
+
+async def _fleet_warnings(
+    conn: Conn, settings: Settings, workers: list[WorkerInfo] | None = None
+) -> list[str]:
+    """For admins: queues no live worker serves, and tasks a worker did not know."""
+    if workers is None:
+        workers = await fleet.list_workers(conn, seen_timeout=settings.worker_seen_timeout)
+    parts = []
+    unserved = await fleet.unserved_queues(conn, workers)
+    if unserved:
+        body = view.unserved_queues(unserved)
+        parts.append(view.section("Queues no worker serves", body, attrs='id="unserved"'))
+    unknown = await client.unknown_tasks(conn=conn)
+    if unknown:
+        body = view.unknown_tasks(unknown, known_now=fleet.known_tasks(workers))
+        parts.append(view.section("Tasks no worker knew", body, attrs='id="unknown"'))
+    return parts
+
+
+@router.get("/workers")
+async def workers_page(
+    request: Request, conn: ConnDep, codec: CodecDep, settings: SettingsDep
+) -> Response:
+    async def build(conn: Conn, me: Principal) -> str:
+        if not me.is_admin:
+            return '<h1>Workers</h1><p class="muted">Only admins see the workers.</p>'
+        workers = await fleet.list_workers(conn, seen_timeout=settings.worker_seen_timeout)
+        parts = ["<h1>Workers</h1>", *await _fleet_warnings(conn, settings, workers)]
+        title = f"{sum(w.live for w in workers)} live, of {len(workers)} registered"
+        parts.append(view.section(title, view.workers(workers), attrs='id="workers"'))
+        return "".join(parts)
+
+    return await _render(request, conn, codec, settings, "Workers", build)
 
 
 @router.get("/jobs")
@@ -266,6 +295,7 @@ SUBMIT_ERRORS = {
     "args": "invalid arguments for this task: see its schema in the API docs.",
     "task": "No such task.",
     "limit": "Too many submissions or unfinished jobs: try again later.",
+    "queue": "No running worker serves this task's queue: nothing would run the job.",
     "failed": "The job could not be submitted.",
 }
 
@@ -282,6 +312,8 @@ def _submit_error_key(exc: Exception) -> str:
         return "json"
     if isinstance(exc, UnknownTask):
         return "task"
+    if isinstance(exc, QueueUnserved):
+        return "queue"
     if isinstance(exc, ApiProblem):
         return "limit" if exc.status == 429 else "failed"
     if isinstance(exc, ValueError | InvalidArguments):  # pydantic's errors are ValueErrors

@@ -26,6 +26,7 @@ from jobrunner.models import (
     Outcome,
     ThroughputMinute,
     User,
+    WorkerInfo,
 )
 
 if TYPE_CHECKING:
@@ -364,6 +365,63 @@ async def periodic_tick_init(conn: Conn, *, task: str, tick: datetime) -> None:
 
 async def periodic_tick_advance(conn: Conn, *, task: str, tick: datetime) -> bool:
     return await conn.fetchval(QUERIES["periodic_tick_advance"], task, tick) is not None
+
+
+async def job_queues_waiting(conn: Conn, *, cap: int, max_queues: int = 1000) -> dict[str, int]:
+    """Queue -> its queued jobs (counted up to `cap`), for the queues that have any."""
+    rows = await conn.fetch(QUERIES["job_queues_waiting"], cap, max_queues)
+    return {r["queue"]: int(r["jobs"]) for r in rows}
+
+
+# ----- the worker registry --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """What a worker writes of itself when it registers."""
+
+    id: str
+    host: str
+    pid: int
+    queues: Sequence[str]
+    tasks: Sequence[str]
+    concurrency: int
+
+
+async def worker_register(conn: Conn, worker: WorkerRow) -> None:
+    await conn.execute(
+        QUERIES["worker_register"],
+        worker.id,
+        worker.host,
+        worker.pid,
+        list(worker.queues),
+        list(worker.tasks),
+        worker.concurrency,
+    )
+
+
+async def worker_touch(conn: Conn, worker_id: str) -> bool:
+    """False when the worker has no live row (pruned, or never written): register it."""
+    return await conn.fetchval(QUERIES["worker_touch"], worker_id) is not None
+
+
+async def worker_stop(conn: Conn, worker_id: str) -> None:
+    await conn.execute(QUERIES["worker_stop"], worker_id)
+
+
+async def worker_list(conn: Conn, *, seen_timeout: float, limit: int = 500) -> list[WorkerInfo]:
+    rows = await conn.fetch(QUERIES["worker_list"], seen_timeout, limit)
+    return [WorkerInfo.from_row(r) for r in rows]
+
+
+async def worker_served_queues(conn: Conn, *, window: float) -> frozenset[str]:
+    """The queues of every worker seen within the last `window` seconds."""
+    return frozenset(r["queue"] for r in await conn.fetch(QUERIES["worker_served_queues"], window))
+
+
+async def worker_prune(conn: Conn, *, older_than: float) -> int:
+    status = await conn.execute(QUERIES["worker_prune"], older_than)
+    return int(status.split()[-1])
 
 
 async def clock_now(conn: Conn) -> datetime:

@@ -613,6 +613,27 @@ FROM (
 GROUP BY 1
 ORDER BY 1;
 
+-- name: job_queues_waiting
+-- The queues that have queued jobs (at most $2 of them), each with how many, counted up to
+-- $1. A skip scan written out: one probe of jobs_claim_idx per queue for the next queue's
+-- name, so the read costs the number of queues, not the depth of the backlog.
+WITH RECURSIVE waiting(queue, n) AS (
+    SELECT min(queue), 1 FROM jobrunner.jobs WHERE state = 'queued'
+    UNION ALL
+    SELECT (SELECT min(j.queue) FROM jobrunner.jobs AS j
+            WHERE j.state = 'queued' AND j.queue > waiting.queue),
+           waiting.n + 1
+    FROM waiting
+    WHERE waiting.queue IS NOT NULL AND waiting.n < $2
+)
+SELECT waiting.queue,
+       (SELECT count(*) FROM (SELECT 1 FROM jobrunner.jobs AS j
+                              WHERE j.state = 'queued' AND j.queue = waiting.queue
+                              LIMIT $1) AS capped) AS jobs
+FROM waiting
+WHERE waiting.queue IS NOT NULL
+ORDER BY waiting.queue;
+
 -- ===== Queue controls, as the claim reads them =====
 
 -- name: queue_lock_limited
@@ -651,6 +672,58 @@ SELECT minute, queue, succeeded, failed, retried, cancelled
 FROM jobrunner.throughput
 WHERE minute >= date_trunc('minute', now()) - make_interval(mins => $1::int)
 ORDER BY minute, queue;
+
+-- ===== Workers: the registry (jobrunner.worker.presence writes, jobrunner.fleet reads) =====
+
+-- name: worker_register
+-- Worker $1 starts (or its row was pruned while it ran): its row, written whole. A worker id
+-- seen before (a test's fixed id) starts afresh: started and seen now, no longer stopped.
+INSERT INTO jobrunner.workers AS w (id, host, pid, queues, tasks, concurrency)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (id) DO UPDATE
+SET host = excluded.host, pid = excluded.pid, queues = excluded.queues, tasks = excluded.tasks,
+    concurrency = excluded.concurrency, started_at = now(), last_seen_at = now(),
+    stopped_at = NULL;
+
+-- name: worker_touch
+-- Worker $1 is still alive; no row comes back when it has none (pruned, or never written
+-- while the database was away): it registers again.
+UPDATE jobrunner.workers SET last_seen_at = now()
+WHERE id = $1 AND stopped_at IS NULL
+RETURNING id;
+
+-- name: worker_stop
+-- Worker $1 stopped gracefully.
+UPDATE jobrunner.workers SET stopped_at = now(), last_seen_at = now() WHERE id = $1;
+
+-- name: worker_list
+-- Up to $2 workers, live ones first (not stopped, seen within $1 seconds), then the most
+-- recently seen, each with its running jobs: one pass over the running rows (partial
+-- indexes on state = 'running'), however many workers there are.
+SELECT w.id, w.host, w.pid, w.queues, w.tasks, w.concurrency, w.started_at, w.last_seen_at,
+       w.stopped_at,
+       (w.stopped_at IS NULL AND w.last_seen_at > now() - make_interval(secs => $1::float8))
+           AS live,
+       coalesce(running.jobs, 0) AS running
+FROM jobrunner.workers AS w
+LEFT JOIN (
+    SELECT worker_id, count(*) AS jobs FROM jobrunner.jobs
+    WHERE state = 'running' GROUP BY worker_id
+) AS running ON running.worker_id = w.id
+ORDER BY live DESC, w.last_seen_at DESC, w.id
+LIMIT $2;
+
+-- name: worker_served_queues
+-- The queues of the workers seen within the last $1 seconds, stopped or not: the API's
+-- served-queue check. A worker stopped a moment ago still counts, so submissions go through
+-- while a rolling restart has stopped the old workers and not yet started the new ones.
+SELECT DISTINCT queue
+FROM jobrunner.workers, unnest(queues) AS queue
+WHERE last_seen_at > now() - make_interval(secs => $1::float8);
+
+-- name: worker_prune
+-- Rows of workers stopped or unseen for more than $1 seconds (a stop also sets last_seen_at).
+DELETE FROM jobrunner.workers WHERE last_seen_at < now() - make_interval(secs => $1::float8);
 
 -- ===== Periodic (cron) tasks =====
 

@@ -1,8 +1,9 @@
 """Housekeeping, done each tick by whichever worker holds the maintenance lock.
 
 Due scheduled/retrying jobs become queued, expired leases are rescued, old finished jobs are
-deleted in batches, and periodic tasks get their job for each new tick. Every step is a
-statement in queries.sql driven by the database's clock.
+deleted in batches, so are the registry's rows of workers long gone, and periodic tasks get
+their job for each new tick. Every step is a statement in queries.sql driven by the
+database's clock.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ class MaintenanceResult:
     rescued: int = 0
     pruned: int = 0
     periodic: int = 0
+    workers_pruned: int = 0
 
     def touched_anything(self) -> bool:
-        return any((self.promoted, self.rescued, self.pruned, self.periodic))
+        return any((self.promoted, self.rescued, self.pruned, self.periodic, self.workers_pruned))
 
 
 @dataclass
@@ -84,6 +86,9 @@ class Maintenance:
             )
             result.pruned += await self._repeat(prune, batch=self.settings.prune_batch)
         await queries.throughput_prune(conn, older_than=THROUGHPUT_RETENTION_SECONDS)
+        result.workers_pruned = await queries.worker_prune(
+            conn, older_than=self.settings.worker_retention
+        )
         result.periodic = await enqueue_due_periodic(conn)
         return result
 

@@ -10,6 +10,7 @@ Pieces, each on its own task or thread:
 - the heartbeat thread renews leases of every attempt held (running, or finished but not yet
   written), and reports lost leases and cancel requests back;
 - maintenance, under an advisory lock, promotes due jobs, rescues leases and prunes;
+- presence.py keeps this worker's row in the registry (jobrunner.workers);
 - shutdown.py drains and hands back what is left.
 
 An attempt is held from its claim until its outcome is written. A worker that dies holding
@@ -44,6 +45,7 @@ from jobrunner.worker.listener import Listener
 from jobrunner.worker.maintenance import Maintenance
 from jobrunner.worker.outcomes import HeldConnection, OutcomeWriter
 from jobrunner.worker.pacing import Prefetch, back_off
+from jobrunner.worker.presence import Presence
 from jobrunner.worker.shutdown import drain, release_unfinished, stuck_handlers
 
 log = structlog.get_logger("jobrunner.worker")
@@ -119,6 +121,7 @@ class Worker:
         self._background: list[asyncio.Task[Any]] = []
         self._heartbeat: Heartbeat | None = None
         self._claim_conn: HeldConnection | None = None
+        self.presence = Presence(self.worker_id, self.queues, self.concurrency, settings)
 
     # ----- public surface -------------------------------------------------------------
 
@@ -156,6 +159,7 @@ class Worker:
             concurrency=self.concurrency,
             burst=burst,
         )
+        await self.presence.register(pool)
         self._start_background(pool, burst)
         fetch = asyncio.create_task(self._fetch_loop(burst), name="jobrunner-fetch")
         try:
@@ -204,6 +208,7 @@ class Worker:
     def _start_background(self, pool: Pool, burst: bool) -> None:
         spawn = self._background.append
         spawn(asyncio.create_task(self._writer.run(), name="jobrunner-flush"))
+        spawn(asyncio.create_task(self.presence.keep_seen(), name="jobrunner-presence"))
         if self.settings.listen and not burst:
             listener = Listener(
                 self.dsn,
@@ -234,6 +239,7 @@ class Worker:
         for task in self._background:
             task.cancel()
         await asyncio.gather(fetch, *self._background, return_exceptions=True)
+        await self.presence.stop()
         if self._heartbeat is not None:
             await asyncio.to_thread(self._heartbeat.stop)
         for held in (self._claim_conn, self._writer.conn):

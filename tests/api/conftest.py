@@ -24,7 +24,8 @@ def api_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def app(api_settings: Settings) -> AsyncIterator[FastAPI]:
+async def app(api_settings: Settings, served_queues: frozenset[str]) -> AsyncIterator[FastAPI]:
+    """The API, with a worker's row serving the queues tests submit to (served_queues)."""
     app = create_app(api_settings)
     async with app.router.lifespan_context(app):
         yield app

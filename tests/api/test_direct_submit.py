@@ -69,6 +69,7 @@ CASES: dict[str, dict[str, Any]] = {
     "arguments the task refuses": {"task": "square_sum", "args": {"data": "seven"}},
     "jobrunner's own task": {"task": "jobrunner.webhook", "args": {}},
     "callback to a private address": {**GOOD, "callback_url": "http://10.1.2.3/hook"},
+    "a queue no worker serves": {**GOOD, "queue": "nowhere"},
 }
 
 

@@ -14,7 +14,7 @@ from jobrunner.db.pool import Pool
 from jobrunner.models import JobState
 from jobrunner.testing import drain
 from tests.support.cli import Cli
-from tests.support.rows import insert_deferred_job
+from tests.support.rows import insert_deferred_job, insert_worker
 from tests.support.waiting import wait_for
 
 COMMANDS = [
@@ -164,7 +164,15 @@ def test_users_disable_enable_delete(cli: Cli) -> None:
 def test_doctor_passes_on_a_healthy_setup(cli: Cli) -> None:
     result = cli.run("doctor")
     assert result.code == 0, result.out + result.err
-    for name in ("JWT secret", "tasks", "database", "migrations", "LISTEN/NOTIFY", "unknown tasks"):
+    for name in (
+        "JWT secret",
+        "tasks",
+        "database",
+        "migrations",
+        "LISTEN/NOTIFY",
+        "workers",
+        "unknown tasks",
+    ):
         assert f"OK    {name}:" in result.out
     assert "FAIL" not in result.out
 
@@ -174,6 +182,31 @@ async def test_doctor_warns_of_jobs_whose_task_no_worker_knew(cli: Cli, pool: Po
         await insert_deferred_job(conn, "deploy.not_yet")
     result = cli.run("doctor")
     assert "WARN  unknown tasks:" in result.out and "deploy.not_yet (1 jobs)" in result.out
+
+
+async def test_doctor_warns_of_queued_jobs_no_live_worker_serves(cli: Cli, pool: Pool) -> None:
+    async with pool.acquire() as conn:
+        await insert_worker(conn, "w-live", queues=["default"])
+        await insert_worker(conn, "w-gone", queues=["orphan"], seen_ago=3600)
+        for queue in ("default", "orphan", "orphan"):
+            await client.enqueue("test.add", {"a": 1, "b": 1}, conn=conn, queue=queue)
+    result = cli.run("doctor")
+    assert result.code == 0, result.out + result.err  # a warning, not a failure
+    assert "WARN  workers: no live worker serves these queues" in result.out
+    assert "orphan (2 jobs)" in result.out and "default (" not in result.out
+    assert "fix: start a worker for them" in result.out
+
+
+async def test_doctor_tells_tasks_a_live_worker_knows_by_now(cli: Cli, pool: Pool) -> None:
+    async with pool.acquire() as conn:
+        await insert_deferred_job(conn, "deploy.done")
+        await insert_deferred_job(conn, "deploy.not_yet")
+        await insert_worker(conn, "w-new", queues=["default"], tasks=["deploy.done"])
+    result = cli.run("doctor")
+    assert "OK    workers: 1 live, serving default" in result.out
+    line = next(x for x in result.out.splitlines() if "unknown tasks:" in x)
+    assert line.startswith("WARN") and "these tasks, so their jobs wait: deploy.not_yet" in line
+    assert "known now to a live worker, so run when due: deploy.done (1 jobs)" in line
 
 
 async def test_doctor_fails_on_pending_migrations(cli: Cli, pool: Pool) -> None:

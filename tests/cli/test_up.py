@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from jobrunner import client
 from jobrunner.cli.embedded import EmbeddedPostgres
 from jobrunner.db.pool import Pool
 from tests.support.cli import Cli, cli_env
@@ -29,11 +30,17 @@ def _free_port() -> int:
     reason="jobrunner.api.app (the HTTP API) does not exist yet",
 )
 async def test_up_serves_works_and_stops_cleanly_on_sigterm(cli: Cli, pool: Pool) -> None:
+    async with pool.acquire() as conn:  # a queue its worker does not serve: it warns of it
+        await client.enqueue("test.add", {"a": 1, "b": 1}, conn=conn, queue="orphan")
     port = _free_port()
     env = {k: v for k, v in cli.env.items() if k != "JOBRUNNER_JWT_SECRET"}  # dev mode
     process = await Cli(env).start("up", "--port", str(port), "--drain-timeout", "2")
     base = f"http://127.0.0.1:{port}"
+    warned = b""
     try:
+        assert process.stderr is not None
+        warned = await asyncio.wait_for(_read_until(process.stderr, b"orphan (1 jobs)"), 60)
+        assert b"no live worker serves these queues" in warned
         async with httpx.AsyncClient(base_url=base, timeout=2) as http:
 
             async def healthy() -> bool:
@@ -50,11 +57,22 @@ async def test_up_serves_works_and_stops_cleanly_on_sigterm(cli: Cli, pool: Pool
     finally:
         process.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(process.communicate(), timeout=30)
-    banner = err.decode()
+    banner = (warned + err).decode()
     assert process.returncode == 0, banner
     assert f"jobrunner is starting on {base}" in banner
     assert "demo admin admin / " in banner
     assert "psql" in banner and "dev mode" in banner
+
+
+async def _read_until(stream: asyncio.StreamReader, needle: bytes) -> bytes:
+    """The lines read from `stream` up to and including the first that holds `needle`."""
+    read = b""
+    while True:
+        line = await stream.readline()
+        assert line, f"the stream ended before {needle!r}: {read.decode()}"
+        read += line
+        if needle in line:
+            return read
 
 
 def test_embedded_postgres_is_started_used_and_stopped(tmp_path: Path) -> None:

@@ -51,6 +51,12 @@ async def test_log_in_submit_and_watch_a_job_succeed(cli: Cli, pool: Pool, tmp_p
                     return False
 
             await wait_for(up, timeout=60)
+
+        async def registered() -> bool:  # a user's submission to a queue nobody serves is 422
+            async with pool.acquire() as conn:
+                return bool(await conn.fetchval("SELECT EXISTS (SELECT FROM jobrunner.workers)"))
+
+        await wait_for(registered, timeout=60, what="up's worker registered")
         async with chromium_page(CHROMIUM, tmp_path / "chromium") as page:
             await page.goto(f"{base}/dashboard")
             await page.wait_for("location.pathname === '/dashboard/login'")

@@ -17,13 +17,14 @@ from jobrunner.db.pool import Pool
 from jobrunner.models import JobState
 from jobrunner.settings import Settings
 from jobrunner.testing import drain
-from tests.support.rows import insert_deferred_job
+from tests.support.rows import insert_deferred_job, insert_worker
+from tests.support.waiting import wait_for
 
 PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+async def app(settings: Settings, served_queues: frozenset[str]) -> AsyncIterator[FastAPI]:
     api_settings = settings.model_copy(
         update={"jwt_secret": SecretStr("dashboard-" + "y" * 40), "dev_mode": False}
     )
@@ -270,3 +271,58 @@ async def test_two_tabs_refreshing_at_once_stay_logged_in(
     for tab in tabs:
         assert (await tab.get("/dashboard")).status_code == 200  # the session lives on
         await tab.aclose()
+
+
+# ----- the worker registry --------------------------------------------------------------
+
+
+async def test_admins_see_the_workers_page_and_its_link(
+    admin: httpx.AsyncClient, user: httpx.AsyncClient, pool: Pool
+) -> None:
+    async with pool.acquire() as conn:
+        await insert_worker(conn, "w-stopped", queues=["mail"], seen_ago=5, stopped=True)
+    assert 'href="/dashboard/workers"' in (await admin.get("/dashboard")).text
+    page = await admin.get("/dashboard/workers")
+    assert page.status_code == 200 and 'id="workers"' in page.text
+    assert "tests:served" in page.text and "state-live" in page.text
+    assert "w-stopped" in page.text and "state-stopped" in page.text
+    assert 'href="/dashboard/workers"' not in (await user.get("/dashboard")).text
+    hidden = await user.get("/dashboard/workers")
+    assert "Only admins" in hidden.text and "tests:served" not in hidden.text
+
+
+async def test_admins_are_warned_of_queues_no_worker_serves(
+    admin: httpx.AsyncClient, pool: Pool
+) -> None:
+    assert 'id="unserved"' not in (await admin.get("/dashboard")).text
+    async with pool.acquire() as conn:
+        await client.enqueue("test.add", {"a": 1, "b": 1}, conn=conn, queue="orphan")
+    for path in ("/dashboard", "/dashboard/workers"):
+        page = await admin.get(path)
+        assert 'id="unserved"' in page.text and "orphan" in page.text, path
+
+
+async def test_a_task_a_live_worker_knows_by_now_is_told_apart(
+    admin: httpx.AsyncClient, pool: Pool
+) -> None:
+    async with pool.acquire() as conn:
+        await insert_deferred_job(conn, "deploy.done")
+        await insert_worker(conn, "w-new", queues=["default"], tasks=["deploy.done"])
+    page = await admin.get("/dashboard")
+    assert 'id="unknown"' in page.text and "yes: they run when due" in page.text
+
+
+async def test_the_form_refuses_a_task_whose_queue_no_worker_serves(
+    app: FastAPI, user: httpx.AsyncClient, pool: Pool
+) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute("DELETE FROM jobrunner.workers")
+    served = app.state.submit_context.served
+    await wait_for(lambda: "default" not in served, what="the API's served queues read again")
+    sent = await user.post(
+        "/dashboard/submit", data={"task": "square_sum", "args": '{"data": [1]}'}
+    )
+    assert sent.status_code == 303 and sent.headers["location"] == "/dashboard?error=queue"
+    assert "No running worker serves" in (await user.get(sent.headers["location"])).text
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM jobrunner.jobs") == 0

@@ -63,6 +63,16 @@ class Db:
     ) -> list[UUID]:
         return await client.enqueue_many(task, args, conn=await self.conn(), **options)
 
+    async def serves(self, queue: str = "default") -> bool:
+        """A worker registered for `queue`: the API refuses a user's submission to a queue
+        no worker serves, so a test submitting as a user waits for this first."""
+        return bool(
+            await self.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM jobrunner.workers WHERE queues @> ARRAY[$1])",
+                queue,
+            )
+        )
+
     async def count(self, ids: Sequence[UUID], *states: str) -> int:
         value: int = await self.fetchval(
             "SELECT count(*) FROM jobrunner.jobs WHERE id = any($1::uuid[])"

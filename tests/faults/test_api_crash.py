@@ -161,6 +161,7 @@ async def test_api_killed_mid_burst_idempotency_keys_make_one_job_each(
 ) -> None:
     await accounts.create_user(await db.conn(), username="alice", password=PASSWORD)
     procs.start_worker("w", WorkerOptions(lease_seconds=10.0, heartbeat_interval=0.5))
+    await wait_for(db.serves, timeout=60, what="a worker registered")  # else users get 422
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     api = _start_api(procs, "api", port)

@@ -59,6 +59,7 @@ async def test_api_answers_503_while_postgres_restarts(
     )  # fmt: skip
     await accounts.create_user(await db.conn(), username="alice", password=PASSWORD)
     procs.start_worker("w", WorkerOptions(lease_seconds=10.0, heartbeat_interval=0.5))
+    await wait_for(db.serves, timeout=60, what="a worker registered")  # else users get 422
     app = create_app(settings)
     statuses: Counter[int] = Counter()
     accepted: list[UUID] = []

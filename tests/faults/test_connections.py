@@ -212,6 +212,7 @@ async def test_connection_exhaustion_workers_back_off_api_answers_503(
         env={"JOBRUNNER_DATABASE_URL": app_dsn, "JOBRUNNER_POOL_MAX_SIZE": "4"},
     )  # fmt: skip
     workers = [procs.start_worker(f"w{i}", options) for i in range(WORKERS)]
+    await wait_for(db.serves, timeout=60, what="a worker registered")  # else users get 422
     settings = Settings(
         database_url=app_dsn, data_dir=tmp_path, jwt_secret=SecretStr("s" * 48),
         tasks=["tests.support.fault_tasks"], pool_min_size=1, pool_max_size=4,
