@@ -2,8 +2,8 @@
 
 Its lifespan checks the JWT secret, opens the API's pool and its doorbell (kept in
 `app.state`, passed to every `client.*` call: the API never touches the client's process-wide
-default pool, which a worker in the same process owns), loads the task modules and starts the
-one SSE poller of this process.
+default pool, which a worker in the same process owns), loads the task modules and the queue
+access rules, and starts the one SSE poller of this process and the rules' refresh.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from jobrunner.api import (
     jobs_routes,
     ops_routes,
     problems,
+    queue_routes,
     sse_routes,
 )
 from jobrunner.api.direct_submit import DirectSubmit
@@ -31,6 +32,8 @@ from jobrunner.api.limits import SubmitTokensAhead, UnfinishedJobs
 from jobrunner.api.metrics import RequestMetrics
 from jobrunner.api.middleware import ApiMiddleware
 from jobrunner.api.proxies import TrustedProxies, parse_networks
+from jobrunner.api.queue_access import QueueAccess
+from jobrunner.api.queue_routes import QueueCountsCache
 from jobrunner.api.submit import SubmitContext
 from jobrunner.api.submit_batch import SubmitBatcher
 from jobrunner.auth import TokenCodec
@@ -81,9 +84,12 @@ def create_app(settings: Settings) -> FastAPI:
         )
         doorbell = Doorbell(pool)
         batcher = SubmitBatcher(pool, doorbell)
+        access = QueueAccess(pool)
+        await access.refresh()
         app.state.submit_context = SubmitContext(
-            pool, codec, SubmitTokensAhead(settings), UnfinishedJobs(), batcher
+            pool, codec, SubmitTokensAhead(settings), UnfinishedJobs(), batcher, access
         )
+        app.state.queue_counts = QueueCountsCache(pool)
         app.state.job_metrics = JobMetrics(
             pool, ttl=settings.metrics_cache_seconds, max_queues=settings.metrics_max_queues
         )
@@ -95,6 +101,7 @@ def create_app(settings: Settings) -> FastAPI:
                 housekeeping.run_forever(pool, housekeeping.HousekeepingConfig()),
                 name="jobrunner-api-housekeeping",
             ),
+            asyncio.create_task(access.run_forever(), name="jobrunner-queue-access"),
         ]
         try:
             yield
@@ -120,7 +127,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.direct_submit = DirectSubmit(app)
     problems.install(app)
     docs.install(app)
-    for module in (auth_routes, admin_routes, jobs_routes, sse_routes, ops_routes, dashboard):
+    routers = (auth_routes, admin_routes, jobs_routes, queue_routes, sse_routes, ops_routes)
+    for module in (*routers, dashboard):
         app.include_router(module.router)
     app.add_middleware(
         ApiMiddleware,

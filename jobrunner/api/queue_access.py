@@ -1,0 +1,60 @@
+"""Who may submit where, checked on every submission with no database round trip.
+
+Each API process keeps the access rules (queues open to all, grants, admins, users' highest
+priorities: jobrunner.queues) in memory, read again every REFRESH_SECONDS in the background.
+A submission the rules allow goes on at once. One they would refuse is looked up afresh
+first (one small statement), so a queue opened or a user promoted a moment ago is never
+refused; only a grant taken back can still be honoured for up to a second.
+
+Why a cache rather than folding the check into the insert: measured on the 2-CPU dev VM,
+the in-memory check costs ~0.4 µs a submission against the ~300 µs of CPU a submission
+costs the API, so it is free; the same lookup as a statement is ~150 µs and a round trip,
+and folded into the batched insert (job_insert_each) it would have to refuse rows one by one
+inside a statement written for many users at once. The rules are a few rows per queue and
+per privileged user, so reading them every second costs the database next to nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from jobrunner.db import queries
+from jobrunner.db.pool import Pool
+from jobrunner.models import NO_ACCESS_RULES, AccessRules, UserAccess
+from jobrunner.queues import QueueAccessDenied, refusal
+
+log = structlog.get_logger("jobrunner.api")
+
+REFRESH_SECONDS = 1.0
+NOBODY = UserAccess(admin=False, max_priority=0, open=False)
+
+
+class QueueAccess:
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+        self.rules: AccessRules = NO_ACCESS_RULES
+
+    async def check(self, username: str, queue: str, priority: int | None) -> None:
+        """Raise QueueAccessDenied unless `username` may submit to `queue` with `priority`
+        (None: the task's own). Admins may submit anywhere, with any priority."""
+        if refusal(queue, priority, self.rules.lookup(username, queue)) is None:
+            return
+        fresh = await queries.queue_access_get(self._pool, username=username, queue=queue)
+        reason = refusal(queue, priority, fresh or NOBODY)
+        if reason is not None:
+            raise QueueAccessDenied(queue, reason)
+
+    async def refresh(self) -> None:
+        self.rules = await queries.queue_access_rules(self._pool)
+
+    async def run_forever(self) -> None:
+        """Read the rules every REFRESH_SECONDS; on an error, keep the last ones and go on
+        (a refusal still reads afresh, so nothing is refused on stale rules)."""
+        while True:
+            await asyncio.sleep(REFRESH_SECONDS)
+            try:
+                await self.refresh()
+            except Exception as exc:  # the database away for a moment: next time
+                log.warning("queue access rules not refreshed", error=str(exc))
