@@ -71,7 +71,10 @@ def refusal(queue: str, priority: int | None, access: UserAccess) -> str | None:
     if not access.open:
         return f"queue {queue!r} is not open to you: an admin can open it"
     if priority is not None and priority > access.max_priority:
-        return f"priority {priority} is above your highest allowed, {access.max_priority}"
+        return (
+            f"priority {priority} for queue {queue!r} is above the highest you may give, "
+            f"{access.max_priority}"
+        )
     return None
 
 

@@ -2,8 +2,8 @@
 
 Its lifespan checks the JWT secret, opens the API's pool and its doorbell (kept in
 `app.state`, passed to every `client.*` call: the API never touches the client's process-wide
-default pool, which a worker in the same process owns), loads the task modules and the queue
-access rules, and starts the one SSE poller of this process and the rules' refresh.
+default pool, which a worker in the same process owns), loads the task modules, and starts
+the one SSE poller of this process and the reader of the queue access rules.
 """
 
 from __future__ import annotations
@@ -85,7 +85,6 @@ def create_app(settings: Settings) -> FastAPI:
         doorbell = Doorbell(pool)
         batcher = SubmitBatcher(pool, doorbell)
         access = QueueAccess(pool)
-        await access.refresh()
         app.state.submit_context = SubmitContext(
             pool, codec, SubmitTokensAhead(settings), UnfinishedJobs(), batcher, access
         )

@@ -50,11 +50,12 @@ class QueueAccess:
         self.rules = await queries.queue_access_rules(self._pool)
 
     async def run_forever(self) -> None:
-        """Read the rules every REFRESH_SECONDS; on an error, keep the last ones and go on
-        (a refusal still reads afresh, so nothing is refused on stale rules)."""
+        """Read the rules now and every REFRESH_SECONDS. On an error (the database away, or
+        not migrated yet) keep the last ones and go on: a refusal reads afresh anyway, so
+        nothing is refused on stale or missing rules, it only costs a round trip."""
         while True:
-            await asyncio.sleep(REFRESH_SECONDS)
             try:
                 await self.refresh()
-            except Exception as exc:  # the database away for a moment: next time
+            except Exception as exc:
                 log.warning("queue access rules not refreshed", error=str(exc))
+            await asyncio.sleep(REFRESH_SECONDS)
