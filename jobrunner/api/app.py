@@ -37,6 +37,7 @@ from jobrunner.api.queue_routes import QueueCountsCache
 from jobrunner.api.submit import SubmitContext
 from jobrunner.api.submit_batch import SubmitBatcher
 from jobrunner.auth import TokenCodec
+from jobrunner.dashboard import queue_pages
 from jobrunner.dashboard import routes as dashboard
 from jobrunner.db.pool import create_pool, wait_for_database
 from jobrunner.doorbell import Doorbell
@@ -127,7 +128,7 @@ def create_app(settings: Settings) -> FastAPI:
     problems.install(app)
     docs.install(app)
     routers = (auth_routes, admin_routes, jobs_routes, queue_routes, sse_routes, ops_routes)
-    for module in (*routers, dashboard):
+    for module in (*routers, dashboard, queue_pages):
         app.include_router(module.router)
     app.add_middleware(
         ApiMiddleware,

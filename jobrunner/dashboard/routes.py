@@ -39,6 +39,7 @@ from jobrunner.errors import (
     JobStateConflict,
     UnknownTask,
 )
+from jobrunner.queues import QueueAccessDenied
 from jobrunner.registry import registered_tasks
 from jobrunner.settings import Settings
 
@@ -108,7 +109,14 @@ def _same_origin(request: Request) -> bool:
 
 
 async def _render(
-    request: Request, conn: Conn, codec: CodecDep, settings: SettingsDep, title: str, build: Build
+    request: Request,
+    conn: Conn,
+    codec: CodecDep,
+    settings: SettingsDep,
+    title: str,
+    build: Build,
+    *,
+    live: bool = True,
 ) -> Response:
     try:
         me, pair = await _principal(request, conn, codec, settings)
@@ -122,7 +130,7 @@ async def _render(
     else:
         who = f"{me.username} ({me.role})"
         response = HTMLResponse(
-            view.page(title, main, who=who, query=request.query_params.get("q", ""))
+            view.page(title, main, who=who, query=request.query_params.get("q", ""), live=live)
         )
     if pair is not None:
         _set_cookies(response, request, pair, settings)
@@ -228,7 +236,7 @@ async def job_page(
             job = await client.get_job(job_id, conn=conn, user=me.username, admin=me.is_admin)
         except JobNotFound:
             return f"<h1>No job {view.h(job_id)}</h1>"
-        return view.job_page(job)
+        return view.job_page(job, await client.webhook_delivery(job, conn=conn))
 
     return await _render(request, conn, codec, settings, "Job", build)
 
@@ -266,6 +274,7 @@ SUBMIT_ERRORS = {
     "args": "invalid arguments for this task: see its schema in the API docs.",
     "task": "No such task.",
     "limit": "Too many submissions or unfinished jobs: try again later.",
+    "queue": "This task's queue is not open to you: an admin can open it.",
     "failed": "The job could not be submitted.",
 }
 
@@ -282,6 +291,8 @@ def _submit_error_key(exc: Exception) -> str:
         return "json"
     if isinstance(exc, UnknownTask):
         return "task"
+    if isinstance(exc, QueueAccessDenied):
+        return "queue"
     if isinstance(exc, ApiProblem):
         return "limit" if exc.status == 429 else "failed"
     if isinstance(exc, ValueError | InvalidArguments):  # pydantic's errors are ValueErrors
