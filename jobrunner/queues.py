@@ -39,6 +39,7 @@ from jobrunner.webhooks import deliver_webhook
 RESERVED_QUEUE = deliver_webhook.queue
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # as the API's QueueName says
 LIVE_STATES = [s.value for s in JobState if s not in TERMINAL_STATES]
+COUNT_CAP = 100_000  # each state's count stops here (shown as "at least"), as in /stats
 
 
 class QueueAccessDenied(JobrunnerError):
@@ -98,12 +99,14 @@ def no_counts(queue: str, cap: int) -> QueueCounts:
     return QueueCounts(queue, dict.fromkeys(LIVE_STATES, 0), cap)
 
 
-async def live_counts(conn: Conn, *, cap: int) -> dict[str, QueueCounts]:
+async def live_counts(conn: Conn, *, cap: int = COUNT_CAP) -> dict[str, QueueCounts]:
     """Every queue's unfinished jobs per state, each state counted up to `cap`."""
     return _counts(await queries.job_count_live_by_queue(conn, cap=cap), cap)
 
 
-async def list_all(conn: Conn, counts: dict[str, QueueCounts], *, cap: int) -> list[QueueView]:
+async def list_all(
+    conn: Conn, counts: dict[str, QueueCounts], *, cap: int = COUNT_CAP
+) -> list[QueueView]:
     """Every queue with a row or with unfinished jobs (an admin's view), by name, with the
     counts `live_counts` read (up to `cap`; the caller may have kept them a moment)."""
     rows = {c.name: c for c in await queries.queue_list(conn)}

@@ -2,7 +2,7 @@
 
 Thin: each route calls jobrunner.queues once. Controls are read fresh (an admin sees the
 change just made); the counts behind them are read at most once per COUNTS_TTL seconds
-however many admins ask, each state counted up to COUNT_CAP along its own partial index.
+however many admins ask, each state counted up to queues.COUNT_CAP along its own partial index.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Request, Response
 
 from jobrunner import queues
 from jobrunner.api.deps import AdminDep, ConnDep, PrincipalDep, SettingsDep
-from jobrunner.api.job_metrics import COUNT_CAP, SingleFlight
+from jobrunner.api.job_metrics import SingleFlight
 from jobrunner.api.schemas import QueuePublic, QueueUpdate
 from jobrunner.db.pool import Pool
 from jobrunner.models import QueueControls, QueueCounts
@@ -38,12 +38,12 @@ class QueueCountsCache:
 
     async def _read(self) -> dict[str, QueueCounts]:
         async with self._pool.acquire() as conn:
-            return await queues.live_counts(conn, cap=COUNT_CAP)
+            return await queues.live_counts(conn)
 
 
 async def _public(request: Request, queue: QueueControls) -> QueuePublic:
     cache: QueueCountsCache = request.app.state.queue_counts
-    counts = (await cache.get()).get(queue.name) or queues.no_counts(queue.name, COUNT_CAP)
+    counts = (await cache.get()).get(queue.name) or queues.no_counts(queue.name, queues.COUNT_CAP)
     return QueuePublic.of(queue, counts, admin=True)
 
 
@@ -56,7 +56,7 @@ async def list_queues(
     to, with their own unfinished jobs."""
     if me.is_admin:
         cache: QueueCountsCache = request.app.state.queue_counts
-        views = await queues.list_all(conn, await cache.get(), cap=COUNT_CAP)
+        views = await queues.list_all(conn, await cache.get())
     else:
         cap = settings.max_unfinished_jobs_per_user
         views = await queues.list_open(conn, me.username, max_jobs=cap)

@@ -13,7 +13,6 @@ import getpass
 import re
 
 from jobrunner import queues
-from jobrunner.api.job_metrics import COUNT_CAP
 from jobrunner.cli import console
 from jobrunner.cli.common import database, out, settings_from
 from jobrunner.db.pool import Conn, connect
@@ -82,9 +81,7 @@ def _show(queue: QueueControls) -> str:
 
 
 async def _list(conn: Conn, as_json: bool) -> None:
-    views = await queues.list_all(
-        conn, await queues.live_counts(conn, cap=COUNT_CAP), cap=COUNT_CAP
-    )
+    views = await queues.list_all(conn, await queues.live_counts(conn))
     if as_json:
         for v in views:
             record = {**dataclasses.asdict(v.controls), "counts": v.counts.states}

@@ -17,7 +17,6 @@ from fastapi.responses import RedirectResponse, Response
 from jobrunner import queues
 from jobrunner.accounts import Principal
 from jobrunner.api.deps import CodecDep, ConnDep, SettingsDep
-from jobrunner.api.job_metrics import COUNT_CAP
 from jobrunner.api.queue_routes import QueueCountsCache
 from jobrunner.dashboard import html as view
 from jobrunner.dashboard.routes import LoginRequired, _principal, _render, _same_origin
@@ -45,7 +44,7 @@ async def queues_page(
             table = view.queue_table([(v.controls, v.counts) for v in mine], admin=False)
             return "<h1>Queues open to you</h1>" + view.section("Your jobs in them", table)
         cache: QueueCountsCache = request.app.state.queue_counts
-        every = await queues.list_all(conn, await cache.get(), cap=COUNT_CAP)
+        every = await queues.list_all(conn, await cache.get())
         table = view.queue_table([(v.controls, v.counts) for v in every], admin=True)
         editing = await _editing(conn, request.query_params.get("queue", ""))
         error = QUEUE_ERRORS.get(request.query_params.get("error", ""), "")

@@ -105,6 +105,18 @@ async def test_job_page_shows_the_jobs_own_backoff(admin: httpx.AsyncClient, poo
     assert foreign.status_code == 403
 
 
+async def test_job_page_shows_how_its_webhook_delivery_stands(
+    user: httpx.AsyncClient, pool: Pool, settings: Settings
+) -> None:
+    async with pool.acquire() as conn:  # from code: no submit-time check of the URL
+        job = await client.enqueue("echo", conn=conn, owner="ada", callback_url="http://x.test/")
+    assert "sent once the job ends" in (await user.get(f"/dashboard/jobs/{job.id}")).text
+    await drain(pool, settings=settings)  # the job ends; its delivery waits in `webhooks`
+    page = await user.get(f"/dashboard/jobs/{job.id}")
+    assert "<th>webhook</th>" in page.text and "state-queued" in page.text
+    assert "0 of 10 attempts" in page.text
+
+
 async def test_users_see_only_their_own_jobs(user: httpx.AsyncClient, pool: Pool) -> None:
     async with pool.acquire() as conn:
         mine = await client.enqueue("test.add", {"a": 1, "b": 1}, conn=conn, owner="ada")
