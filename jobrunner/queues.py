@@ -33,9 +33,8 @@ from jobrunner.models import (
 )
 from jobrunner.webhooks import deliver_webhook
 
-# Deliveries are owned by nobody and signed with their job's owner's secret: a user's job
-# in this queue would delay every other user's webhooks, and workers dedicated to it run
-# untrusted code next to the signing.
+# Where workers deliver every user's webhooks: a user's jobs there would hold up everyone's
+# deliveries, and operators size its workers for deliveries alone.
 RESERVED_QUEUE = deliver_webhook.queue
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # as the API's QueueName says
 LIVE_STATES = [s.value for s in JobState if s not in TERMINAL_STATES]
