@@ -189,6 +189,17 @@ async def set_disabled(conn: Conn, username: str, *, disabled: bool) -> User:
     return user
 
 
+async def set_max_priority(conn: Conn, username: str, max_priority: int) -> User:
+    """The highest priority the user may give a job (admins give any). Above 0, their jobs
+    jump other users' waiting jobs."""
+    if not -100 <= max_priority <= 100:
+        raise InvalidAccount("a maximum priority is between -100 and 100, as priorities are")
+    user = await queries.user_set_max_priority(conn, username=username, max_priority=max_priority)
+    if user is None:
+        raise UnknownUser(username)
+    return user
+
+
 async def delete_user(conn: Conn, username: str) -> None:
     """Delete an account that owns no jobs (else UserHasJobs: disable it instead)."""
     if await queries.user_delete(conn, username):

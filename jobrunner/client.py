@@ -26,6 +26,7 @@ from jobrunner.models import (
     JobState,
     QueueCounts,
     ThroughputMinute,
+    WebhookDelivery,
 )
 from jobrunner.options import EnqueueOptions, JobOptions
 
@@ -156,6 +157,15 @@ async def retry_job(
 
 
 # ----- reads for the API and the dashboard ---------------------------------------------
+
+
+async def webhook_delivery(job: Job, *, conn: Conn | None = None) -> WebhookDelivery | None:
+    """The latest delivery of a job's webhook (a job of jobrunner's own, owned by nobody),
+    or None: no callback URL, or not finished yet. No visibility check: callers check it."""
+    if job.callback_url is None:
+        return None  # no read at all for the jobs without a callback
+    async with _connection(conn) as c:
+        return await queries.job_delivery_latest(c, job.id)
 
 
 LEAN = queries.Include()  # lists read neither args nor results unless asked

@@ -10,6 +10,7 @@ not this one (a unit test walks the subclasses and fails on any missing from thi
     ├── JobNotFound          no such job (or not visible to the caller)
     ├── JobStateConflict     the job is not in a state that allows the change
     ├── DatabaseUnavailable  PostgreSQL cannot be reached right now
+    ├── InvalidQueueControls a queue's limits are out of bounds
     ├── UserExists           (accounts) that username is taken
     ├── InvalidAccount       (accounts) a username or password does not meet the rules
     ├── LoginFailed          (accounts) wrong username or password
@@ -19,6 +20,8 @@ not this one (a unit test walks the subclasses and fails on any missing from thi
     ├── InvalidToken         (auth) a JWT is malformed, expired, or of the wrong kind
     ├── UnsafeUrl            (webhooks) a callback URL jobrunner refuses to call
     ├── DeliveryFailed       (webhooks) the receiver did not answer 2xx; retried
+    ├── QueueAccessDenied    (queues) a user may not submit there, or not with that priority
+    ├── GrantNotFound        (queues) the queue was not opened to that user
     └── ApiProblem           (api.problems) an HTTP error with its status and headers
         └── QueueUnserved    (api.served) a user submitted to a queue no worker serves
 
@@ -62,6 +65,10 @@ class JobStateConflict(JobrunnerError):
 
 
 class DatabaseUnavailable(JobrunnerError):
+    pass
+
+
+class InvalidQueueControls(JobrunnerError):
     pass
 
 

@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 from uuid import UUID
 
+from jobrunner.errors import InvalidQueueControls
+
 
 class Row(Protocol):
     """A database row read by column name (an asyncpg Record, or a dict in tests)."""
@@ -241,6 +243,7 @@ class User:
     created_at: datetime
     webhook_secret: str
     disabled: bool = False  # cannot log in: disabled by an admin, or awaiting approval
+    max_priority: int = 0  # the highest priority they may give a job (admins: any)
 
     @property
     def is_admin(self) -> bool:
@@ -254,6 +257,7 @@ class User:
             row["created_at"],
             row["webhook_secret"],
             row["disabled_at"] is not None,
+            row["max_priority"],
         )
 
 
@@ -289,6 +293,152 @@ class WorkerInfo:
             row["live"],
             int(row["running"]),
         )
+
+
+# ----- queues ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueueControls:
+    """A queue's controls as its row in jobrunner.queues holds them (`unset`: a queue with
+    no row, which has no limits and is open to admins only)."""
+
+    name: str
+    paused_at: datetime | None
+    max_running: int | None
+    max_running_per_owner: int | None
+    rate_limit: int | None
+    rate_period: timedelta | None
+    open_to_all: bool
+    granted_to: tuple[str, ...]
+    updated_at: datetime | None
+    updated_by: str | None
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at is not None
+
+    @classmethod
+    def unset(cls, name: str) -> QueueControls:
+        return cls(name, None, None, None, None, None, False, (), None, None)
+
+    @classmethod
+    def from_row(cls, row: Row) -> QueueControls:
+        return cls(
+            row["name"], row["paused_at"], row["max_running"], row["max_running_per_owner"],
+            row["rate_limit"], row["rate_period"], row["open_to_all"], tuple(row["granted_to"]),
+            row["updated_at"], row["updated_by"],
+        )  # fmt: skip
+
+
+class Keep(enum.Enum):
+    """A control a change leaves as it is (None, by contrast, clears a limit)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+RatePer = Literal["second", "minute"]
+RATE_PERIODS: dict[str, float] = {"second": 1.0, "minute": 60.0}
+MAX_LIMIT = 1_000_000  # far above any real limit, far below integer overflow
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A start rate: `limit` jobs started per second or per minute, across all workers."""
+
+    limit: int
+    per: RatePer
+
+    @property
+    def seconds(self) -> float:
+        return RATE_PERIODS[self.per]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueChanges:
+    """What an admin changes of a queue's controls. `paused` and `open_to_all` None, and the
+    limits KEEP, leave them as they are; a limit None removes it. Checked when made, so the
+    CLI and the dashboard are held to the API's bounds."""
+
+    paused: bool | None = None
+    open_to_all: bool | None = None
+    max_running: int | Keep | None = KEEP
+    max_running_per_owner: int | Keep | None = KEEP
+    rate: Rate | Keep | None = KEEP
+
+    def __post_init__(self) -> None:
+        _in_range("max_running", self.max_running, 0)
+        _in_range("max_running_per_owner", self.max_running_per_owner, 1)
+        if isinstance(self.rate, Rate):
+            _in_range("rate_limit", self.rate.limit, 1)
+            if self.rate.per not in RATE_PERIODS:
+                raise InvalidQueueControls("rate_per is 'second' or 'minute'")
+
+
+def _in_range(name: str, value: int | Keep | None, least: int) -> None:
+    if isinstance(value, int) and not least <= value <= MAX_LIMIT:
+        raise InvalidQueueControls(f"{name} must be between {least} and {MAX_LIMIT}")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRules:
+    """Who may submit where: the queues open to all, each (queue, user) grant, the admins,
+    and the users whose highest priority is not 0 (everyone else's is 0)."""
+
+    open_queues: frozenset[str]
+    grants: frozenset[tuple[str, str]]
+    admins: frozenset[str]
+    max_priority: dict[str, int]
+
+    @classmethod
+    def from_row(cls, row: Row) -> AccessRules:
+        users = list(zip(row["users"], row["admins"], row["max_priorities"], strict=True))
+        return cls(
+            open_queues=frozenset(row["open_queues"]),
+            grants=frozenset(zip(row["grant_queues"], row["grant_users"], strict=True)),
+            admins=frozenset(name for name, admin, _ in users if admin),
+            max_priority={name: most for name, _, most in users if most},
+        )
+
+    def lookup(self, username: str, queue: str) -> UserAccess:
+        return UserAccess(
+            admin=username in self.admins,
+            max_priority=self.max_priority.get(username, 0),
+            open=queue in self.open_queues or (queue, username) in self.grants,
+        )
+
+
+NO_ACCESS_RULES = AccessRules(frozenset(), frozenset(), frozenset(), {})
+
+
+@dataclass(frozen=True, slots=True)
+class UserAccess:
+    """What the rules say of one user and one queue."""
+
+    admin: bool
+    max_priority: int
+    open: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """The latest webhook delivery of a job: its own job's state, attempts and last error."""
+
+    state: JobState
+    attempt: int
+    max_attempts: int
+    run_at: datetime
+    created_at: datetime
+    finished_at: datetime | None
+    last_error: str | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> WebhookDelivery:
+        return cls(
+            JobState(row["state"]), row["attempt"], row["max_attempts"], row["run_at"],
+            row["created_at"], row["finished_at"], row["last_error"],
+        )  # fmt: skip
 
 
 class OutcomeKind(enum.StrEnum):

@@ -1,4 +1,4 @@
-"""/admin/users: an admin disables, enables or deletes an account.
+"""/admin/users: an admin disables, enables or deletes an account, or sets its highest priority.
 
 Disabling revokes every session of the account at once and refuses its logins; it is also
 how an account registered under JOBRUNNER_REGISTRATION=approval is let in (enable). An
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Response
 
 from jobrunner import accounts
 from jobrunner.api.deps import AdminDep, ConnDep
-from jobrunner.api.schemas import UserPublic
+from jobrunner.api.schemas import MaxPriorityUpdate, UserPublic
 
 router = APIRouter(prefix="/admin/users", tags=["admin"])
 
@@ -36,6 +36,15 @@ async def disable_user(username: UserName, _: AdminDep, conn: ConnDep) -> UserPu
 async def enable_user(username: UserName, _: AdminDep, conn: ConnDep) -> UserPublic:
     """Let a disabled (or approval-awaiting) account log in again."""
     return UserPublic.of(await accounts.set_disabled(conn, username, disabled=False))
+
+
+@router.put("/{username}/max-priority", responses={**NOT_FOUND, 422: {}})
+async def set_max_priority(
+    username: UserName, body: MaxPriorityUpdate, _: AdminDep, conn: ConnDep
+) -> UserPublic:
+    """The highest priority the user may give a job (0 at first; admins give any). The API
+    obeys a change within a second."""
+    return UserPublic.of(await accounts.set_max_priority(conn, username, body.max_priority))
 
 
 @router.delete(

@@ -2,8 +2,9 @@
 
 Its lifespan checks the JWT secret, opens the API's pool and its doorbell (kept in
 `app.state`, passed to every `client.*` call: the API never touches the client's process-wide
-default pool, which a worker in the same process owns), loads the task modules and starts the
-one SSE poller of this process and its reader of the queues workers serve (api.served).
+default pool, which a worker in the same process owns), loads the task modules, and starts
+the one SSE poller of this process, its reader of the queues workers serve (api.served) and
+its reader of the queue access rules (api.queue_access).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from jobrunner.api import (
     jobs_routes,
     ops_routes,
     problems,
+    queue_routes,
     sse_routes,
     workers_routes,
 )
@@ -32,10 +34,13 @@ from jobrunner.api.limits import SubmitTokensAhead, UnfinishedJobs
 from jobrunner.api.metrics import RequestMetrics
 from jobrunner.api.middleware import ApiMiddleware
 from jobrunner.api.proxies import TrustedProxies, parse_networks
+from jobrunner.api.queue_access import QueueAccess
+from jobrunner.api.queue_routes import QueueCountsCache
 from jobrunner.api.served import ServedQueues
 from jobrunner.api.submit import SubmitContext
 from jobrunner.api.submit_batch import SubmitBatcher
 from jobrunner.auth import TokenCodec
+from jobrunner.dashboard import queue_pages
 from jobrunner.dashboard import routes as dashboard
 from jobrunner.db.pool import create_pool, wait_for_database
 from jobrunner.doorbell import Doorbell
@@ -84,9 +89,11 @@ def create_app(settings: Settings) -> FastAPI:
         doorbell = Doorbell(pool)
         batcher = SubmitBatcher(pool, doorbell)
         served = ServedQueues(pool, window=settings.served_queue_window)
+        access = QueueAccess(pool)
         app.state.submit_context = SubmitContext(
-            pool, codec, SubmitTokensAhead(settings), UnfinishedJobs(), batcher, served
+            pool, codec, SubmitTokensAhead(settings), UnfinishedJobs(), batcher, served, access
         )
+        app.state.queue_counts = QueueCountsCache(pool)
         app.state.job_metrics = JobMetrics(
             pool, ttl=settings.metrics_cache_seconds, max_queues=settings.metrics_max_queues
         )
@@ -99,6 +106,7 @@ def create_app(settings: Settings) -> FastAPI:
                 housekeeping.run_forever(pool, housekeeping.HousekeepingConfig()),
                 name="jobrunner-api-housekeeping",
             ),
+            asyncio.create_task(access.run_forever(), name="jobrunner-queue-access"),
         ]
         try:
             yield
@@ -124,8 +132,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.direct_submit = DirectSubmit(app)
     problems.install(app)
     docs.install(app)
-    routers = (auth_routes, admin_routes, jobs_routes, sse_routes, ops_routes, workers_routes)
-    for module in (*routers, dashboard):
+    routers = (
+        auth_routes, admin_routes, jobs_routes, queue_routes, sse_routes, ops_routes,
+        workers_routes,
+    )  # fmt: skip
+    for module in (*routers, dashboard, queue_pages):
         app.include_router(module.router)
     app.add_middleware(
         ApiMiddleware,

@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 from jobrunner import client
 from jobrunner.api.metrics import JOB_BUCKETS, Histogram, escape
@@ -27,16 +28,19 @@ LATENCY_SAMPLE = 2000
 OTHER = "other"
 
 
-class SingleFlight:
+T = TypeVar("T")
+
+
+class SingleFlight(Generic[T]):
     """A value computed at most once per `ttl` seconds, by one caller at a time."""
 
-    def __init__(self, compute: Callable[[], Awaitable[list[str]]], ttl: float) -> None:
+    def __init__(self, compute: Callable[[], Awaitable[T]], ttl: float) -> None:
         self.compute, self.ttl = compute, ttl
-        self._value: list[str] | None = None
+        self._value: T | None = None
         self._at = 0.0
-        self._running: asyncio.Future[list[str]] | None = None
+        self._running: asyncio.Future[T] | None = None
 
-    async def get(self) -> list[str]:
+    async def get(self) -> T:
         if self._value is not None and time.monotonic() - self._at < self.ttl:
             return self._value
         if self._running is None:
@@ -44,7 +48,7 @@ class SingleFlight:
         # shield: a scraper that hangs up must not cancel the computation the others await
         return await asyncio.shield(self._running)
 
-    async def _refresh(self) -> list[str]:
+    async def _refresh(self) -> T:
         try:
             value = await self.compute()
             self._value, self._at = value, time.monotonic()
@@ -56,7 +60,7 @@ class SingleFlight:
 class JobMetrics:
     def __init__(self, pool: Pool, *, ttl: float, max_queues: int) -> None:
         self.pool, self.max_queues = pool, max_queues
-        self.cached = SingleFlight(self._compute, ttl)
+        self.cached: SingleFlight[list[str]] = SingleFlight(self._compute, ttl)
 
     async def lines(self) -> list[str]:
         return await self.cached.get()

@@ -19,6 +19,7 @@ from jobrunner.api.schemas import (
     HistoriesPublic,
     HistoryPublic,
     JobCreate,
+    JobDetailPublic,
     JobPublic,
     JobResultPublic,
     JobsPublic,
@@ -54,9 +55,11 @@ async def create_job(
 
 
 @router.get("/jobs/{job_id}", responses=NOT_FOUND)
-async def get_job(job_id: UUID, me: PrincipalDep, conn: ConnDep) -> JobPublic:
-    """The whole job: arguments, every attempt's error, and the result."""
-    return JobPublic.of(await _visible(job_id, me, conn))
+async def get_job(job_id: UUID, me: PrincipalDep, conn: ConnDep) -> JobDetailPublic:
+    """The whole job: arguments, every attempt's error, the result, and with a callback URL
+    how its webhook's delivery stands."""
+    job = await _visible(job_id, me, conn)
+    return JobDetailPublic.of_detail(job, await client.webhook_delivery(job, conn=conn))
 
 
 @router.get("/jobs/{job_id}/status", responses=NOT_FOUND)

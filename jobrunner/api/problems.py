@@ -29,11 +29,13 @@ from jobrunner.db.errors import TRANSIENT_ERRORS
 from jobrunner.errors import (
     DatabaseUnavailable,
     InvalidArguments,
+    InvalidQueueControls,
     JobNotFound,
     JobrunnerError,
     JobStateConflict,
     UnknownTask,
 )
+from jobrunner.queues import GrantNotFound, QueueAccessDenied
 
 log = structlog.get_logger("jobrunner.api")
 
@@ -84,7 +86,10 @@ _STATUS: list[tuple[type[BaseException], int]] = [
     (UserExists, 409),
     (UserHasJobs, 409),
     (UnknownUser, 404),
+    (GrantNotFound, 404),
     (AccountDisabled, 403),
+    (QueueAccessDenied, 403),
+    (InvalidQueueControls, 422),
     (UnknownTask, 422),
     (InvalidAccount, 422),
     (LoginFailed, 401),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -21,7 +21,20 @@ from jobrunner.job_public import JOB_EXAMPLE, JOB_ID
 from jobrunner.job_public import AttemptError as AttemptError
 from jobrunner.job_public import JobPublic as JobPublic
 from jobrunner.job_rows import MAX_BACKOFF_SECONDS
-from jobrunner.models import HistoryEntry, Job, JobState, User, WorkerInfo
+from jobrunner.models import (
+    KEEP,
+    MAX_LIMIT,
+    HistoryEntry,
+    Job,
+    JobState,
+    QueueChanges,
+    QueueControls,
+    QueueCounts,
+    Rate,
+    User,
+    WebhookDelivery,
+    WorkerInfo,
+)
 from jobrunner.options import Backoff, JobOptions
 
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -115,6 +128,9 @@ class UserPublic(BaseModel):
     role: str
     created_at: datetime
     disabled: bool = Field(description="Cannot log in (disabled, or awaiting approval).")
+    max_priority: int = Field(
+        default=0, description="The highest priority this user may give a job (admins: any)."
+    )
 
     @classmethod
     def of(cls, user: User) -> UserPublic:
@@ -123,6 +139,7 @@ class UserPublic(BaseModel):
             role=user.role,
             created_at=user.created_at,
             disabled=user.disabled,
+            max_priority=user.max_priority,
         )
 
 
@@ -136,6 +153,7 @@ class MePublic(UserPublic):
             role=user.role,
             created_at=user.created_at,
             disabled=user.disabled,
+            max_priority=user.max_priority,
             webhook_secret=user.webhook_secret,
         )
 
@@ -238,6 +256,42 @@ class JobCreate(BaseModel):
             owner=owner,
             callback_url=self.callback_url,
         )
+
+
+class WebhookDeliveryPublic(BaseModel):
+    state: JobState = Field(description="The delivery's own state: `succeeded` once delivered.")
+    attempts: int
+    max_attempts: int
+    next_attempt_at: datetime | None = Field(description="While it waits to be tried again.")
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, delivery: WebhookDelivery) -> WebhookDeliveryPublic:
+        waiting = not delivery.state.is_terminal and delivery.state is not JobState.RUNNING
+        return cls(
+            state=delivery.state,
+            attempts=delivery.attempt,
+            max_attempts=delivery.max_attempts,
+            next_attempt_at=delivery.run_at if waiting else None,
+            last_error=delivery.last_error,
+            created_at=delivery.created_at,
+            finished_at=delivery.finished_at,
+        )
+
+
+class JobDetailPublic(JobPublic):
+    webhook: WebhookDeliveryPublic | None = Field(
+        default=None,
+        description="The latest delivery of this job's webhook (jobrunner's own job, which "
+        "is not in your lists): null until the job ends, or without a callback_url.",
+    )
+
+    @classmethod
+    def of_detail(cls, job: Job, delivery: WebhookDelivery | None) -> JobDetailPublic:
+        webhook = WebhookDeliveryPublic.of(delivery) if delivery is not None else None
+        return cls(**dict(JobPublic.of(job)), webhook=webhook)
 
 
 class JobStatusPublic(BaseModel):
@@ -383,3 +437,111 @@ class WorkerPublic(BaseModel):
             live=worker.live,
             running=worker.running,
         )
+
+
+# ----- queues ---------------------------------------------------------------------------
+
+Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT, strict=True)]
+
+
+class QueueUpdate(BaseModel):
+    """Controls to set; a field left out stays as it is, a limit given as null is removed."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"max_running": 20, "max_running_per_owner": 5},
+                {"rate_limit": 100, "rate_per": "minute", "open_to_all": True},
+                {"paused": True},
+                {"max_running": None, "rate_limit": None},
+            ]
+        },
+    )
+    paused: Annotated[bool, Field(strict=True)] | None = None
+    open_to_all: Annotated[bool, Field(strict=True)] | None = Field(
+        default=None, description="Every user may submit here (else admins and grants only)."
+    )
+    max_running: Annotated[int, Field(ge=0, le=MAX_LIMIT, strict=True)] | None = Field(
+        default=None, description="Jobs of this queue running at once, across all workers."
+    )
+    max_running_per_owner: Limit | None = Field(
+        default=None, description="Jobs of one owner running at once in this queue."
+    )
+    rate_limit: Limit | None = Field(
+        default=None, description="Jobs started per `rate_per`, across all workers."
+    )
+    rate_per: Literal["second", "minute"] | None = None
+
+    @model_validator(mode="after")
+    def _rate_whole(self) -> QueueUpdate:
+        if self.rate_limit is not None and self.rate_per is None:
+            raise ValueError("give rate_per ('second' or 'minute') with rate_limit")
+        if self.rate_per is not None and self.rate_limit is None:
+            raise ValueError("rate_per goes with a rate_limit")
+        return self
+
+    def changes(self) -> QueueChanges:
+        given = self.model_fields_set
+        rate: Rate | None = None
+        if self.rate_limit is not None and self.rate_per is not None:
+            rate = Rate(self.rate_limit, self.rate_per)
+        return QueueChanges(
+            paused=self.paused,
+            open_to_all=self.open_to_all,
+            max_running=self.max_running if "max_running" in given else KEEP,
+            max_running_per_owner=(
+                self.max_running_per_owner if "max_running_per_owner" in given else KEEP
+            ),
+            rate=rate if "rate_limit" in given else KEEP,
+        )
+
+
+class QueuePublic(BaseModel):
+    name: str
+    paused: bool
+    paused_at: datetime | None
+    max_running: int | None
+    max_running_per_owner: int | None
+    rate_limit: int | None
+    rate_per: Literal["second", "minute"] | None = Field(
+        description="With rate_limit; null also for a period set otherwise (see "
+        "rate_period_seconds)."
+    )
+    rate_period_seconds: float | None
+    open_to_all: bool
+    granted_to: list[str] = Field(description="Users it is opened to one by one (admins only).")
+    updated_at: datetime | None
+    updated_by: str | None
+    counts: dict[str, int] = Field(
+        description="Unfinished jobs per state: every user's for admins, your own for users."
+    )
+    capped: list[str] = Field(description="States whose count reached the cap: 'at least'.")
+
+    @classmethod
+    def of(cls, queue: QueueControls, counts: QueueCounts, *, admin: bool) -> QueuePublic:
+        period = queue.rate_period.total_seconds() if queue.rate_period is not None else None
+        per = {1.0: "second", 60.0: "minute"}.get(period or 0.0)
+        return cls(
+            name=queue.name,
+            paused=queue.paused,
+            paused_at=queue.paused_at,
+            max_running=queue.max_running,
+            max_running_per_owner=queue.max_running_per_owner,
+            rate_limit=queue.rate_limit,
+            rate_per=per if queue.rate_limit is not None else None,
+            rate_period_seconds=period,
+            open_to_all=queue.open_to_all,
+            granted_to=list(queue.granted_to) if admin else [],
+            updated_at=queue.updated_at if admin else None,
+            updated_by=queue.updated_by if admin else None,
+            counts=counts.states,
+            capped=[state for state, n in counts.states.items() if n >= counts.cap],
+        )
+
+
+class MaxPriorityUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"max_priority": 5}]})
+    max_priority: Annotated[int, Field(ge=-100, le=100, strict=True)] = Field(
+        description="The highest priority the user may give a job; above 0 jumps other users' jobs."
+    )

@@ -1,5 +1,6 @@
-"""Submitting a job over HTTP: a queue some worker serves (api.served), unfinished-job cap and
-idempotency, then enqueue (the caller has taken the submission from the user's rate bucket).
+"""Submitting a job over HTTP: queue access (api.queue_access), a queue some worker serves
+(api.served), unfinished-job cap and idempotency, then enqueue (the caller has taken the
+submission from the user's rate bucket).
 
 Nothing here serialises one user's submissions: a user's burst must not queue behind a
 lock. A plain submission goes to the SubmitBatcher, which checks its session and inserts it
@@ -20,6 +21,7 @@ from uuid import UUID
 from jobrunner import accounts, client, webhooks
 from jobrunner.api import limits
 from jobrunner.api.problems import ApiProblem
+from jobrunner.api.queue_access import QueueAccess
 from jobrunner.api.schemas import JobCreate
 from jobrunner.api.served import ServedQueues
 from jobrunner.api.submit_batch import SubmitBatcher
@@ -56,6 +58,7 @@ class SubmitContext:
     unfinished: limits.UnfinishedJobs
     batcher: SubmitBatcher
     served: ServedQueues
+    access: QueueAccess
 
 
 async def take_submission(ctx: SubmitContext, settings: Settings, token: str) -> Submitter:
@@ -101,6 +104,7 @@ async def submit_job(
     if body.callback_url is not None:
         _check_callback(body.callback_url, settings)
     job = make_rows(body.task, [body.args], body.options(owner=me.username))
+    await ctx.access.check(me.username, job.queue, body.priority)
     cap = settings.max_unfinished_jobs_per_user
     if idempotency_key is None:
         await ctx.served.require(job.queue, me)

@@ -4,7 +4,8 @@ parser.py   the commands, their flags and help, and `main`
 common.py   settings from flags, output, and the database a command uses
 serving.py  migrate, worker, api, up
 jobs.py     enqueue, jobs ls|show|cancel|retry
-admin.py    users create|list, doctor
+queues.py   queues ls|pause|resume|set|grant|revoke
+admin.py    users create|list|disable|enable|delete|max-priority, doctor
 
 Operator tooling the commands use:
 doctor.py   the checks of `jobrunner doctor`

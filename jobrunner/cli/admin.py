@@ -1,4 +1,4 @@
-"""`jobrunner users create|list|disable|enable|delete` and `jobrunner doctor`."""
+"""`jobrunner users create|list|disable|enable|delete|max-priority` and `jobrunner doctor`."""
 
 from __future__ import annotations
 
@@ -53,6 +53,10 @@ async def _users(dsn: str, args: argparse.Namespace) -> int:
         if args.users_command == "delete":
             await accounts.delete_user(conn, args.name)
             out(f"deleted {args.name}")
+            return 0
+        if args.users_command == "max-priority":
+            user = await accounts.set_max_priority(conn, args.name, args.max_priority)
+            out(f"{user.username} may give priorities up to {user.max_priority}")
             return 0
         users = await accounts.list_users(conn)
         out(

@@ -11,10 +11,11 @@ import pydantic
 from jobrunner.cli.admin import cmd_doctor, cmd_users
 from jobrunner.cli.common import err, settings_from
 from jobrunner.cli.jobs import cmd_enqueue, cmd_jobs, json_object
+from jobrunner.cli.queues import cmd_queues, limit, rate
 from jobrunner.cli.serving import cmd_api, cmd_migrate, cmd_up, cmd_worker
 from jobrunner.errors import JobrunnerError
 from jobrunner.logs import configure_logging
-from jobrunner.models import JobState
+from jobrunner.models import KEEP, JobState
 
 # ----- wiring ---------------------------------------------------------------------------
 
@@ -168,7 +169,64 @@ def _add_users(sub: Subparsers[argparse.ArgumentParser]) -> None:
         users.add_parser(action, help=what.split(".")[0].lower(), description=what).add_argument(
             "name"
         )
+    highest = users.add_parser(
+        "max-priority",
+        help="set the highest priority a user may give a job",
+        description="Set the highest priority the user may give a job over the API (0 at "
+        "first; admins give any). Above 0, their jobs jump other users' waiting jobs.",
+    )
+    highest.add_argument("name", metavar="NAME")
+    highest.add_argument("max_priority", metavar="N", type=int, help="-100..100")
     p.set_defaults(func=cmd_users)
+
+
+def _add_queues(sub: Subparsers[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "queues",
+        help="list queues; pause, resume, limit and open them",
+        description="Queue controls, obeyed by every worker within a second: pause, the most "
+        "jobs running at once (in all, and per owner), a start rate; and which users may "
+        "submit to a queue over the API (a queue open to all, or opened to one user).",
+    )
+    queues = p.add_subparsers(dest="queues_command", required=True, metavar="ACTION")
+    ls = queues.add_parser(
+        "ls",
+        help="every queue with controls or unfinished jobs",
+        description="Every queue with controls or unfinished jobs: its controls, who may "
+        "submit, and its jobs per state (each state counted up to 100,000).",
+    )
+    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    for action, what in (
+        ("pause", "No worker starts the queue's jobs until it is resumed."),
+        ("resume", "Workers start the queue's jobs again (its doorbell rings)."),
+    ):
+        queues.add_parser(action, help=what.split(" (")[0].rstrip(".").lower(), description=what)
+    set_ = queues.add_parser(
+        "set",
+        help="set or remove a queue's limits",
+        description="Set the queue's controls; a flag left out leaves that control as it is, "
+        "and `none` removes a limit.",
+        epilog="example: jobrunner queues set emails --max-running 20 --rate 600/minute",
+    )
+    set_.add_argument("--max-running", type=limit, default=KEEP, metavar="N|none",
+                      help="jobs running at once, across all workers")  # fmt: skip
+    set_.add_argument("--max-running-per-owner", type=limit, default=KEEP, metavar="N|none",
+                      help="jobs of one owner running at once")  # fmt: skip
+    set_.add_argument("--rate", type=rate, default=KEEP, metavar="N/second|N/minute|none",
+                      help="jobs started per second or minute, across all workers")  # fmt: skip
+    set_.add_argument("--open-to-all", choices=["yes", "no"], default=None,
+                      help="whether every user may submit here")  # fmt: skip
+    for action, what in (
+        ("grant", "Open the queue to one user (besides the queues open to all)."),
+        ("revoke", "Close the queue to that user again."),
+    ):
+        queues.add_parser(action, help=what.split(" (")[0].rstrip(".").lower(), description=what)
+    for name, command in queues.choices.items():
+        if name != "ls":
+            command.add_argument("name", metavar="QUEUE")
+        if name in ("grant", "revoke"):
+            command.add_argument("user", metavar="USER")
+    p.set_defaults(func=cmd_queues)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_enqueue(sub)
     _add_jobs(sub)
     _add_users(sub)
+    _add_queues(sub)
     p = sub.add_parser(
         "doctor",
         help="check the database, migrations, LISTEN/NOTIFY and settings",

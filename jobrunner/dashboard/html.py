@@ -13,7 +13,15 @@ from datetime import datetime, timedelta
 from importlib import resources
 from string import Template
 
-from jobrunner.models import Job, JobState, QueueCounts, ThroughputMinute, WorkerInfo
+from jobrunner.models import (
+    Job,
+    JobState,
+    QueueControls,
+    QueueCounts,
+    ThroughputMinute,
+    WebhookDelivery,
+    WorkerInfo,
+)
 
 STATES = [s.value for s in JobState]
 
@@ -30,6 +38,8 @@ def template(name: str) -> Template:
 def page(
     title: str, main: str, *, who: str, query: str = "", live: bool = True, admin: bool = False
 ) -> str:
+    """A whole page; `live`: its main part is fetched again every two seconds (not on a page
+    with a form someone may be typing in)."""
     nav = '<nav><a href="/dashboard/workers">Workers</a></nav>' if admin else ""
     return template("page.html").substitute(
         title=h(title),
@@ -251,7 +261,7 @@ def job_list(jobs: Sequence[Job]) -> str:
 # ----- one job ------------------------------------------------------------------------
 
 
-def job_page(job: Job) -> str:
+def job_page(job: Job, delivery: WebhookDelivery | None = None) -> str:
     fields = [
         ("id", f'<span class="mono">{h(job.id)}</span>'),
         ("state", state(job.state)),
@@ -271,6 +281,8 @@ def job_page(job: Job) -> str:
     ]
     if job.state is JobState.SUCCEEDED:
         fields.append(("result", f"<code>{h(json.dumps(job.result))}</code>"))
+    if job.callback_url is not None:
+        fields.append(("webhook", webhook(delivery)))
     detail = "".join(f"<tr><th>{h(k)}</th><td>{v}</td></tr>" for k, v in fields)
     buttons = ""
     if not job.state.is_terminal:
@@ -282,6 +294,15 @@ def job_page(job: Job) -> str:
         + section("Job", f"<table>{detail}</table><p>{buttons}</p>", attrs='id="job"')
         + section("Attempts", attempts(job), attrs='id="attempts"')
     )
+
+
+def webhook(delivery: WebhookDelivery | None) -> str:
+    """How the job's webhook delivery (jobrunner's own job) stands."""
+    if delivery is None:
+        return '<span class="muted">sent once the job ends</span>'
+    tries = f"{delivery.attempt} of {delivery.max_attempts} attempts"
+    error = f": {h(delivery.last_error)}" if delivery.last_error else ""
+    return f"{state(delivery.state)} {tries}{error}"
 
 
 def backoff(job: Job) -> str:
@@ -310,3 +331,86 @@ def attempts(job: Job) -> str:
             f"{h(job.worker_id or '?')}, from {when(job.started_at)}</li>"
         )
     return f"<ol>{''.join(items)}</ol>" if items else '<p class="muted">Not started yet.</p>'
+
+
+# ----- queues ---------------------------------------------------------------------------
+
+
+def limit(value: int | None) -> str:
+    return '<span class="muted">-</span>' if value is None else h(value)
+
+
+def rate(queue: QueueControls) -> str:
+    if queue.rate_limit is None or queue.rate_period is None:
+        return '<span class="muted">-</span>'
+    seconds = queue.rate_period.total_seconds()
+    per = {1.0: "second", 60.0: "minute"}.get(seconds, f"{seconds:g}s")
+    return h(f"{queue.rate_limit}/{per}")
+
+
+def queue_action(queue: QueueControls) -> str:
+    verb = "resume" if queue.paused else "pause"
+    return (
+        f'<form class="inline" method="post" action="/dashboard/queues/{h(queue.name)}/{verb}">'
+        f"<button>{verb}</button></form> "
+        f'<a href="/dashboard/queues?queue={h(queue.name)}#queue-form">edit</a>'
+    )
+
+
+def queue_table(rows: Sequence[tuple[QueueControls, QueueCounts]], *, admin: bool) -> str:
+    """Each queue's controls and its unfinished jobs (admins: everyone's, with buttons)."""
+    live = [s.value for s in JobState if not s.is_terminal]
+
+    def count(counts: QueueCounts, name: str) -> str:
+        n = counts.states.get(name, 0)
+        return f"{n}+" if n >= counts.cap else str(n)
+
+    def who(queue: QueueControls) -> str:
+        return "everyone" if queue.open_to_all else h(", ".join(queue.granted_to)) or "admins"
+
+    headers = ["queue", "state", "max running", "per owner", "rate", "open to", *live]
+    body = [
+        [
+            h(q.name),
+            state("paused") if q.paused else state("running"),
+            limit(q.max_running),
+            limit(q.max_running_per_owner),
+            rate(q),
+            who(q),
+            *(count(c, name) for name in live),
+            *([queue_action(q)] if admin else []),
+        ]
+        for q, c in rows
+    ]
+    return table([*headers, *([""] if admin else [])], body, "No queues yet.")
+
+
+def queue_form(queue: QueueControls, error: str = "") -> str:
+    """Set a queue's controls: every field is sent, and an empty limit is no limit."""
+
+    def number(name: str, label: str, value: int | None, least: int) -> str:
+        shown = "" if value is None else h(value)
+        return (
+            f'<label>{h(label)} <input name="{name}" type="number" min="{least}" '
+            f'value="{shown}" size="8"></label> '
+        )
+
+    per = queue.rate_period.total_seconds() if queue.rate_period is not None else 1.0
+    options = "".join(
+        f'<option value="{p}"{" selected" if seconds == per else ""}>{p}</option>'
+        for p, seconds in (("second", 1.0), ("minute", 60.0))
+    )
+    checked = " checked" if queue.open_to_all else ""
+    problem = f'<p class="error" id="queue-error">{h(error)}</p>' if error else ""
+    return (
+        f'{problem}<form class="submit" method="post" action="/dashboard/queues">'
+        f'<label>Queue <input name="name" value="{h(queue.name)}" required size="16"></label> '
+        + number("max_running", "Max running", queue.max_running, 0)
+        + number("max_running_per_owner", "Per owner", queue.max_running_per_owner, 1)
+        + number("rate_limit", "Starts", queue.rate_limit, 1)
+        + f'<label>per <select name="rate_per">{options}</select></label> '
+        f'<label><input type="checkbox" name="open_to_all" value="yes"{checked}> open to '
+        f"every user</label> <button>Save</button>"
+        '<p class="hint">An empty limit is no limit. Workers obey a change within a '
+        "second; a paused queue stays paused.</p></form>"
+    )

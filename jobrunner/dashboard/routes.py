@@ -41,6 +41,7 @@ from jobrunner.errors import (
     UnknownTask,
 )
 from jobrunner.models import WorkerInfo
+from jobrunner.queues import QueueAccessDenied
 from jobrunner.registry import registered_tasks
 from jobrunner.settings import Settings
 
@@ -110,7 +111,14 @@ def _same_origin(request: Request) -> bool:
 
 
 async def _render(
-    request: Request, conn: Conn, codec: CodecDep, settings: SettingsDep, title: str, build: Build
+    request: Request,
+    conn: Conn,
+    codec: CodecDep,
+    settings: SettingsDep,
+    title: str,
+    build: Build,
+    *,
+    live: bool = True,
 ) -> Response:
     try:
         me, pair = await _principal(request, conn, codec, settings)
@@ -124,7 +132,9 @@ async def _render(
     else:
         who = f"{me.username} ({me.role})"
         query = request.query_params.get("q", "")
-        response = HTMLResponse(view.page(title, main, who=who, query=query, admin=me.is_admin))
+        response = HTMLResponse(
+            view.page(title, main, who=who, query=query, live=live, admin=me.is_admin)
+        )
     if pair is not None:
         _set_cookies(response, request, pair, settings)
     return response
@@ -257,7 +267,7 @@ async def job_page(
             job = await client.get_job(job_id, conn=conn, user=me.username, admin=me.is_admin)
         except JobNotFound:
             return f"<h1>No job {view.h(job_id)}</h1>"
-        return view.job_page(job)
+        return view.job_page(job, await client.webhook_delivery(job, conn=conn))
 
     return await _render(request, conn, codec, settings, "Job", build)
 
@@ -295,7 +305,8 @@ SUBMIT_ERRORS = {
     "args": "invalid arguments for this task: see its schema in the API docs.",
     "task": "No such task.",
     "limit": "Too many submissions or unfinished jobs: try again later.",
-    "queue": "No running worker serves this task's queue: nothing would run the job.",
+    "queue": "This task's queue is not open to you: an admin can open it.",
+    "unserved": "No running worker serves this task's queue: nothing would run the job.",
     "failed": "The job could not be submitted.",
 }
 
@@ -312,7 +323,10 @@ def _submit_error_key(exc: Exception) -> str:
         return "json"
     if isinstance(exc, UnknownTask):
         return "task"
+    if isinstance(exc, QueueAccessDenied):
+        return "queue"
     if isinstance(exc, QueueUnserved):
+        return "unserved"
         return "queue"
     if isinstance(exc, ApiProblem):
         return "limit" if exc.status == 429 else "failed"

@@ -17,6 +17,8 @@ from uuid import UUID
 from jobrunner.db.ids import time_ordered_ids
 from jobrunner.db.pool import Conn, Pool, dump_json
 from jobrunner.models import (
+    KEEP,
+    AccessRules,
     ClaimedJob,
     HistoryEntry,
     Job,
@@ -24,8 +26,12 @@ from jobrunner.models import (
     JobProgress,
     JobState,
     Outcome,
+    QueueChanges,
+    QueueControls,
     ThroughputMinute,
     User,
+    UserAccess,
+    WebhookDelivery,
     WorkerInfo,
 )
 
@@ -519,6 +525,11 @@ async def user_set_disabled(conn: Conn, *, username: str, disabled: bool) -> Use
     return User.from_row(row) if row is not None else None
 
 
+async def user_set_max_priority(conn: Conn, *, username: str, max_priority: int) -> User | None:
+    row = await conn.fetchrow(QUERIES["user_set_max_priority"], username, max_priority)
+    return User.from_row(row) if row is not None else None
+
+
 async def user_delete(conn: Conn, username: str) -> bool:
     """Delete a user who owns no jobs; False when none was deleted."""
     return await conn.fetchval(QUERIES["user_delete"], username) is not None
@@ -754,6 +765,25 @@ async def job_count_by_state(conn: Conn, *, cap: int) -> list[tuple[str, str, in
     return [(r["queue"], r["state"], r["jobs"]) for r in rows]
 
 
+async def job_count_live_by_queue(conn: Conn, *, cap: int) -> list[tuple[str, str, int]]:
+    """(queue, state, count) of unfinished jobs; a count equal to `cap` means at least."""
+    rows = await conn.fetch(QUERIES["job_count_live_by_queue"], cap)
+    return [(r["queue"], r["state"], r["jobs"]) for r in rows]
+
+
+async def job_count_owned_live_by_queue(
+    conn: Conn, *, owner: str, limit: int
+) -> list[tuple[str, str, int]]:
+    """(queue, state, count) of one user's unfinished jobs, over at most `limit` of them."""
+    rows = await conn.fetch(QUERIES["job_count_owned_live_by_queue"], owner, limit)
+    return [(r["queue"], r["state"], r["jobs"]) for r in rows]
+
+
+async def job_delivery_latest(conn: Conn, job_id: UUID) -> WebhookDelivery | None:
+    row = await conn.fetchrow(QUERIES["job_delivery_latest"], job_id)
+    return WebhookDelivery.from_row(row) if row is not None else None
+
+
 async def throughput_recent(conn: Conn, *, minutes: int) -> list[ThroughputMinute]:
     rows = await conn.fetch(QUERIES["throughput_recent"], minutes)
     return [ThroughputMinute.from_row(r) for r in rows]
@@ -790,3 +820,64 @@ async def job_pickup_by_minute(
     """(minute, median pickup seconds, jobs) over a bounded sample of recently finished jobs."""
     rows = await conn.fetch(QUERIES["job_pickup_by_minute"], minutes, sample)
     return [(r["minute"], float(r["pickup_p50"]), int(r["jobs"])) for r in rows]
+
+
+# ----- queues ---------------------------------------------------------------------------
+
+
+async def queue_list(conn: Conn) -> list[QueueControls]:
+    return [QueueControls.from_row(r) for r in await conn.fetch(QUERIES["queue_list"])]
+
+
+async def queue_get(conn: Conn, name: str) -> QueueControls | None:
+    row = await conn.fetchrow(QUERIES["queue_get"], name)
+    return QueueControls.from_row(row) if row is not None else None
+
+
+async def queue_list_open(conn: Conn, *, username: str) -> list[QueueControls]:
+    rows = await conn.fetch(QUERIES["queue_list_open"], username)
+    return [QueueControls.from_row(r) for r in rows]
+
+
+async def queue_set(conn: Conn, name: str, changes: QueueChanges, *, by: str) -> QueueControls:
+    """Create or change a queue's controls (rings its doorbell unless it is paused)."""
+    rate = changes.rate
+    row = await conn.fetchrow(
+        QUERIES["queue_set"],
+        name,
+        changes.paused,
+        changes.max_running is not KEEP,
+        None if changes.max_running is KEEP else changes.max_running,
+        changes.max_running_per_owner is not KEEP,
+        None if changes.max_running_per_owner is KEEP else changes.max_running_per_owner,
+        rate is not KEEP,
+        None if rate is KEEP or rate is None else rate.limit,
+        None if rate is KEEP or rate is None else rate.seconds,
+        changes.open_to_all,
+        by,
+    )
+    assert row is not None
+    return QueueControls.from_row(row)
+
+
+async def queue_grant(conn: Conn, *, queue: str, username: str, by: str) -> bool:
+    """Open a queue to a user; False when there is no such user."""
+    return await conn.fetchval(QUERIES["queue_grant"], queue, username, by) is not None
+
+
+async def queue_revoke(conn: Conn, *, queue: str, username: str) -> bool:
+    """Take a user's grant back; False when there was none."""
+    return await conn.fetchval(QUERIES["queue_revoke"], queue, username) is not None
+
+
+async def queue_access_rules(conn: Conn | Pool) -> AccessRules:
+    row = await conn.fetchrow(QUERIES["queue_access_rules"])
+    assert row is not None
+    return AccessRules.from_row(row)
+
+
+async def queue_access_get(conn: Conn | Pool, *, username: str, queue: str) -> UserAccess | None:
+    row = await conn.fetchrow(QUERIES["queue_access_get"], username, queue)
+    if row is None:
+        return None
+    return UserAccess(admin=row["admin"], max_priority=row["max_priority"], open=row["open"])

@@ -584,6 +584,48 @@ CROSS JOIN LATERAL (
 ) AS counted
 ORDER BY counted.queue, states.state;
 
+-- name: job_count_live_by_queue
+-- Unfinished jobs per queue and state (GET /queues), each state's count stopping at $1. One
+-- branch per state, each with its state spelled out, so each reads its own partial index
+-- (jobs_claim_idx, jobs_running_idx, jobs_due_idx) and stops at the cap.
+SELECT 'queued' AS state, queue, count(*) AS jobs
+FROM (SELECT queue FROM jobrunner.jobs WHERE state = 'queued' LIMIT $1) AS capped
+GROUP BY queue
+UNION ALL
+SELECT 'running', queue, count(*)
+FROM (SELECT queue FROM jobrunner.jobs WHERE state = 'running' LIMIT $1) AS capped
+GROUP BY queue
+UNION ALL
+SELECT 'scheduled', queue, count(*)
+FROM (SELECT queue FROM jobrunner.jobs WHERE state = 'scheduled' LIMIT $1) AS capped
+GROUP BY queue
+UNION ALL
+SELECT 'retrying', queue, count(*)
+FROM (SELECT queue FROM jobrunner.jobs WHERE state = 'retrying' LIMIT $1) AS capped
+GROUP BY queue;
+
+-- name: job_count_owned_live_by_queue
+-- User $1's unfinished jobs per queue and state, read along jobs_owner_live_idx (at most $2
+-- rows: the unfinished-jobs cap bounds them anyway).
+SELECT mine.state::text AS state, mine.queue, count(*) AS jobs
+FROM (
+    SELECT queue, state FROM jobrunner.jobs
+    WHERE owner = $1 AND state NOT IN ('succeeded', 'failed', 'cancelled')
+    LIMIT $2
+) AS mine
+GROUP BY mine.state, mine.queue;
+
+-- name: job_delivery_latest
+-- The newest webhook delivery of job $1: a delivery job is owned by nobody and names the job
+-- in its args. jobs_delivery_idx (migration 0011) finds it; the task's name is written out,
+-- as the index's predicate is, so the planner can use the index in any plan.
+SELECT state, attempt, max_attempts, run_at, created_at, finished_at,
+       errors -> -1 ->> 'error' AS last_error
+FROM jobrunner.jobs
+WHERE task = 'jobrunner.deliver_webhook' AND args ->> 'job_id' = $1::uuid::text
+ORDER BY id DESC
+LIMIT 1;
+
 -- name: job_latency_recent
 -- Pickup (run_at to start) and run (start to end) seconds of up to $2 jobs finished in the
 -- last $1 seconds.
@@ -659,6 +701,121 @@ WHERE name = ANY($1::text[])
 -- Ring the doorbells of queues $1: after jobs committed without ringing (jobrunner.doorbell),
 -- or a bulk fill (the benchmark).
 SELECT count(pg_notify('jobrunner_jobs', queue)) FROM unnest($1::text[]) AS queue;
+
+-- ===== Queues: controls, grants, who may submit where =====
+
+-- name: queue_list
+-- Every queue an admin configured, with the users it is opened to one by one.
+SELECT q.*,
+       ARRAY(SELECT g.username FROM jobrunner.queue_grants AS g
+             WHERE g.queue = q.name ORDER BY g.username) AS granted_to
+FROM jobrunner.queues AS q
+ORDER BY q.name;
+
+-- name: queue_get
+-- Queue $1's row, or none.
+SELECT q.*,
+       ARRAY(SELECT g.username FROM jobrunner.queue_grants AS g
+             WHERE g.queue = q.name ORDER BY g.username) AS granted_to
+FROM jobrunner.queues AS q
+WHERE q.name = $1;
+
+-- name: queue_list_open
+-- The queues user $1 may submit to: open to all, or opened to them.
+SELECT q.*, ARRAY[]::text[] AS granted_to
+FROM jobrunner.queues AS q
+WHERE q.open_to_all
+   OR EXISTS (SELECT 1 FROM jobrunner.queue_grants AS g
+              WHERE g.queue = q.name AND g.username = $1)
+ORDER BY q.name;
+
+-- name: queue_set
+-- Create queue $1 or change its controls, as $11 (who, for updated_by). A control changes
+-- only when told: $2 pauses (true), resumes (false) or leaves (NULL) the queue; when $3,
+-- max_running becomes $4 (NULL: no limit); when $5, max_running_per_owner becomes $6; when
+-- $7, the start rate becomes $8 starts per $9 seconds (NULL: no limit); $10 sets
+-- open_to_all, or NULL leaves it. Workers read the row at their next claim. A queue left
+-- running has its doorbell rung (heard at commit), so idle workers claim at once what a
+-- resume or a raised limit lets start.
+WITH saved AS (
+    INSERT INTO jobrunner.queues AS q
+        (name, paused_at, max_running, max_running_per_owner, rate_limit, rate_period,
+         open_to_all, updated_by)
+    VALUES ($1, CASE WHEN $2::bool THEN now() END, $4, $6, $8,
+            make_interval(secs => $9::float8), coalesce($10::bool, false), $11)
+    ON CONFLICT (name) DO UPDATE
+    SET paused_at = CASE WHEN $2::bool IS NULL THEN q.paused_at
+                         WHEN $2::bool THEN coalesce(q.paused_at, now()) END,
+        max_running = CASE WHEN $3::bool THEN excluded.max_running ELSE q.max_running END,
+        max_running_per_owner = CASE WHEN $5::bool THEN excluded.max_running_per_owner
+                                     ELSE q.max_running_per_owner END,
+        rate_limit = CASE WHEN $7::bool THEN excluded.rate_limit ELSE q.rate_limit END,
+        rate_period = CASE WHEN $7::bool THEN excluded.rate_period ELSE q.rate_period END,
+        open_to_all = coalesce($10::bool, q.open_to_all),
+        updated_at = now(),
+        updated_by = excluded.updated_by
+    RETURNING q.*
+)
+SELECT saved.*,
+       ARRAY(SELECT g.username FROM jobrunner.queue_grants AS g
+             WHERE g.queue = saved.name ORDER BY g.username) AS granted_to
+FROM saved
+LEFT JOIN LATERAL (
+    SELECT pg_notify('jobrunner_jobs', saved.name) WHERE saved.paused_at IS NULL
+) AS doorbell ON true;
+
+-- name: queue_grant
+-- Open queue $1 to user $2 (making the queue's row, with no limits, if it has none), as $3.
+-- The user's name comes back, or no row when there is no such user (nothing is written).
+WITH member AS (
+    SELECT username FROM jobrunner.users WHERE username = $2
+), queue AS (
+    INSERT INTO jobrunner.queues (name, updated_by)
+    SELECT $1, $3 FROM member
+    ON CONFLICT (name) DO NOTHING
+), granted AS (
+    INSERT INTO jobrunner.queue_grants (queue, username)
+    SELECT $1, username FROM member
+    ON CONFLICT DO NOTHING
+)
+SELECT username FROM member;
+
+-- name: queue_revoke
+-- Close queue $1 to user $2 again (what is open to all stays open); the grant, or no row.
+DELETE FROM jobrunner.queue_grants WHERE queue = $1 AND username = $2
+RETURNING queue;
+
+-- name: queue_access_rules
+-- Who may submit where, in one read that each API process repeats every second
+-- (jobrunner.api.queue_access): the queues open to all, every grant (as two arrays in the
+-- same order), and the users who are admins or may give a priority other than 0. Other
+-- users are plain users with a maximum priority of 0.
+WITH grants AS (
+    SELECT coalesce(array_agg(queue), '{}') AS queues,
+           coalesce(array_agg(username), '{}') AS users
+    FROM jobrunner.queue_grants
+), privileged AS (
+    SELECT coalesce(array_agg(username), '{}') AS users,
+           coalesce(array_agg(role = 'admin'), '{}') AS admins,
+           coalesce(array_agg(max_priority::int), '{}') AS max_priorities
+    FROM jobrunner.users
+    WHERE (role = 'admin' OR max_priority <> 0) AND disabled_at IS NULL
+)
+SELECT ARRAY(SELECT name FROM jobrunner.queues WHERE open_to_all) AS open_queues,
+       grants.queues AS grant_queues, grants.users AS grant_users,
+       privileged.users, privileged.admins, privileged.max_priorities
+FROM grants, privileged;
+
+-- name: queue_access_get
+-- What the rules say of user $1 submitting to queue $2, read afresh before a submission is
+-- refused: whether they are an admin, their highest priority, and whether the queue is open
+-- to them. No row: no such user.
+SELECT u.role = 'admin' AS admin, u.max_priority::int AS max_priority,
+       EXISTS (SELECT 1 FROM jobrunner.queues WHERE name = $2 AND open_to_all)
+       OR EXISTS (SELECT 1 FROM jobrunner.queue_grants WHERE queue = $2 AND username = $1)
+           AS open
+FROM jobrunner.users AS u
+WHERE u.username = $1;
 
 -- ===== Outcome counters per minute =====
 
@@ -807,10 +964,10 @@ LIMIT $8;
 INSERT INTO jobrunner.users (username, password_hash, role, webhook_secret, disabled_at)
 VALUES ($1, $2, $3, $4, CASE WHEN $5::bool THEN now() END)
 ON CONFLICT DO NOTHING
-RETURNING username, role, created_at, webhook_secret, disabled_at;
+RETURNING username, role, created_at, webhook_secret, disabled_at, max_priority;
 
 -- name: user_get
-SELECT username, role, created_at, webhook_secret, disabled_at
+SELECT username, role, created_at, webhook_secret, disabled_at, max_priority
 FROM jobrunner.users WHERE username = $1;
 
 -- name: user_get_password_hash
@@ -819,7 +976,7 @@ SELECT password_hash, disabled_at IS NOT NULL AS disabled
 FROM jobrunner.users WHERE username = $1;
 
 -- name: user_list
-SELECT username, role, created_at, webhook_secret, disabled_at
+SELECT username, role, created_at, webhook_secret, disabled_at, max_priority
 FROM jobrunner.users ORDER BY username;
 
 -- name: user_set_password
@@ -840,13 +997,18 @@ WITH changed AS (
     UPDATE jobrunner.users
     SET disabled_at = CASE WHEN $2::bool THEN coalesce(disabled_at, now()) END
     WHERE username = $1
-    RETURNING username, role, created_at, webhook_secret, disabled_at
+    RETURNING username, role, created_at, webhook_secret, disabled_at, max_priority
 ), revoked AS (
     UPDATE jobrunner.sessions AS s SET revoked_at = now()
     FROM changed
     WHERE $2::bool AND s.username = changed.username AND s.revoked_at IS NULL
 )
 SELECT * FROM changed;
+
+-- name: user_set_max_priority
+-- The highest priority user $1 may give a job (admins: any); above 0 jumps other users' jobs.
+UPDATE jobrunner.users SET max_priority = $2 WHERE username = $1
+RETURNING username, role, created_at, webhook_secret, disabled_at, max_priority;
 
 -- name: user_delete
 -- Delete user $1 unless they own jobs (their sessions and idempotency keys go with them):
@@ -861,7 +1023,7 @@ SELECT EXISTS (SELECT 1 FROM jobrunner.jobs WHERE owner = $1);
 -- name: user_set_webhook_secret
 -- A new webhook signing secret for user $1.
 UPDATE jobrunner.users SET webhook_secret = $2 WHERE username = $1
-RETURNING username, role, created_at, webhook_secret, disabled_at;
+RETURNING username, role, created_at, webhook_secret, disabled_at, max_priority;
 
 -- ===== Sessions =====
 

@@ -11,7 +11,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from jobrunner import accounts, queues
 from jobrunner.api.deps import get_settings
+from jobrunner.db.pool import Pool
 from jobrunner.settings import Settings
 from tests.support.api import Login
 
@@ -70,12 +72,20 @@ CASES: dict[str, dict[str, Any]] = {
     "jobrunner's own task": {"task": "jobrunner.webhook", "args": {}},
     "callback to a private address": {**GOOD, "callback_url": "http://10.1.2.3/hook"},
     "a queue no worker serves": {**GOOD, "queue": "nowhere"},
+    "a queue not opened to the user": {**GOOD, "queue": "secret"},
+    "the webhook delivery queue": {**GOOD, "queue": "webhooks"},
+    "a priority above the user's highest": {**GOOD, "priority": 8},
 }
 
 
 @pytest.mark.parametrize("body", CASES.values(), ids=CASES.keys())
-async def test_both_paths_answer_alike(paths: Paths, login: Login, body: dict[str, Any]) -> None:
+async def test_both_paths_answer_alike(
+    paths: Paths, login: Login, pool: Pool, body: dict[str, Any]
+) -> None:
     alice = await login("alice")
+    async with pool.acquire() as conn:  # for "every option": its queue, and priority 7
+        await queues.grant(conn, "reports", "alice", by="test")
+        await accounts.set_max_priority(conn, "alice", 7)
     before = paths.served_directly
     direct = await paths.direct(json=body, headers=alice.headers)
     assert paths.served_directly == before + 1  # this one did take the direct path

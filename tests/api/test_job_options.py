@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from jobrunner import queues
 from jobrunner.db import queries
 from jobrunner.db.pool import Pool
 from tests.support.api import Login
@@ -30,9 +31,11 @@ def _defaults_of(job: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("idempotency_key", [None, "key-1"])
 async def test_a_submission_carries_the_task_defaults(
-    http: httpx.AsyncClient, login: Login, idempotency_key: str | None
+    http: httpx.AsyncClient, login: Login, pool: Pool, idempotency_key: str | None
 ) -> None:
     alice = await login("alice")
+    async with pool.acquire() as conn:  # users submit only to queues opened to them
+        await queues.grant(conn, DEFAULTS_QUEUE, "alice", by="test")
     headers = dict(alice.headers)
     if idempotency_key is not None:
         headers["Idempotency-Key"] = idempotency_key

@@ -6,6 +6,7 @@ from uuid import uuid4
 
 import httpx
 
+from jobrunner import queues
 from jobrunner.db.pool import Pool
 from jobrunner.settings import Settings
 from jobrunner.testing import drain
@@ -241,8 +242,10 @@ async def test_list_pages_newest_first_and_stays_stable_under_inserts(
     assert bad.status_code == 422
 
 
-async def test_list_filters(http: httpx.AsyncClient, login: Login) -> None:
+async def test_list_filters(http: httpx.AsyncClient, login: Login, pool: Pool) -> None:
     alice = await login("alice")
+    async with pool.acquire() as conn:  # users submit only to queues opened to them
+        await queues.grant(conn, "slow", "alice", by="test")
     await http.post("/jobs", json={"task": "echo", "args": {}}, headers=alice.headers)
     await http.post(
         "/jobs",

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from jobrunner import accounts
-from jobrunner.db.pool import Pool
+from jobrunner.db.pool import Conn, Pool
 from jobrunner.db.queries import QUERIES
 from jobrunner.models import HistoryEntry
 
@@ -71,3 +71,31 @@ async def test_history_pages_have_the_columns_of_the_history_view(pool: Pool) ->
             # and payload_bytes, what a byte-capped page counts (?include=result)
             assert [a.name for a in statement.get_attributes()] == [*columns, "payload_bytes"]
     assert [f.name for f in dataclasses.fields(HistoryEntry)] == columns
+
+
+@pytest.mark.parametrize("mode", ["force_custom_plan", "force_generic_plan"])
+async def test_a_jobs_delivery_and_queue_counts_read_their_indexes(filled: Pool, mode: str) -> None:
+    """GET /jobs/{id} finds the job's webhook delivery along jobs_delivery_idx, a user's
+    GET /queues counts along their own index, and an admin's counts each state along its
+    partial index (a state holding a third of this table may be read straight, stopping at
+    the cap: the planner's call; what matters is that no rare state reads the table)."""
+    async with filled.acquire() as conn:
+        await conn.execute("""
+            INSERT INTO jobrunner.jobs (task, queue, args)
+            SELECT 'jobrunner.deliver_webhook', 'webhooks',
+                   jsonb_build_object('job_id', jobrunner.uuid_v7())
+            FROM generate_series(1, 1000);
+            ANALYZE jobrunner.jobs""")
+        await conn.execute(f"SET plan_cache_mode = {mode}")
+        delivery = await _plan(conn, "job_delivery_latest", [uuid.uuid4()])
+        assert "jobs_delivery_idx" in delivery and "Seq Scan" not in delivery, delivery
+        owned = await _plan(conn, "job_count_owned_live_by_queue", ["alice", 10_000])
+        assert "jobs_owner_live_idx" in owned and "Seq Scan" not in owned, owned
+        counts = await _plan(conn, "job_count_live_by_queue", [100_000])
+        assert "jobs_running_idx" in counts and counts.count("jobs_due_idx") == 2, counts
+        assert counts.count("Seq Scan") <= 1 and "Limit" in counts, counts
+
+
+async def _plan(conn: Conn, name: str, args: list[Any]) -> str:
+    explain = await conn.prepare("EXPLAIN (COSTS OFF) " + QUERIES[name])
+    return "\n".join(row[0] for row in await explain.fetch(*args))

@@ -7,6 +7,7 @@ import json
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
@@ -229,3 +230,69 @@ async def test_redirects_are_not_followed(receiver: Receiver) -> None:
     status = await send(target, b"{}", {"content-type": "application/json"}, timeout=2)
     assert status == 302
     assert len(receiver.requests) == 1  # nothing went on to wherever a Location pointed
+
+
+async def test_a_delivery_is_not_the_users_and_shows_on_their_job(
+    app: FastAPI,
+    http: httpx.AsyncClient,
+    login: Login,
+    pool: Pool,
+    settings: Settings,
+    receiver: Receiver,
+    allow_loopback: None,
+    api_settings: Settings,
+    worker_client: Pool,
+) -> None:
+    """A webhook delivery is jobrunner's job (owner NULL): out of the user's lists, history,
+    cap, cancel and retry; its state shows on the user's own job instead."""
+    app.dependency_overrides[deps.get_settings] = lambda: api_settings.model_copy(
+        update={"webhook_allowed_networks": ["127.0.0.1/32"], "max_unfinished_jobs_per_user": 1}
+    )
+    alice = await login("alice")
+    receiver.statuses = [500]  # the first delivery fails
+    body = {"task": "echo", "args": {}, "callback_url": receiver.url}
+    job_id = (await http.post("/jobs", json=body, headers=alice.headers)).json()["id"]
+
+    async def webhook() -> dict[str, Any] | None:
+        shown = await http.get(f"/jobs/{job_id}", headers=alice.headers)
+        assert shown.status_code == 200
+        delivery: dict[str, Any] | None = shown.json()["webhook"]
+        return delivery
+
+    assert await webhook() is None  # not finished: nothing to deliver yet
+    await drain(pool, settings=settings)  # the job ends; its delivery waits in `webhooks`
+    async with pool.acquire() as conn:
+        delivery_id = await conn.fetchval(
+            "SELECT id FROM jobrunner.jobs WHERE task = 'jobrunner.deliver_webhook' "
+            "AND owner IS NULL"
+        )
+    assert delivery_id is not None
+    waiting = await webhook()
+    assert waiting is not None and (waiting["state"], waiting["attempts"]) == ("queued", 0)
+
+    listed = (await http.get("/jobs", headers=alice.headers)).json()["items"]
+    assert [j["id"] for j in listed] == [job_id]
+    for verb in ("", "/cancel", "/retry", "/status"):
+        method = "POST" if verb in ("/cancel", "/retry") else "GET"
+        answer = await http.request(method, f"/jobs/{delivery_id}{verb}", headers=alice.headers)
+        assert answer.status_code == 404, verb
+    # Her cap is 1 unfinished job: the waiting delivery is not hers, so one more fits.
+    assert (
+        await http.post("/jobs", json={"task": "echo"}, headers=alice.headers)
+    ).status_code == 201
+    assert (
+        await http.post("/jobs", json={"task": "echo"}, headers=alice.headers)
+    ).status_code == 429
+
+    await drain(pool, settings=settings, queues=["webhooks"])  # answered 500: retrying
+    failed = await webhook()
+    assert failed is not None and (failed["state"], failed["attempts"]) == ("retrying", 1)
+    assert "500" in (failed["last_error"] or "") and failed["next_attempt_at"] is not None
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE jobrunner.jobs SET state = 'queued' WHERE state = 'retrying'")
+    await drain(pool, settings=settings, queues=["webhooks"])
+    done = await webhook()
+    assert done is not None and done["state"] == "succeeded" and done["finished_at"] is not None
+    assert len(receiver.requests) == 2
+    history = (await http.get("/history", headers=alice.headers)).json()["items"]
+    assert [h["id"] for h in history] == [job_id]

@@ -31,6 +31,11 @@ COMMANDS = [
     ["users"],
     ["users", "create"],
     ["users", "list"],
+    ["users", "max-priority"],
+    ["queues"],
+    ["queues", "ls"],
+    ["queues", "set"],
+    ["queues", "grant"],
     ["doctor"],
     ["bench"],
 ]
@@ -45,7 +50,7 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
         assert out.startswith(f"usage: jobrunner {' '.join(command)}".rstrip()), command
         assert "\n  -h, --help" in out
         if not command:
-            for name in ("up", "api", "worker", "migrate", "enqueue", "jobs", "users", "doctor"):
+            for name in ("up", "api", "worker", "enqueue", "jobs", "users", "queues", "doctor"):
                 assert f"\n    {name} " in out
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from uuid import UUID
 
 import httpx
@@ -17,48 +15,9 @@ from jobrunner.db.pool import Pool
 from jobrunner.models import JobState
 from jobrunner.settings import Settings
 from jobrunner.testing import drain
+from tests.support.dashboard import PASSWORD, browser
 from tests.support.rows import insert_deferred_job, insert_worker
 from tests.support.waiting import wait_for
-
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-async def app(settings: Settings, served_queues: frozenset[str]) -> AsyncIterator[FastAPI]:
-    api_settings = settings.model_copy(
-        update={"jwt_secret": SecretStr("dashboard-" + "y" * 40), "dev_mode": False}
-    )
-    app = create_app(api_settings)
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-@asynccontextmanager
-async def _browser(
-    app: FastAPI, pool: Pool, username: str, admin: bool
-) -> AsyncIterator[httpx.AsyncClient]:
-    """A logged-in browser: an httpx client that keeps the dashboard's cookies."""
-    async with pool.acquire() as conn:
-        await accounts.create_user(conn, username=username, password=PASSWORD, admin=admin)
-    transport = httpx.ASGITransport(app=app, client=("10.0.0.2", 1234))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as browser:
-        answer = await browser.post(
-            "/dashboard/login", data={"username": username, "password": PASSWORD}
-        )
-        assert answer.status_code == 303 and answer.headers["location"] == "/dashboard"
-        yield browser
-
-
-@pytest.fixture
-async def admin(app: FastAPI, pool: Pool) -> AsyncIterator[httpx.AsyncClient]:
-    async with _browser(app, pool, "root", admin=True) as browser:
-        yield browser
-
-
-@pytest.fixture
-async def user(app: FastAPI, pool: Pool) -> AsyncIterator[httpx.AsyncClient]:
-    async with _browser(app, pool, "ada", admin=False) as browser:
-        yield browser
 
 
 async def test_pages_need_a_login(app: FastAPI) -> None:
@@ -74,8 +33,8 @@ async def test_pages_need_a_login(app: FastAPI) -> None:
 
 
 async def test_cookies_are_httponly_and_strict(app: FastAPI, pool: Pool) -> None:
-    async with _browser(app, pool, "carol", admin=False) as browser:
-        cookies = list(browser.cookies.jar)
+    async with browser(app, pool, "carol", admin=False) as carol:
+        cookies = list(carol.cookies.jar)
         assert {c.name for c in cookies} == {"jobrunner_access", "jobrunner_refresh"}
         for cookie in cookies:
             assert cookie.has_nonstandard_attr("HttpOnly")
@@ -145,6 +104,18 @@ async def test_job_page_shows_the_jobs_own_backoff(admin: httpx.AsyncClient, poo
         f"/dashboard/jobs/{job.id}/cancel", headers={"Origin": "https://evil.example"}
     )
     assert foreign.status_code == 403
+
+
+async def test_job_page_shows_how_its_webhook_delivery_stands(
+    user: httpx.AsyncClient, pool: Pool, settings: Settings
+) -> None:
+    async with pool.acquire() as conn:  # from code: no submit-time check of the URL
+        job = await client.enqueue("echo", conn=conn, owner="ada", callback_url="http://x.test/")
+    assert "sent once the job ends" in (await user.get(f"/dashboard/jobs/{job.id}")).text
+    await drain(pool, settings=settings)  # the job ends; its delivery waits in `webhooks`
+    page = await user.get(f"/dashboard/jobs/{job.id}")
+    assert "<th>webhook</th>" in page.text and "state-queued" in page.text
+    assert "0 of 10 attempts" in page.text
 
 
 async def test_users_see_only_their_own_jobs(user: httpx.AsyncClient, pool: Pool) -> None:

@@ -1,0 +1,133 @@
+"""`jobrunner queues ls|pause|resume|set|grant|revoke`, straight against the database.
+
+Changes are recorded as made by `cli:<login name>` (updated_by), and workers obey them at
+their next claim, as they do the API's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import getpass
+import re
+
+from jobrunner import queues
+from jobrunner.cli import console
+from jobrunner.cli.common import database, out, settings_from
+from jobrunner.db.pool import Conn, connect
+from jobrunner.models import QueueChanges, QueueControls, Rate
+
+NONE = "none"  # what a limit flag takes to remove the limit
+_RATE = re.compile(r"(\d+)/(s|sec|second|m|min|minute)")
+
+
+def limit(text: str) -> int | None:
+    """A limit flag's value: a whole number, or `none` to remove the limit."""
+    if text.lower() == NONE:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number or {NONE!r}: {text!r}") from None
+
+
+def rate(text: str) -> Rate | None:
+    """`--rate 10/second`, `600/minute` (or /s, /min), or `none`."""
+    if text.lower() == NONE:
+        return None
+    found = _RATE.fullmatch(text.strip().lower())
+    if found is None:
+        raise argparse.ArgumentTypeError(f"a rate is N/second, N/minute or {NONE!r}: {text!r}")
+    return Rate(int(found[1]), "second" if found[2].startswith("s") else "minute")
+
+
+def _who() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name (a container's arbitrary uid)
+        return "cli"
+
+
+def _changes(args: argparse.Namespace) -> QueueChanges:
+    """An absent flag is KEEP (its default): that control stays as it is."""
+    return QueueChanges(
+        open_to_all=None if args.open_to_all is None else args.open_to_all == "yes",
+        max_running=args.max_running,
+        max_running_per_owner=args.max_running_per_owner,
+        rate=args.rate,
+    )
+
+
+def _rate_text(queue: QueueControls) -> str:
+    if queue.rate_limit is None or queue.rate_period is None:
+        return "-"
+    seconds = queue.rate_period.total_seconds()
+    per = {1.0: "second", 60.0: "minute"}.get(seconds, f"{seconds:g}s")
+    return f"{queue.rate_limit}/{per}"
+
+
+def _show(queue: QueueControls) -> str:
+    def value(limit: int | None) -> str:
+        return "-" if limit is None else str(limit)
+
+    state = "paused" if queue.paused else "running"
+    return (
+        f"{queue.name}: {state}, max running {value(queue.max_running)}, per owner "
+        f"{value(queue.max_running_per_owner)}, rate {_rate_text(queue)}, "
+        f"open to all {'yes' if queue.open_to_all else 'no'}"
+        + (f", opened to {', '.join(queue.granted_to)}" if queue.granted_to else "")
+    )
+
+
+async def _list(conn: Conn, as_json: bool) -> None:
+    views = await queues.list_all(conn, await queues.live_counts(conn))
+    if as_json:
+        for v in views:
+            record = {**dataclasses.asdict(v.controls), "counts": v.counts.states}
+            out(console.to_json(record, indent=None))
+        return
+    headers = ["QUEUE", "STATE", "MAX_RUNNING", "PER_OWNER", "RATE", "OPEN", *queues.LIVE_STATES]
+    rows = [
+        [
+            v.controls.name,
+            "paused" if v.controls.paused else "running",
+            v.controls.max_running if v.controls.max_running is not None else "-",
+            v.controls.max_running_per_owner or "-",
+            _rate_text(v.controls),
+            "all" if v.controls.open_to_all else ",".join(v.controls.granted_to) or "admins",
+            *(_count(n, v.counts.cap) for n in v.counts.states.values()),
+        ]
+        for v in views
+    ]
+    out(console.table(headers, rows))
+
+
+def _count(n: int, cap: int) -> str:
+    return f"{n}+" if n >= cap else str(n)
+
+
+async def _queues(dsn: str, args: argparse.Namespace) -> int:
+    conn: Conn = await connect(dsn, role="cli")
+    try:
+        action = args.queues_command
+        if action == "ls":
+            await _list(conn, args.json)
+        elif action in ("pause", "resume"):
+            act = queues.pause if action == "pause" else queues.resume
+            out(_show(await act(conn, args.name, by=_who())))
+        elif action == "set":
+            out(_show(await queues.change(conn, args.name, _changes(args), by=_who())))
+        elif action == "grant":
+            out(_show(await queues.grant(conn, args.name, args.user, by=_who())))
+        else:
+            await queues.revoke(conn, args.name, args.user)
+            out(f"revoked {args.user}'s grant on {args.name}")
+        return 0
+    finally:
+        await conn.close()
+
+
+def cmd_queues(args: argparse.Namespace) -> int:
+    with database(settings_from({})) as db:
+        return asyncio.run(_queues(db.dsn, args))
