@@ -587,7 +587,7 @@ ORDER BY counted.queue, states.state;
 -- name: job_count_live_by_queue
 -- Unfinished jobs per queue and state (GET /queues), each state's count stopping at $1. One
 -- branch per state, each with its state spelled out, so each reads its own partial index
--- (jobs_claim_idx, jobs_running_idx, jobs_due_idx) and stops at the cap.
+-- (jobs_claim_idx, jobs_lease_idx, jobs_due_idx) and stops at the cap.
 SELECT 'queued' AS state, queue, count(*) AS jobs
 FROM (SELECT queue FROM jobrunner.jobs WHERE state = 'queued' LIMIT $1) AS capped
 GROUP BY queue

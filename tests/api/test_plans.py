@@ -92,7 +92,7 @@ async def test_a_jobs_delivery_and_queue_counts_read_their_indexes(filled: Pool,
         owned = await _plan(conn, "job_count_owned_live_by_queue", ["alice", 10_000])
         assert "jobs_owner_live_idx" in owned and "Seq Scan" not in owned, owned
         counts = await _plan(conn, "job_count_live_by_queue", [100_000])
-        assert "jobs_running_idx" in counts and counts.count("jobs_due_idx") == 2, counts
+        assert "jobs_lease_idx" in counts and counts.count("jobs_due_idx") == 2, counts
         assert counts.count("Seq Scan") <= 1 and "Limit" in counts, counts
 
 

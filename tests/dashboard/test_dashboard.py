@@ -293,7 +293,7 @@ async def test_the_form_refuses_a_task_whose_queue_no_worker_serves(
     sent = await user.post(
         "/dashboard/submit", data={"task": "square_sum", "args": '{"data": [1]}'}
     )
-    assert sent.status_code == 303 and sent.headers["location"] == "/dashboard?error=queue"
+    assert sent.status_code == 303 and sent.headers["location"] == "/dashboard?error=unserved"
     assert "No running worker serves" in (await user.get(sent.headers["location"])).text
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM jobrunner.jobs") == 0
