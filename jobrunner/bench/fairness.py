@@ -1,7 +1,7 @@
 """The `fairness` group of `jobrunner bench` (issue 13's figures), each round back to back:
 
-- throughput with one fairness key, then with `owners` keys taking turns (the claim walks a
-  lane per key), and the second as a share of the first;
+- throughput with one fairness key, then with 10 and with `owners` keys taking turns (the
+  claim walks a lane per key), each as a share of the first;
 - a small owner's wait: one owner has `big_backlog` no-op jobs queued and a worker (1 x
   concurrency) draining them; a second owner then enqueues `small_jobs`, one every 5 ms.
   Each wait is the handler's wall clock at its start minus the enqueuer's just before the
@@ -35,11 +35,14 @@ if TYPE_CHECKING:  # the runner imports this module
     from jobrunner.bench.runner import Bench
 
 SMALL_EVERY = 0.005  # seconds between the small owner's enqueues
+FEW_OWNERS = 10
 
 
 def fairness_figures(o: Options) -> list[Figure]:
     return [
         Figure(f"process, one owner (1 x {o.concurrency})", "jobs/s"),
+        Figure(f"process, {FEW_OWNERS} owners taking turns", "jobs/s"),
+        Figure(f"  {FEW_OWNERS} owners as share of one", "%", 90.0),
         Figure(f"process, {o.owners:,} owners taking turns", "jobs/s"),
         Figure("  many owners as share of one", "%", 80.0),
         Figure(f"small owner's wait p50, beside {o.big_backlog:,} queued", "ms"),
@@ -50,7 +53,7 @@ def fairness_figures(o: Options) -> list[Figure]:
 async def fairness_round(bench: Bench) -> list[float]:
     o, conn = bench.opts, bench.conn
     rates = []
-    for owners in (1, o.owners):
+    for owners in (1, FEW_OWNERS, o.owners):
         await bench_queries.bench_jobs_truncate(conn)
         rate, _ = await process_round(
             bench.dsn, conn, o, processes=1, concurrency=o.concurrency, owners=owners
@@ -61,6 +64,8 @@ async def fairness_round(bench: Bench) -> list[float]:
         rates[0],
         rates[1],
         rates[1] / rates[0] * 100,
+        rates[2],
+        rates[2] / rates[0] * 100,
         percentile(waits, 50),
         percentile(waits, 99),
     ]

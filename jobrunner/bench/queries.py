@@ -52,3 +52,12 @@ async def bench_connections_count(conn: Conn, *, application_name: str) -> int:
 
 async def bench_server_version(conn: Conn) -> str:
     return str(await conn.fetchval(QUERIES["bench_server_version"]))
+
+
+async def bench_jobs_run_spans(conn: Conn, *, queue: str) -> list[tuple[float, float]]:
+    rows = await conn.fetch(QUERIES["bench_jobs_run_spans"], queue)
+    return [(r["started"], r["finished"]) for r in rows]
+
+
+async def bench_clock(conn: Conn) -> float:
+    return float(await conn.fetchval(QUERIES["bench_clock"]))

@@ -44,3 +44,15 @@ WHERE datname = current_database() AND application_name = $1;
 
 -- name: bench_server_version
 SELECT current_setting('server_version');
+
+-- name: bench_jobs_run_spans
+-- Every finished job of queue $1: when it was claimed and when its outcome was written, in
+-- seconds (database time): the span the queue's controls count as running.
+SELECT extract(epoch FROM started_at)::float8 AS started,
+       extract(epoch FROM finished_at)::float8 AS finished
+FROM jobrunner.jobs
+WHERE state IN ('succeeded', 'failed', 'cancelled') AND queue = $1
+ORDER BY started_at;
+
+-- name: bench_clock
+SELECT extract(epoch FROM clock_timestamp())::float8;

@@ -30,7 +30,9 @@ SCRATCH_DB = "jobrunner_bench"
 QUEUE = "default"
 BACKLOG_QUEUE = "bench_backlog"
 CPU_CHECK_STEPS = 10_000_000
-GROUPS = ("enqueue", "process", "latency", "backlog", "memory", "fairness", "http")
+GROUPS = (
+    "enqueue", "process", "latency", "backlog", "memory", "fairness", "controls", "http",
+)  # fmt: skip
 
 
 class BenchError(Exception):
@@ -55,6 +57,7 @@ class Options:
     owners: int = 10_000
     big_backlog: int = 100_000
     small_jobs: int = 100
+    rate_seconds: float = 60.0
     groups: tuple[str, ...] = GROUPS
 
 
@@ -69,8 +72,9 @@ QUICK = Options(
     backlog=10_000,
     http=200,
     owners=500,
-    big_backlog=5_000,
+    big_backlog=30_000,
     small_jobs=20,
+    rate_seconds=3.0,
 )
 
 
@@ -78,13 +82,14 @@ QUICK = Options(
 class Figure:
     name: str
     unit: str
-    target: float | None = None  # jobs/s: at least; ms or MB: at most
+    target: float | None = None  # jobs/s and %: at least; ms, MB and jobs: at most
     values: list[float] = field(default_factory=list)
     skipped: str = ""
+    at_most: bool | None = None  # says which way the target points, when the unit does not
 
     @property
     def lower_is_better(self) -> bool:
-        return self.unit in ("ms", "MB")
+        return self.at_most if self.at_most is not None else self.unit in ("ms", "MB", "jobs")
 
     @property
     def median(self) -> float | None:
@@ -107,6 +112,7 @@ class Figure:
             "max": max(self.values, default=None),
             "values": self.values,
             "target": self.target,
+            "target_is_max": self.lower_is_better,
             "met": self.met,
             "skipped": self.skipped or None,
         }
@@ -150,10 +156,13 @@ class Workers:
         concurrency: int,
         listen: bool = True,
         poll_interval: float | None = None,
+        queues: str | None = None,
     ) -> None:
         self.count = count
         self.listen = listen
         argv = [sys.executable, "-m", "jobrunner", "worker", "--concurrency", str(concurrency)]
+        if queues is not None:
+            argv += ["--queues", queues]
         if not listen:
             argv.append("--no-listen")
         if poll_interval is not None:
@@ -178,13 +187,13 @@ class Workers:
         while await bench_queries.bench_connections_count(conn, application_name=role) < (
             self.count * per_worker
         ):
-            self._check_alive()
+            self.check_alive()
             if time.monotonic() > deadline:
                 raise BenchError("workers did not start in time")
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.2)  # let the first (empty) claim pass
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
         for proc in self._procs:
             if proc.poll() is not None:
                 self._log.seek(0)
@@ -217,7 +226,7 @@ class Workers:
 async def _wait_finished(conn: Conn, workers: Workers, queue: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while await bench_queries.bench_jobs_unfinished(conn, queue=queue):
-        workers._check_alive()
+        workers.check_alive()
         if time.monotonic() > deadline:
             raise BenchError(f"jobs of queue {queue!r} still unfinished after {timeout:.0f}s")
         await asyncio.sleep(0.02)
@@ -226,10 +235,19 @@ async def _wait_finished(conn: Conn, workers: Workers, queue: str, timeout: floa
 # ----- rounds ---------------------------------------------------------------------------------
 
 
-async def fill(conn: Conn, count: int, options: JobOptions, chunk: int = 100_000) -> None:
-    """`count` no-op jobs, written as enqueue_many writes them (the insert core's COPY form)."""
+async def fill(
+    conn: Conn,
+    count: int,
+    options: JobOptions,
+    chunk: int = 100_000,
+    *,
+    task: str = "noop",
+    args: dict[str, Any] | None = None,
+) -> None:
+    """`count` jobs (no-ops unless told), written as enqueue_many writes them (the insert
+    core's COPY form)."""
     for start in range(0, count, chunk):
-        rows = make_rows("noop", [{}] * min(chunk, count - start), options)
+        rows = make_rows(task, [args or {}] * min(chunk, count - start), options)
         await insert_copy(conn, rows)
 
 

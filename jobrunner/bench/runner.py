@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from jobrunner.bench import queries as bench_queries
+from jobrunner.bench.controls import controls_figures, controls_round
 from jobrunner.bench.fairness import fairness_figures, fairness_round
 from jobrunner.bench.rounds import (
     BACKLOG_QUEUE,
@@ -156,6 +157,9 @@ class Bench:
         )
         return [beside, empty, beside / empty * 100]
 
+    async def controls(self) -> None:
+        await self.measure(controls_figures(self.opts), lambda: controls_round(self))
+
     async def fairness(self) -> None:
         await self.measure(fairness_figures(self.opts), lambda: fairness_round(self))
 
@@ -255,7 +259,7 @@ def format_table(report: dict[str, Any]) -> str:
         unit = f["unit"]
         target = ""
         if f["target"] is not None:
-            sign = "<=" if unit in ("ms", "MB") else ">="
+            sign = "<=" if f.get("target_is_max", unit in ("ms", "MB")) else ">="
             target = f"{sign} {_number(f['target'], unit)}  {'met' if f['met'] else 'MISSED'}"
         lines.append(
             f"{f['name']:<46}{_number(f['median'], unit):>11}"
@@ -310,4 +314,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--owners", type=int, help="fairness keys for the many-owners figure")
     p.add_argument("--big-backlog", type=int, help="the big owner's queued jobs (fairness)")
     p.add_argument("--small-jobs", type=int, help="the small owner's jobs (fairness)")
+    p.add_argument("--rate-seconds", type=float, help="how long the start-rate figure runs (60)")
     p.set_defaults(func=cmd_bench)

@@ -20,7 +20,7 @@ def test_quick_bench_reports_every_figure(db_dsn: str) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=160,
+        timeout=200,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -44,6 +44,9 @@ def test_quick_bench_reports_every_figure(db_dsn: str) -> None:
         "process, one owner",
         "  many owners as share of one",
         "small owner's wait p99",
+        "start-rate limit",
+        "most running at once",
+        "pause: last start after it",
         "HTTP POST /jobs",
     ):
         assert any(name.startswith(expected) for name in names), (expected, names)
@@ -52,6 +55,6 @@ def test_quick_bench_reports_every_figure(db_dsn: str) -> None:
             continue
         assert len(figure["values"]) == QUICK.rounds, figure
         assert figure["min"] <= figure["median"] <= figure["max"], figure
-        assert figure["median"] > 0, figure
+        assert figure["median"] > 0 or figure["name"].startswith("pause"), figure
         assert figure["met"] in (True, False, None)
     assert "median" in format_table(report)
