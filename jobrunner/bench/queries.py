@@ -14,6 +14,10 @@ QUERIES: dict[str, LiteralString] = load_queries(
 )
 
 
+async def bench_server_lock(conn: Conn) -> None:
+    await conn.execute(QUERIES["bench_server_lock"])
+
+
 async def bench_database_drop(conn: Conn) -> None:
     await conn.execute(QUERIES["bench_database_drop"])
 

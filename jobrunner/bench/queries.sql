@@ -1,6 +1,12 @@
 -- Statements only `jobrunner bench` runs, in the scratch database it creates and drops.
 -- Loaded like jobrunner/db/queries.sql; kept apart so the runtime file holds runtime SQL only.
 
+-- name: bench_server_lock
+-- One bench at a time per server: both would use (and drop) the same scratch database, and
+-- each would measure the other's load. Held by the bench's admin session until it ends;
+-- a second bench waits here. The key is arbitrary: "jrbench" in ASCII.
+SELECT pg_advisory_lock(x'6a7262656e6368'::bigint);
+
 -- name: bench_database_drop
 DROP DATABASE IF EXISTS jobrunner_bench WITH (FORCE);
 

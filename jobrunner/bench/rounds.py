@@ -128,9 +128,11 @@ def _dsn_for(dsn: str, database: str) -> str:
 
 @asynccontextmanager
 async def scratch_database(admin_dsn: str) -> AsyncIterator[str]:
-    """Create and migrate `jobrunner_bench` beside `admin_dsn`'s database; drop it after."""
+    """Create and migrate `jobrunner_bench` beside `admin_dsn`'s database; drop it after.
+    A bench already running on the server is waited for (bench_server_lock)."""
     admin = await connect(admin_dsn, role="bench")
     try:
+        await bench_queries.bench_server_lock(admin)
         await bench_queries.bench_database_drop(admin)
         await bench_queries.bench_database_create(admin)
         dsn = _dsn_for(admin_dsn, SCRATCH_DB)
