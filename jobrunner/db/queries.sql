@@ -103,8 +103,9 @@ FROM STDIN (FORMAT binary);
 --     the key after $5 (this worker's cursor for the queue, where its last claim stopped),
 --     wrapping around to the first key and on up to the cursor, so every key gets a turn
 --     before any gets a second;
---   * each lane of a priority gets an equal share of the batch (ceil(budget / lanes)), its
---     oldest jobs first, and the batch takes one job from every lane before a second;
+--   * each lane of a priority gets an equal share of the batch (budget / lanes, the first
+--     lanes of the walk taking the remainder), its oldest jobs first, and the batch takes
+--     one job from every lane before a second;
 --   * queue controls (jobrunner.queues) hold here: a paused queue gives nothing; a queue's
 --     budget is the batch, less what its max_running has running, less the start-rate
 --     bucket's whole tokens; a lane gives at most max_running_per_owner less its running.
@@ -191,9 +192,15 @@ WITH RECURSIVE wanted AS (
     ) AS step
     WHERE l.n < $3
 ), shares AS (
+    -- A lane's share: the budget split evenly between the lanes of its priority, the ones
+    -- first in the walk taking the remainder (the cursor moves past them, so the rest go
+    -- first next time). Shares add up to the budget: every row locked is a row claimed.
     SELECT l.queue, l.priority, l.fairness_key, l.n, b.budget,
            least(
-               ceil(b.budget::float8 / count(*) OVER (PARTITION BY l.queue, l.priority))::int,
+               b.budget / count(*) OVER same_priority
+               + CASE WHEN row_number() OVER (same_priority ORDER BY l.n)
+                           <= b.budget % count(*) OVER same_priority
+                      THEN 1 ELSE 0 END,
                CASE WHEN b.max_running_per_owner IS NOT NULL THEN
                    b.max_running_per_owner
                    - coalesce((SELECT jobs FROM running
@@ -203,6 +210,7 @@ WITH RECURSIVE wanted AS (
            ) AS share
     FROM lanes AS l JOIN budgets AS b USING (queue)
     WHERE l.n > 0
+    WINDOW same_priority AS (PARTITION BY l.queue, l.priority)
 ), candidates AS (
     SELECT s.queue, s.priority, s.n, s.budget, c.id,
            row_number() OVER (PARTITION BY s.queue, s.n ORDER BY c.run_at, c.id) AS turn

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 
 from jobrunner.db import queries
@@ -79,14 +78,13 @@ class Claimer:
         )
 
     def _advance(self, claimed: Sequence[ClaimedJob]) -> None:
-        """Move each queue's cursor to the last key served at its top priority, in the order
-        the claim walked them: the keys after the cursor, then (wrapped) those up to it."""
-        served: dict[str, list[ClaimedJob]] = defaultdict(list)
-        for job in claimed:
-            served[job.queue].append(job)
-        for queue, jobs in served.items():
-            top = max(job.priority for job in jobs)
-            keys = {job.fairness_key for job in jobs if job.priority == top}
-            after = self._after[queue]
-            wrapped = [key for key in keys if key <= after]
-            self._after[queue] = max(wrapped) if wrapped else max(keys)
+        """Move each queue's cursor to the key of the last job it gave at its top priority,
+        in claim order (round by round, lane by lane): the next claim starts with the lane
+        after it, so the lanes that lost the last, partial round of a batch go first next."""
+        last: dict[str, ClaimedJob] = {}
+        for job in claimed:  # in claim order: by priority, then round, then lane
+            top = last.get(job.queue)
+            if top is None or job.priority == top.priority:
+                last[job.queue] = job
+        for queue, job in last.items():
+            self._after[queue] = job.fairness_key

@@ -298,7 +298,10 @@ class Worker:
     async def _claim(self, limit: int) -> list[ClaimedJob]:
         assert self._claim_conn is not None
         claimed = await self._claimer.claim(await self._claim_conn.get(), limit)
-        self._more_waiting = len(claimed) == limit
+        # A claim that took anything may have left more: a batch comes back short when one
+        # owner's lane runs dry while others still hold jobs (each lane gets its share), or
+        # a limit cut it. Only an empty claim says the queues have nothing for us now.
+        self._more_waiting = bool(claimed)
         self.stats.claimed += len(claimed)
         self._book.add(claimed)
         return claimed
