@@ -109,6 +109,9 @@ FROM STDIN (FORMAT binary);
 --   * queue controls (jobrunner.queues) hold here: a paused queue gives nothing; a queue's
 --     budget is the batch, less what its max_running has running, less the start-rate
 --     bucket's whole tokens; a lane gives at most max_running_per_owner less its running.
+-- Times are statement_timestamp(), not now(): under a limit the claim runs in a transaction
+-- that first waited for the queue's lock, and the transaction's start would date the
+-- claim (and refill the rate bucket) from before that wait, out of order between workers.
 -- $6 says which queues this call takes: false, those without limits (no lock needed);
 -- true, those with limits, called while their jobrunner.queues rows are locked
 -- (queue_lock_limited, same transaction), so counts read here are not raced by other
@@ -127,8 +130,9 @@ WITH RECURSIVE wanted AS (
     -- second's starts (at least one), so starts over any minute stay within the limit.
     LEFT JOIN LATERAL (
         SELECT CASE WHEN q.rate_refilled_at IS NULL THEN capacity
-                    ELSE least(capacity, q.rate_tokens
-                                         + per_second * extract(epoch FROM now() - q.rate_refilled_at))
+                    ELSE least(capacity,
+                               q.rate_tokens + per_second
+                                   * extract(epoch FROM statement_timestamp() - q.rate_refilled_at))
                END AS tokens
         FROM (SELECT q.rate_limit / extract(epoch FROM q.rate_period) AS per_second) AS rate,
              LATERAL (SELECT greatest(1.0, rate.per_second) AS capacity) AS cap
@@ -238,8 +242,8 @@ WITH RECURSIVE wanted AS (
     SET state = 'running',
         attempt = j.attempt + 1,
         worker_id = $2,
-        started_at = now(),
-        lease_expires_at = now() + make_interval(secs => $4::float8)
+        started_at = statement_timestamp(),
+        lease_expires_at = statement_timestamp() + make_interval(secs => $4::float8)
     WHERE j.id = ANY(ARRAY(SELECT id FROM chosen))
     RETURNING j.id, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.timeout, j.priority,
               j.fairness_key
@@ -247,7 +251,7 @@ WITH RECURSIVE wanted AS (
     -- What the start-rate buckets have left: refilled up to now, less the jobs started.
     UPDATE jobrunner.queues AS q
     SET rate_tokens = b.tokens - (SELECT count(*) FROM claimed AS c WHERE c.queue = q.name),
-        rate_refilled_at = now()
+        rate_refilled_at = statement_timestamp()
     FROM budgets AS b
     WHERE q.name = b.queue AND b.tokens IS NOT NULL
 )
