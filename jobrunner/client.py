@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Unpack
 from uuid import UUID
 
+from jobrunner import dependencies
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, Pool, create_pool
 from jobrunner.doorbell import Doorbell
@@ -133,12 +134,16 @@ async def get_job(
 async def cancel_job(
     job_id: UUID, *, conn: Conn | None = None, user: str | None = None, admin: bool = True
 ) -> Job:
-    """Cancel at once if waiting; a running job's worker is asked to stop its handler."""
-    async with _connection(conn) as c:
+    """Cancel at once if waiting; a running job's worker is asked to stop its handler. A job
+    cancelled at once cancels its waiting children in the same transaction (or releases
+    those that run anyway)."""
+    async with _connection(conn) as c, c.transaction():
         job = await queries.job_cancel(c, job_id, user=user, admin=admin)
         if job is None:
             current = await get_job(job_id, conn=c, user=user, admin=admin)
             raise JobStateConflict(f"job {job_id} is already {current.state}")
+        if job.state is JobState.CANCELLED and job.child_added_at is not None:
+            await dependencies.settle(c, [job.id])
     return job
 
 

@@ -10,7 +10,9 @@ fill) goes through here:
 
 A task's defaults (queue, priority, max_attempts, timeout, backoff) are applied by make_rows
 and nowhere else, so they hold on every path. Start times (run_at, else now + delay, never
-before now) are worked out in the database by jobrunner.start_time.
+before now) are worked out in the database by jobrunner.start_time. Jobs with parents
+(depends_on) are inserted `waiting` and linked to them (jobrunner.dependencies.link) in the
+same transaction, on every path.
 """  # noqa: E501 - the diagram reads better unwrapped
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from jobrunner import dependencies
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, ensure_codecs
 from jobrunner.doorbell import Doorbell
 from jobrunner.errors import InvalidArguments, JobStateConflict
-from jobrunner.models import Job, JobState
+from jobrunner.models import PARENTS_KEY, Job, JobState, ParentFailure
 from jobrunner.options import NO_OPTIONS, JobOptions
 from jobrunner.registry import get_task
 
@@ -33,6 +36,7 @@ if TYPE_CHECKING:  # types only: tasks imports the client, which imports this mo
     from jobrunner.tasks import Task
 
 MAX_BACKOFF_SECONDS = 30 * 86400.0  # the longest backoff cap a job may ask for
+MAX_PARENTS = 100_000  # parents one job may wait for (kept in its args: ~40 bytes each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,8 @@ class JobRows:
     owner: str | None = None
     fairness_key: str = ""
     callback_url: str | None = None
+    parents: tuple[UUID, ...] = ()  # it waits for these (their ids are in its args too)
+    on_parent_failure: ParentFailure = "cancel"
 
 
 def make_rows(
@@ -65,6 +71,10 @@ def make_rows(
     plain = [a if type(a) is dict else dict(a) for a in args_list]
     checked = [task.validate_args(plain[0])] if len(plain) == 1 else task.validate_many(plain)
     _check(task, options, many=len(plain) != 1)
+    parents = _parents(task.name, options)
+    if parents:  # where a worker's claim finds them (its args), in the order named
+        named = [str(parent) for parent in parents]
+        checked = [{**args, PARENTS_KEY: named} for args in checked]
     backoff = options.backoff or task.backoff
     return JobRows(
         task=task.name,
@@ -81,6 +91,8 @@ def make_rows(
         owner=options.owner,
         fairness_key=_fairness_key(options),
         callback_url=options.callback_url,
+        parents=parents,
+        on_parent_failure=options.on_parent_failure or "cancel",
     )
 
 
@@ -97,6 +109,32 @@ def _check(task: Task[Any, Any], options: JobOptions, *, many: bool) -> None:
         raise _options_error(task.name, "fairness_key is at most 256 characters")
     if options.backoff is not None and options.backoff.cap > MAX_BACKOFF_SECONDS:
         raise _options_error(task.name, f"backoff cap is at most {MAX_BACKOFF_SECONDS:g}s")
+
+
+def _parents(task: str, options: JobOptions) -> tuple[UUID, ...]:
+    """The parents' ids, each once, in the order named."""
+    depends_on = options.depends_on
+    if options.on_parent_failure is not None:
+        if options.on_parent_failure not in ("cancel", "run"):
+            raise _options_error(task, "on_parent_failure is 'cancel' or 'run'")
+        if not depends_on:
+            raise _options_error(task, "on_parent_failure goes with depends_on")
+    if not depends_on:
+        return ()
+    if options.dedup_key is not None:
+        # A duplicate would hand back a job that waits for other parents, or for none.
+        raise _options_error(task, "dedup_key does not go with depends_on")
+    if isinstance(depends_on, (str, bytes, Job)):  # one parent where a list was meant
+        raise _options_error(task, "depends_on is a list of jobs or job ids")
+    found: dict[UUID, None] = {}
+    for parent in depends_on:
+        try:
+            found[parent.id if isinstance(parent, Job) else UUID(str(parent))] = None
+        except ValueError:
+            raise _options_error(task, f"depends_on: {parent!r} is not a job id") from None
+    if len(found) > MAX_PARENTS:
+        raise _options_error(task, f"depends_on names at most {MAX_PARENTS} jobs")
+    return tuple(found)
 
 
 def _fairness_key(options: JobOptions) -> str:
@@ -125,8 +163,18 @@ def _interval(value: timedelta | float | None) -> timedelta | None:
 async def insert_one(conn: Conn, rows: JobRows, *, ring_after: Doorbell | None = None) -> Job:
     """Insert one job; a live job holding the same dedup key is returned instead. Without
     `ring_after` its queue is rung in the same transaction (heard at commit); with it, the
-    doorbell rings after (the caller promises `conn` is in no transaction)."""
+    doorbell rings after (the caller promises `conn` is in no transaction). A job with
+    parents is linked to them in the same transaction, which rings for it if it is ready."""
     await ensure_codecs(conn)
+    if rows.parents:
+
+        async def insert() -> list[Job]:
+            inserted = await queries.job_insert(conn, rows)
+            assert inserted is not None  # no dedup key with parents (make_rows)
+            return [inserted]
+
+        [job] = await dependencies.insert_linked(conn, [rows], insert)
+        return job
     # A live duplicate can finish between our insert and our read; then insert again.
     for _ in range(5):
         inserted = await queries.job_insert(conn, rows, ring=ring_after is None)
@@ -152,6 +200,10 @@ async def insert_each(conn: Conn, batch: Sequence[JobRows], *, ring: bool = True
     if not batch:
         return []
     await ensure_codecs(conn)
+    if any(rows.parents for rows in batch):
+        return await dependencies.insert_linked(
+            conn, batch, lambda: queries.job_insert_each(conn, batch, ring=ring)
+        )
     return await queries.job_insert_each(conn, batch, ring=ring)
 
 
@@ -164,4 +216,6 @@ async def insert_copy(conn: Conn, rows: JobRows) -> list[UUID]:
     if not rows.args:
         return []
     await ensure_codecs(conn)
+    if rows.parents:
+        return await dependencies.insert_copy_linked(conn, rows)
     return await queries.job_insert_many(conn, rows)
