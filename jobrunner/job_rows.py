@@ -18,7 +18,7 @@ same transaction, on every path.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -29,7 +29,7 @@ from jobrunner.db.pool import Conn, ensure_codecs
 from jobrunner.doorbell import Doorbell
 from jobrunner.errors import InvalidArguments, JobStateConflict
 from jobrunner.models import PARENTS_KEY, Job, JobState, ParentFailure
-from jobrunner.options import NO_OPTIONS, JobOptions
+from jobrunner.options import NO_OPTIONS, JobOptions, Parent
 from jobrunner.registry import get_task
 
 if TYPE_CHECKING:  # types only: tasks imports the client, which imports this module
@@ -61,6 +61,18 @@ class JobRows:
     parents: tuple[UUID, ...] = ()  # it waits for these (their ids are in its args too)
     on_parent_failure: ParentFailure = "cancel"
 
+    def waiting_for(self, parents: Sequence[UUID], on_parent_failure: ParentFailure) -> JobRows:
+        """These jobs, waiting for `parents` besides any they wait for already. The ids go in
+        their args too, in order: a worker's claim brings the args, so it finds them there."""
+        every = tuple(dict.fromkeys((*self.parents, *parents)))
+        named = [str(parent) for parent in every]
+        return replace(
+            self,
+            args=[{**args, PARENTS_KEY: named} for args in self.args],
+            parents=every,
+            on_parent_failure=on_parent_failure,
+        )
+
 
 def make_rows(
     task_name: str, args_list: Sequence[Mapping[str, Any]], options: JobOptions = NO_OPTIONS
@@ -71,12 +83,9 @@ def make_rows(
     plain = [a if type(a) is dict else dict(a) for a in args_list]
     checked = [task.validate_args(plain[0])] if len(plain) == 1 else task.validate_many(plain)
     _check(task, options, many=len(plain) != 1)
-    parents = _parents(task.name, options)
-    if parents:  # where a worker's claim finds them (its args), in the order named
-        named = [str(parent) for parent in parents]
-        checked = [{**args, PARENTS_KEY: named} for args in checked]
+    parents = _check_parents(task.name, options)
     backoff = options.backoff or task.backoff
-    return JobRows(
+    rows = JobRows(
         task=task.name,
         args=checked,
         queue=options.queue or task.queue,
@@ -91,9 +100,8 @@ def make_rows(
         owner=options.owner,
         fairness_key=_fairness_key(options),
         callback_url=options.callback_url,
-        parents=parents,
-        on_parent_failure=options.on_parent_failure or "cancel",
     )
+    return rows.waiting_for(parents, options.on_parent_failure or "cancel") if parents else rows
 
 
 def _check(task: Task[Any, Any], options: JobOptions, *, many: bool) -> None:
@@ -111,19 +119,27 @@ def _check(task: Task[Any, Any], options: JobOptions, *, many: bool) -> None:
         raise _options_error(task.name, f"backoff cap is at most {MAX_BACKOFF_SECONDS:g}s")
 
 
-def _parents(task: str, options: JobOptions) -> tuple[UUID, ...]:
-    """The parents' ids, each once, in the order named."""
+def _check_parents(task: str, options: JobOptions) -> tuple[UUID, ...]:
     depends_on = options.depends_on
     if options.on_parent_failure is not None:
-        if options.on_parent_failure not in ("cancel", "run"):
-            raise _options_error(task, "on_parent_failure is 'cancel' or 'run'")
+        check_parent_failure(task, options.on_parent_failure)
         if not depends_on:
             raise _options_error(task, "on_parent_failure goes with depends_on")
-    if not depends_on:
-        return ()
-    if options.dedup_key is not None:
+    if depends_on and options.dedup_key is not None:
         # A duplicate would hand back a job that waits for other parents, or for none.
         raise _options_error(task, "dedup_key does not go with depends_on")
+    return parse_parents(task, depends_on)
+
+
+def check_parent_failure(task: str, value: str) -> None:
+    if value not in ("cancel", "run"):
+        raise _options_error(task, "on_parent_failure is 'cancel' or 'run'")
+
+
+def parse_parents(task: str, depends_on: Sequence[Parent] | None) -> tuple[UUID, ...]:
+    """The ids of the jobs `depends_on` names, each once, in the order named."""
+    if not depends_on:
+        return ()
     if isinstance(depends_on, (str, bytes, Job)):  # one parent where a list was meant
         raise _options_error(task, "depends_on is a list of jobs or job ids")
     found: dict[UUID, None] = {}
