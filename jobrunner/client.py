@@ -22,6 +22,8 @@ from jobrunner.job_rows import insert_copy, insert_one, make_rows
 from jobrunner.models import (
     HistoryEntry,
     Job,
+    JobLink,
+    JobLinks,
     JobMotion,
     JobProgress,
     JobState,
@@ -171,6 +173,28 @@ async def webhook_delivery(job: Job, *, conn: Conn | None = None) -> WebhookDeli
         return None  # no read at all for the jobs without a callback
     async with _connection(conn) as c:
         return await queries.job_delivery_latest(c, job.id)
+
+
+LINKS_SHOWN = 100  # parents and children a job's page lists (with how many there are)
+
+
+async def job_links(
+    job: Job, *, conn: Conn | None = None, user: str | None = None, admin: bool = True
+) -> JobLinks:
+    """A job's parents (in the order it named them) and its first children, those `user`
+    may see; no read for a job that has neither."""
+    if not job.parents and job.child_added_at is None:
+        return JobLinks()
+    async with _connection(conn) as c:
+        shown = job.parents[:LINKS_SHOWN]
+        parents = await queries.job_parents_list(c, shown, user=user, admin=admin)
+        children: list[JobLink] = []
+        total = 0
+        if job.child_added_at is not None:
+            children, total = await queries.job_children_list(
+                c, job.id, user=user, admin=admin, limit=LINKS_SHOWN
+            )
+    return JobLinks(tuple(parents), len(job.parents), tuple(children), total)
 
 
 LEAN = queries.Include()  # lists read neither args nor results unless asked

@@ -271,6 +271,17 @@ class JobLink:
 
 
 @dataclass(frozen=True, slots=True)
+class JobLinks:
+    """A job's parents (in the order it named them) and its first children, with how many
+    children it has."""
+
+    parents: tuple[JobLink, ...] = ()
+    parents_total: int = 0
+    children: tuple[JobLink, ...] = ()
+    children_total: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryEntry:
     """One finished job as the jobrunner.history view shows it."""
 

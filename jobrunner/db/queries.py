@@ -700,6 +700,13 @@ async def rate_bucket_take(conn: Conn, bucket: RateBucket) -> bool:
     return taken is not None
 
 
+async def rate_bucket_take_upto(conn: Conn, bucket: RateBucket, want: int) -> int:
+    taken: int = await conn.fetchval(
+        QUERIES["rate_bucket_take_upto"], bucket.key, bucket.per_second, bucket.burst, want
+    )
+    return taken
+
+
 async def rate_bucket_wait(conn: Conn, *, key: str, per_second: float) -> float:
     wait: float | None = await conn.fetchval(QUERIES["rate_bucket_wait"], key, per_second)
     return wait or 0.0

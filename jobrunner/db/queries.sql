@@ -1330,6 +1330,10 @@ RETURNING s.id;
 -- tokens left, or NULL when the bucket is empty.
 SELECT jobrunner.rate_bucket_take($1, $2, $3);
 
+-- name: rate_bucket_take_upto
+-- Take up to $4 tokens from bucket $1 (as rate_bucket_take): how many were taken.
+SELECT jobrunner.rate_bucket_take_upto($1, $2, $3, $4);
+
 -- name: rate_bucket_wait
 -- Seconds until bucket $1 (refilling $2 per second) holds a whole token again.
 SELECT greatest(0, (1 - (tokens + extract(epoch FROM now() - updated_at)::float8 * $2::float8))
