@@ -30,7 +30,7 @@ SCRATCH_DB = "jobrunner_bench"
 QUEUE = "default"
 BACKLOG_QUEUE = "bench_backlog"
 CPU_CHECK_STEPS = 10_000_000
-GROUPS = ("enqueue", "process", "latency", "backlog", "memory", "fairness", "http")
+GROUPS = ("enqueue", "process", "latency", "backlog", "memory", "fairness", "graph", "http")
 
 
 class BenchError(Exception):
@@ -55,6 +55,7 @@ class Options:
     owners: int = 10_000
     big_backlog: int = 100_000
     small_jobs: int = 100
+    graph_jobs: int = 10_000
     groups: tuple[str, ...] = GROUPS
 
 
@@ -71,6 +72,7 @@ QUICK = Options(
     owners=500,
     big_backlog=5_000,
     small_jobs=20,
+    graph_jobs=1_000,
 )
 
 
@@ -214,7 +216,7 @@ class Workers:
         self._log.close()
 
 
-async def _wait_finished(conn: Conn, workers: Workers, queue: str, timeout: float) -> None:
+async def wait_finished(conn: Conn, workers: Workers, queue: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while await bench_queries.bench_jobs_unfinished(conn, queue=queue):
         workers._check_alive()
@@ -293,7 +295,7 @@ async def process_round(
             else:
                 await fill_owners(conn, opts.jobs, owners)
             await queries.doorbell_ring(conn, [QUEUE])
-        await _wait_finished(conn, workers, QUEUE, timeout=60 + opts.jobs / 200)
+        await wait_finished(conn, workers, QUEUE, timeout=60 + opts.jobs / 200)
         peak = workers.peak_rss_mb()
     finally:
         await workers.stop()
@@ -319,7 +321,7 @@ async def pickup_round(dsn: str, conn: Conn, opts: Options, *, listen: bool) -> 
             await asyncio.sleep(max(0.0, start + i / opts.rate - time.monotonic()))
             job = await client.enqueue(PICKUP, conn=conn)
             committed[job.id] = time.time()
-        await _wait_finished(conn, workers, QUEUE, timeout=30 + opts.poll_interval * 2)
+        await wait_finished(conn, workers, QUEUE, timeout=30 + opts.poll_interval * 2)
     finally:
         await workers.stop()
     started = await bench_queries.bench_jobs_results(conn, task=PICKUP)

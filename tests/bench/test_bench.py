@@ -44,6 +44,8 @@ def test_quick_bench_reports_every_figure(db_dsn: str) -> None:
         "process, one owner",
         "  many owners as share of one",
         "small owner's wait p99",
+        "graph of",
+        "  fan-in started after its last parent",
         "HTTP POST /jobs",
     ):
         assert any(name.startswith(expected) for name in names), (expected, names)
