@@ -157,3 +157,26 @@ async def test_a_graph_counts_each_job_against_the_limits(
     assert answer.status_code == 429, answer.text
     answer = await http.post("/jobs/graph", json={"jobs": jobs[:3]}, headers=alice.headers)
     assert answer.status_code == 201, answer.text
+
+
+async def test_the_readme_graph_adds_up_its_parents(
+    http: httpx.AsyncClient, login: Login, pool: Pool, settings: Settings
+) -> None:
+    alice = await login("alice")
+    made = await http.post(
+        "/jobs/graph",
+        json={
+            "jobs": [
+                {"name": "squares", "task": "square_sum", "args": {"data": [1, 2, 3]}},
+                {"name": "cubes", "task": "cube_sum", "args": {"data": [1, 2, 3]}},
+                {"name": "sum", "task": "total", "depends_on": ["squares", "cubes"]},
+            ]
+        },
+        headers=alice.headers,
+    )
+    assert made.status_code == 201, made.text
+    total = made.json()["jobs"][-1]
+    assert total["state"] == "waiting" and total["pending_parents"] == 2
+    await drain(pool, settings=settings)
+    result = (await http.get(f"/jobs/{total['id']}/result", headers=alice.headers)).json()
+    assert result["state"] == "succeeded" and result["result"] == 50

@@ -220,3 +220,16 @@ async def test_a_named_graph_mixes_its_own_jobs_and_existing_ones(pool: Pool) ->
     assert sink.parents == (left.id, old.id, right.id) and sink.pending_parents == 3
     assert right.parents == (left.id,) and left.state is JobState.QUEUED
     assert sink.args is not None and sink.args[PARENTS_KEY] == [str(i) for i in sink.parents]
+
+
+async def test_a_group_of_chains_then_one_job_waits_for_each_chains_end(pool: Pool) -> None:
+    """The README's fan-out and fan-in: each chain's last step is a parent of the report."""
+    graph = group(
+        chain(step("test.add", a=i, b=i), step("test.plus_parent", n=1)) for i in range(3)
+    ).then(step("test.parents", tag="report"))
+    async with pool.acquire() as conn:
+        jobs = await graph.enqueue(conn=conn)
+    heads, tails, report = jobs[0::2][:3], jobs[1::2][:3], jobs[-1]
+    assert [j.state for j in heads] == [JobState.QUEUED] * 3
+    assert [t.parents for t in tails] == [(h.id,) for h in heads]
+    assert report.parents == tuple(t.id for t in tails)
