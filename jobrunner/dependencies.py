@@ -83,7 +83,9 @@ def parent_result() -> Any:
 
 def run_with_parents(job: ClaimedJob) -> None:
     """Make `job`'s parents what parent_results() returns, in the current context (the
-    executor calls this in the attempt's own task, so it holds for that attempt only)."""
+    executor calls this in the attempt's own task, so it holds for that attempt only; a job
+    without parents needs no call: a task starts from the worker's context, where there are
+    none)."""
     _parents.set(job.parents or ())
 
 

@@ -44,7 +44,8 @@ async def run_attempt(job: ClaimedJob, threads: Executor, *, unknown_task_delay:
     if job.parents is None:  # the read after the claim failed: try again soon
         message = "its parents' results could not be read"
         return _ended(job, OutcomeKind.DEFER, message, retry_delay=PARENTS_UNREAD_DELAY)
-    dependencies.run_with_parents(job)  # this attempt's own task: parent_results() reads it
+    if job.parents:  # in this attempt's own task, where parent_results() reads them
+        dependencies.run_with_parents(job)
     try:
         result = await _call(task, job, threads)
     except Retry as exc:
