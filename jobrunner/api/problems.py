@@ -131,6 +131,8 @@ def _database_problem(exc: asyncpg.PostgresError) -> JSONResponse | None:
         return problem(422, "the request holds a value that cannot be stored", errors=_refused(exc))
     if isinstance(exc, asyncpg.IntegrityConstraintViolationError):  # a race, e.g. a deletion
         return problem(409, "the change conflicts with the current data; try again")
+    if isinstance(exc, asyncpg.TransactionRollbackError):  # a deadlock PostgreSQL broke
+        return problem(409, "the change collided with another; try again")
     if isinstance(exc, SCHEMA_MISSING):
         return problem(
             503,
