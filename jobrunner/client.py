@@ -92,7 +92,8 @@ async def enqueue(
 ) -> Job:
     """Validate and insert one job; a live job with the same dedup key is returned instead.
     The options (queue, priority, max_attempts, timeout, backoff, delay or run_at, dedup_key,
-    owner, callback_url) override the task's defaults.
+    owner, fairness_key, callback_url) override the task's defaults; depends_on names jobs it
+    waits for (and on_parent_failure what their failure does to it: jobrunner.dependencies).
 
     Without `conn`, the job commits on its own and its queue is rung just after, through the
     default pool's doorbell. With `conn` (any asyncpg connection, in your transaction or not),
