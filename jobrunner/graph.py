@@ -108,7 +108,10 @@ class Graph:
             Node(job, tuple(_parent(name, p, places) for p in after), name)
             for name, job, after in jobs
         )
-        return cls(nodes, tuple(range(len(nodes))), tuple(range(len(nodes))))
+        waited_for = {p for node in nodes for p in node.parents if isinstance(p, int)}
+        heads = tuple(i for i, node in enumerate(nodes) if not _own_parents(node))
+        tails = tuple(i for i in range(len(nodes)) if i not in waited_for)
+        return cls(nodes, heads, tails)
 
     def levels(self) -> list[list[int]]:
         """The places of the jobs, in levels: each job after every job of the graph it waits
@@ -138,6 +141,10 @@ class Graph:
     def _label(self, place: int) -> str:
         name = self.nodes[place].name
         return repr(name) if name is not None else f"job {place} ({self.nodes[place].step.task})"
+
+
+def _own_parents(node: Node) -> bool:
+    return any(isinstance(p, int) for p in node.parents)
 
 
 def _as_id(text: str) -> UUID | None:

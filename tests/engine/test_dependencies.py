@@ -217,6 +217,7 @@ async def test_a_named_graph_mixes_its_own_jobs_and_existing_ones(pool: Pool) ->
             ]
         )
         sink, left, right = await graph.enqueue(conn=conn)
+    assert (graph.heads, graph.tails) == ((1,), (0,))  # what a chain around it attaches to
     assert sink.parents == (left.id, old.id, right.id) and sink.pending_parents == 3
     assert right.parents == (left.id,) and left.state is JobState.QUEUED
     assert sink.args is not None and sink.args[PARENTS_KEY] == [str(i) for i in sink.parents]
