@@ -1,8 +1,10 @@
 """jobrunner: a broker-free background job runner. PostgreSQL is the only queue."""
 
 from jobrunner.client import close, configure, enqueue, enqueue_many
+from jobrunner.dependencies import parent_result, parent_results
 from jobrunner.errors import Cancel, JobrunnerError, Retry
-from jobrunner.models import Job, JobState
+from jobrunner.graph import chain, group, step
+from jobrunner.models import Job, JobState, ParentResult
 from jobrunner.options import Backoff
 from jobrunner.tasks import task
 
@@ -12,10 +14,16 @@ __all__ = [
     "Job",
     "JobState",
     "JobrunnerError",
+    "ParentResult",
     "Retry",
+    "chain",
     "close",
     "configure",
     "enqueue",
     "enqueue_many",
+    "group",
+    "parent_result",
+    "parent_results",
+    "step",
     "task",
 ]

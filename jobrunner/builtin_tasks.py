@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from jobrunner.dependencies import parent_results
 from jobrunner.tasks import task
 from jobrunner.webhooks import deliver_webhook  # noqa: F401 - registers the webhook task
 
@@ -36,6 +37,12 @@ async def sleep(seconds: Annotated[float, Field(ge=0, le=3600)] = 1.0) -> float:
 async def echo(message: Any = None) -> Any:
     """Return the message unchanged."""
     return message
+
+
+@task(name="total")
+async def total() -> float:
+    """The sum of its parents' results (depends_on): a fan-in to try graphs with."""
+    return _integral(sum(float(p.result) for p in parent_results() if p.result is not None))
 
 
 @task(name="noop", max_attempts=1)

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Unpack
 from uuid import UUID
 
+from jobrunner import dependencies
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, Pool, create_pool
 from jobrunner.doorbell import Doorbell
@@ -21,6 +22,8 @@ from jobrunner.job_rows import insert_copy, insert_one, make_rows
 from jobrunner.models import (
     HistoryEntry,
     Job,
+    JobLink,
+    JobLinks,
     JobMotion,
     JobProgress,
     JobState,
@@ -89,7 +92,8 @@ async def enqueue(
 ) -> Job:
     """Validate and insert one job; a live job with the same dedup key is returned instead.
     The options (queue, priority, max_attempts, timeout, backoff, delay or run_at, dedup_key,
-    owner, callback_url) override the task's defaults.
+    owner, fairness_key, callback_url) override the task's defaults; depends_on names jobs it
+    waits for (and on_parent_failure what their failure does to it: jobrunner.dependencies).
 
     Without `conn`, the job commits on its own and its queue is rung just after, through the
     default pool's doorbell. With `conn` (any asyncpg connection, in your transaction or not),
@@ -133,12 +137,16 @@ async def get_job(
 async def cancel_job(
     job_id: UUID, *, conn: Conn | None = None, user: str | None = None, admin: bool = True
 ) -> Job:
-    """Cancel at once if waiting; a running job's worker is asked to stop its handler."""
-    async with _connection(conn) as c:
+    """Cancel at once if waiting; a running job's worker is asked to stop its handler. A job
+    cancelled at once cancels its waiting children in the same transaction (or releases
+    those that run anyway)."""
+    async with _connection(conn) as c, c.transaction():
         job = await queries.job_cancel(c, job_id, user=user, admin=admin)
         if job is None:
             current = await get_job(job_id, conn=c, user=user, admin=admin)
             raise JobStateConflict(f"job {job_id} is already {current.state}")
+        if job.state is JobState.CANCELLED and job.child_added_at is not None:
+            await dependencies.settle(c, [job.id])
     return job
 
 
@@ -166,6 +174,28 @@ async def webhook_delivery(job: Job, *, conn: Conn | None = None) -> WebhookDeli
         return None  # no read at all for the jobs without a callback
     async with _connection(conn) as c:
         return await queries.job_delivery_latest(c, job.id)
+
+
+LINKS_SHOWN = 100  # parents and children a job's page lists (with how many there are)
+
+
+async def job_links(
+    job: Job, *, conn: Conn | None = None, user: str | None = None, admin: bool = True
+) -> JobLinks:
+    """A job's parents (in the order it named them) and its first children, those `user`
+    may see; no read for a job that has neither."""
+    if not job.parents and job.child_added_at is None:
+        return JobLinks()
+    async with _connection(conn) as c:
+        shown = job.parents[:LINKS_SHOWN]
+        parents = await queries.job_parents_list(c, shown, user=user, admin=admin)
+        children: list[JobLink] = []
+        total = 0
+        if job.child_added_at is not None:
+            children, total = await queries.job_children_list(
+                c, job.id, user=user, admin=admin, limit=LINKS_SHOWN
+            )
+    return JobLinks(tuple(parents), len(job.parents), tuple(children), total)
 
 
 LEAN = queries.Include()  # lists read neither args nor results unless asked

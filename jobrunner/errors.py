@@ -9,6 +9,8 @@ not this one (a unit test walks the subclasses and fails on any missing from thi
     ├── InvalidArguments     arguments do not match the task's signature
     ├── JobNotFound          no such job (or not visible to the caller)
     ├── JobStateConflict     the job is not in a state that allows the change
+    ├── UnknownParent        depends_on names a job that is gone, or not the owner's
+    ├── InvalidGraph         (graph) a graph of jobs has a cycle, a bad name, or is too big
     ├── DatabaseUnavailable  PostgreSQL cannot be reached right now
     ├── InvalidQueueControls a queue's limits are out of bounds
     ├── UserExists           (accounts) that username is taken
@@ -30,7 +32,9 @@ Handlers signal their outcome with `Retry` and `Cancel`, which are not errors of
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
+from uuid import UUID
 
 
 class JobrunnerError(Exception):
@@ -62,6 +66,16 @@ class JobNotFound(JobrunnerError):
 
 class JobStateConflict(JobrunnerError):
     pass
+
+
+class UnknownParent(JobrunnerError):
+    """A job was to wait for jobs that do not exist (or were pruned), or that belong to
+    someone other than its owner: nothing was written."""
+
+    def __init__(self, job_ids: Sequence[UUID]) -> None:
+        named = ", ".join(str(i) for i in job_ids) or "?"
+        super().__init__(f"depends_on names jobs that do not exist or are not yours: {named}")
+        self.job_ids = list(job_ids)
 
 
 class DatabaseUnavailable(JobrunnerError):

@@ -49,6 +49,8 @@ JOB_EXAMPLE: dict[str, Any] = {
     "dedup_key": None,
     "backoff_base_seconds": None,
     "backoff_cap_seconds": None,
+    "pending_parents": None,
+    "on_parent_failure": None,
 }
 
 
@@ -80,6 +82,16 @@ class JobPublic(BaseModel):
         "worker's default."
     )
     backoff_cap_seconds: float | None
+    pending_parents: int | None = Field(
+        default=None,
+        description="For a job with parents (depends_on): how many have not ended yet; it "
+        "waits while above 0. Null for a job without parents.",
+    )
+    on_parent_failure: str | None = Field(
+        default=None,
+        description="With parents: `cancel` (a parent that fails or is cancelled cancels "
+        "this job) or `run` (it runs anyway).",
+    )
 
     @classmethod
     def of(cls, job: Job, *, args: bool = True, result: bool = True) -> JobPublic:
@@ -87,7 +99,7 @@ class JobPublic(BaseModel):
         `response_model_exclude_unset` leaves them out of its answer (listings do)."""
         bulky: dict[str, Any] = {}
         if args:
-            bulky["args"] = job.args
+            bulky["args"] = job.user_args  # its parents' ids are not arguments
         if result:
             bulky["result"] = job.result
         return cls(
@@ -110,6 +122,8 @@ class JobPublic(BaseModel):
             dedup_key=job.dedup_key,
             backoff_base_seconds=_seconds(job.backoff_base),
             backoff_cap_seconds=_seconds(job.backoff_cap),
+            pending_parents=job.pending_parents,
+            on_parent_failure=job.on_parent_failure,
             **bulky,
         )
 

@@ -10,29 +10,33 @@ fill) goes through here:
 
 A task's defaults (queue, priority, max_attempts, timeout, backoff) are applied by make_rows
 and nowhere else, so they hold on every path. Start times (run_at, else now + delay, never
-before now) are worked out in the database by jobrunner.start_time.
+before now) are worked out in the database by jobrunner.start_time. Jobs with parents
+(depends_on) are inserted `waiting` and linked to them (jobrunner.dependencies.link) in the
+same transaction, on every path.
 """  # noqa: E501 - the diagram reads better unwrapped
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from jobrunner import dependencies
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, ensure_codecs
 from jobrunner.doorbell import Doorbell
 from jobrunner.errors import InvalidArguments, JobStateConflict
-from jobrunner.models import Job, JobState
-from jobrunner.options import NO_OPTIONS, JobOptions
+from jobrunner.models import PARENTS_KEY, Job, JobState, ParentFailure
+from jobrunner.options import NO_OPTIONS, JobOptions, Parent
 from jobrunner.registry import get_task
 
 if TYPE_CHECKING:  # types only: tasks imports the client, which imports this module
     from jobrunner.tasks import Task
 
 MAX_BACKOFF_SECONDS = 30 * 86400.0  # the longest backoff cap a job may ask for
+MAX_PARENTS = 100_000  # parents one job may wait for (kept in its args: ~40 bytes each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,20 @@ class JobRows:
     owner: str | None = None
     fairness_key: str = ""
     callback_url: str | None = None
+    parents: tuple[UUID, ...] = ()  # it waits for these (their ids are in its args too)
+    on_parent_failure: ParentFailure = "cancel"
+
+    def waiting_for(self, parents: Sequence[UUID], on_parent_failure: ParentFailure) -> JobRows:
+        """These jobs, waiting for `parents` besides any they wait for already. The ids go in
+        their args too, in order: a worker's claim brings the args, so it finds them there."""
+        every = tuple(dict.fromkeys((*self.parents, *parents)))
+        named = [str(parent) for parent in every]
+        return replace(
+            self,
+            args=[{**args, PARENTS_KEY: named} for args in self.args],
+            parents=every,
+            on_parent_failure=on_parent_failure,
+        )
 
 
 def make_rows(
@@ -65,8 +83,9 @@ def make_rows(
     plain = [a if type(a) is dict else dict(a) for a in args_list]
     checked = [task.validate_args(plain[0])] if len(plain) == 1 else task.validate_many(plain)
     _check(task, options, many=len(plain) != 1)
+    parents = _check_parents(task.name, options)
     backoff = options.backoff or task.backoff
-    return JobRows(
+    rows = JobRows(
         task=task.name,
         args=checked,
         queue=options.queue or task.queue,
@@ -82,6 +101,7 @@ def make_rows(
         fairness_key=_fairness_key(options),
         callback_url=options.callback_url,
     )
+    return rows.waiting_for(parents, options.on_parent_failure or "cancel") if parents else rows
 
 
 def _check(task: Task[Any, Any], options: JobOptions, *, many: bool) -> None:
@@ -97,6 +117,40 @@ def _check(task: Task[Any, Any], options: JobOptions, *, many: bool) -> None:
         raise _options_error(task.name, "fairness_key is at most 256 characters")
     if options.backoff is not None and options.backoff.cap > MAX_BACKOFF_SECONDS:
         raise _options_error(task.name, f"backoff cap is at most {MAX_BACKOFF_SECONDS:g}s")
+
+
+def _check_parents(task: str, options: JobOptions) -> tuple[UUID, ...]:
+    depends_on = options.depends_on
+    if options.on_parent_failure is not None:
+        check_parent_failure(task, options.on_parent_failure)
+        if not depends_on:
+            raise _options_error(task, "on_parent_failure goes with depends_on")
+    if depends_on and options.dedup_key is not None:
+        # A duplicate would hand back a job that waits for other parents, or for none.
+        raise _options_error(task, "dedup_key does not go with depends_on")
+    return parse_parents(task, depends_on)
+
+
+def check_parent_failure(task: str, value: str) -> None:
+    if value not in ("cancel", "run"):
+        raise _options_error(task, "on_parent_failure is 'cancel' or 'run'")
+
+
+def parse_parents(task: str, depends_on: Sequence[Parent] | None) -> tuple[UUID, ...]:
+    """The ids of the jobs `depends_on` names, each once, in the order named."""
+    if not depends_on:
+        return ()
+    if isinstance(depends_on, (str, bytes, Job)):  # one parent where a list was meant
+        raise _options_error(task, "depends_on is a list of jobs or job ids")
+    found: dict[UUID, None] = {}
+    for parent in depends_on:
+        try:
+            found[parent.id if isinstance(parent, Job) else UUID(str(parent))] = None
+        except ValueError:
+            raise _options_error(task, f"depends_on: {parent!r} is not a job id") from None
+    if len(found) > MAX_PARENTS:
+        raise _options_error(task, f"depends_on names at most {MAX_PARENTS} jobs")
+    return tuple(found)
 
 
 def _fairness_key(options: JobOptions) -> str:
@@ -125,8 +179,18 @@ def _interval(value: timedelta | float | None) -> timedelta | None:
 async def insert_one(conn: Conn, rows: JobRows, *, ring_after: Doorbell | None = None) -> Job:
     """Insert one job; a live job holding the same dedup key is returned instead. Without
     `ring_after` its queue is rung in the same transaction (heard at commit); with it, the
-    doorbell rings after (the caller promises `conn` is in no transaction)."""
+    doorbell rings after (the caller promises `conn` is in no transaction). A job with
+    parents is linked to them in the same transaction, which rings for it if it is ready."""
     await ensure_codecs(conn)
+    if rows.parents:
+
+        async def insert() -> list[Job]:
+            inserted = await queries.job_insert(conn, rows)
+            assert inserted is not None  # no dedup key with parents (make_rows)
+            return [inserted]
+
+        [job] = await dependencies.insert_linked(conn, [rows], insert)
+        return job
     # A live duplicate can finish between our insert and our read; then insert again.
     for _ in range(5):
         inserted = await queries.job_insert(conn, rows, ring=ring_after is None)
@@ -152,6 +216,10 @@ async def insert_each(conn: Conn, batch: Sequence[JobRows], *, ring: bool = True
     if not batch:
         return []
     await ensure_codecs(conn)
+    if any(rows.parents for rows in batch):
+        return await dependencies.insert_linked(
+            conn, batch, lambda: queries.job_insert_each(conn, batch, ring=ring)
+        )
     return await queries.job_insert_each(conn, batch, ring=ring)
 
 
@@ -164,4 +232,6 @@ async def insert_copy(conn: Conn, rows: JobRows) -> list[UUID]:
     if not rows.args:
         return []
     await ensure_codecs(conn)
+    if rows.parents:
+        return await dependencies.insert_copy_linked(conn, rows)
     return await queries.job_insert_many(conn, rows)

@@ -22,6 +22,7 @@ class Row(Protocol):
 
 
 class JobState(enum.StrEnum):
+    WAITING = "waiting"  # for its parents (jobrunner.dependencies)
     SCHEDULED = "scheduled"
     QUEUED = "queued"
     RUNNING = "running"
@@ -36,6 +37,11 @@ class JobState(enum.StrEnum):
 
 
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+# Where a job's parents are kept, in the order it named them: in its args, so that a worker's
+# claim, which returns the args, brings them along. Never a task's argument name (a dot).
+PARENTS_KEY = "jobrunner.parents"
+ParentFailure = Literal["cancel", "run"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +69,9 @@ class Job:
     callback_url: str | None
     backoff_base: timedelta | None  # None: the worker's default (JOBRUNNER_BACKOFF_BASE)
     backoff_cap: timedelta | None
+    pending_parents: int | None = None  # None: a job without parents
+    on_parent_failure: ParentFailure | None = None
+    child_added_at: datetime | None = None  # None: it never had a child
 
     @classmethod
     def from_record(cls, row: Row) -> Job:
@@ -90,11 +99,41 @@ class Job:
             callback_url=row["callback_url"],
             backoff_base=row["backoff_base"],
             backoff_cap=row["backoff_cap"],
+            pending_parents=row["pending_parents"],
+            on_parent_failure=row["on_parent_failure"],
+            child_added_at=row["child_added_at"],
         )
 
     @property
     def last_error(self) -> dict[str, Any] | None:
         return self.errors[-1] if self.errors else None
+
+    @property
+    def has_parents(self) -> bool:
+        return self.pending_parents is not None
+
+    @property
+    def parents(self) -> tuple[UUID, ...]:
+        """Its parents in the order it named them; () when it has none or its args were not
+        read (a listing)."""
+        return parent_ids(self.args)
+
+    @property
+    def user_args(self) -> dict[str, Any] | None:
+        """Its args as the task takes them: without its parents."""
+        return without_parents(self.args)
+
+
+def parent_ids(args: dict[str, Any] | None) -> tuple[UUID, ...]:
+    if not args or PARENTS_KEY not in args:
+        return ()
+    return tuple(UUID(str(parent)) for parent in args[PARENTS_KEY])
+
+
+def without_parents(args: dict[str, Any] | None) -> dict[str, Any] | None:
+    if args is None or PARENTS_KEY not in args:
+        return args
+    return {name: value for name, value in args.items() if name != PARENTS_KEY}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +149,7 @@ class JobProgress:
     started_at: datetime | None
     finished_at: datetime | None
     errors: list[dict[str, Any]]
+    has_parents: bool = False  # its life starts `waiting`
 
     @classmethod
     def from_record(cls, row: Row) -> JobProgress:
@@ -122,13 +162,14 @@ class JobProgress:
             started_at=row["started_at"],
             finished_at=row["finished_at"],
             errors=row["errors"],
+            has_parents=row["has_parents"],
         )
 
     @classmethod
     def of(cls, job: Job) -> JobProgress:
         return cls(
             job.id, job.state, job.attempt, job.run_at, job.created_at, job.started_at,
-            job.finished_at, job.errors,
+            job.finished_at, job.errors, job.has_parents,
         )  # fmt: skip
 
 
@@ -171,6 +212,73 @@ class ClaimedJob:
     timeout: timedelta | None
     priority: int = 0
     fairness_key: str = ""  # whose turn it was: the claim's cursor moves past it
+    # Its parents' ends, read after the claim (jobrunner.dependencies.with_parents); None:
+    # it has parents but they could not be read, so it is put back without running.
+    parents: tuple[ParentResult, ...] | None = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ParentResult:
+    """How one of a job's parents ended, as its handler sees it (`parent_results()`): its
+    result when it succeeded; its last error when it failed or was cancelled (a child that
+    runs anyway)."""
+
+    id: UUID
+    task: str
+    state: JobState
+    result: Any
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> ParentResult:
+        return cls(row["id"], row["task"], JobState(row["state"]), row["result"], row["error"])
+
+
+@dataclass(frozen=True, slots=True)
+class JobDependent:
+    """A child as the statement that linked it to its parents left it (job_dependencies_add):
+    still waiting, or released, or cancelled by a parent that had failed already."""
+
+    id: UUID
+    state: JobState
+    run_at: datetime
+    finished_at: datetime | None
+    errors: list[dict[str, Any]]
+    pending_parents: int
+    on_parent_failure: ParentFailure
+
+    @classmethod
+    def from_row(cls, row: Row) -> JobDependent:
+        return cls(
+            row["id"], JobState(row["state"]), row["run_at"], row["finished_at"], row["errors"],
+            row["pending_parents"], row["on_parent_failure"],
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class JobLink:
+    """A parent or child of a job, as far as the reader may see it: task and state are None
+    for a parent pruned since (or, for an admin's own, not theirs to see)."""
+
+    id: UUID
+    task: str | None
+    state: JobState | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> JobLink:
+        state = row["state"]
+        return cls(row["id"], row["task"], JobState(state) if state is not None else None)
+
+
+@dataclass(frozen=True, slots=True)
+class JobLinks:
+    """A job's parents (in the order it named them) and its first children, with how many
+    children it has."""
+
+    parents: tuple[JobLink, ...] = ()
+    parents_total: int = 0
+    children: tuple[JobLink, ...] = ()
+    children_total: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,11 +299,14 @@ class HistoryEntry:
     total_duration: timedelta
     result: Any
     last_error: str | None
+    parents: tuple[UUID, ...] = ()  # in the order the job named them
+    has_children: bool = False
 
     @classmethod
     def from_row(cls, row: Row) -> HistoryEntry:
         values = {name: row[name] for name in cls.__slots__}
         values["state"] = JobState(row["state"])
+        values["parents"] = tuple(UUID(str(p)) for p in row["parents"] or ())
         return cls(**values)
 
 

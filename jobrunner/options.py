@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import TypedDict
+from uuid import UUID
 
 from jobrunner.errors import ConfigError
+from jobrunner.models import Job, ParentFailure
+
+# A parent named by its job or its id (a UUID, or its text).
+Parent = Job | UUID | str
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +42,8 @@ class EnqueueOptions(TypedDict, total=False):
     owner: str | None
     fairness_key: str | None
     callback_url: str | None
+    depends_on: Sequence[Parent] | None
+    on_parent_failure: ParentFailure | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +54,9 @@ class JobOptions:
     same key is returned instead of a new one (single jobs only). owner: the API user the job
     belongs to. fairness_key: whose turn the job waits for when workers take turns between
     owners (a tenant id, say); default the owner, else one shared group. callback_url: where
-    its outcome is posted (webhooks)."""
+    its outcome is posted (webhooks). depends_on: jobs that must succeed before it runs (it
+    waits meanwhile); on_parent_failure: 'cancel' (the default) when one of them fails for
+    good or is cancelled, or 'run' anyway (jobrunner.dependencies)."""
 
     queue: str | None = None
     priority: int | None = None
@@ -59,6 +69,8 @@ class JobOptions:
     owner: str | None = None
     fairness_key: str | None = None
     callback_url: str | None = None
+    depends_on: Sequence[Parent] | None = None
+    on_parent_failure: ParentFailure | None = None
 
 
 OPTION_NAMES = frozenset(f.name for f in fields(JobOptions))

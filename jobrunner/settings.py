@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     submit_rate_per_minute: int = Field(default=600, ge=1)
     submit_burst: int = Field(default=100, ge=1)
     max_unfinished_jobs_per_user: int = Field(default=10_000, ge=1)
+    max_graph_jobs: int = Field(default=1000, ge=1, le=100_000)
     login_attempts_per_minute: int = Field(default=10, ge=1)
     # Reverse proxies whose X-Forwarded-For is believed (CIDRs); none by default.
     trusted_proxies: CommaList = Field(default_factory=list)

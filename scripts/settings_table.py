@@ -79,6 +79,8 @@ DESCRIPTIONS = {
     "processes); more is 429. From 1,200 up, each API process takes a user's tokens a few at "
     "a time (a tenth of a second's worth, unused ones lapse after a second).",
     "submit_burst": "Submissions a user may make at once before the rate applies.",
+    "max_graph_jobs": "Most jobs in one `POST /jobs/graph`; a graph takes a submission from "
+    "the rate limit per job (up to the burst) and counts each toward the unfinished cap.",
     "max_unfinished_jobs_per_user": "Unfinished jobs a user may have at once (an abuse "
     "guard: submissions in flight at the same moment can pass it by their number).",
     "login_attempts_per_minute": "Failed logins per account per minute; every client address "

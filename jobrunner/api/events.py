@@ -67,16 +67,18 @@ class JobEvent:
         return f"id: {self.index}\nevent: {self.state}\ndata: {json.dumps(data)}\n\n"
 
 
+Step = tuple[str, int, datetime | None, str | None]
+
+
 def derive_events(job: Job | JobProgress) -> list[JobEvent]:
     """The job's state changes so far, oldest first, from its row alone."""
-    # Claiming leaves run_at alone, so until a first retry it still says whether it waited.
-    waiting = "scheduled" if not job.errors and job.run_at > job.created_at else "queued"
-    steps: list[tuple[str, int, datetime | None, str | None]] = [(waiting, 0, job.created_at, None)]
+    steps = _beginning(job)
     recorded = 0
     for entry in job.errors:
         attempt = int(entry.get("attempt") or 0)
         recorded = max(recorded, attempt)
-        steps.append(("running", attempt, _time(entry.get("started_at")), None))
+        if "started_at" in entry:  # not a job cancelled before it ran (a parent failed)
+            steps.append(("running", attempt, _time(entry.get("started_at")), None))
         steps.append(
             (
                 str(entry.get("outcome") or "retrying"),
@@ -94,6 +96,23 @@ def derive_events(job: Job | JobProgress) -> list[JobEvent]:
     elif not job.state.is_terminal and steps[-1][0] in TERMINAL_OUTCOMES:
         steps.append(("queued", job.attempt, job.run_at, None))  # retried by hand
     return [JobEvent(i, *step) for i, step in enumerate(steps)]
+
+
+def _beginning(job: Job | JobProgress) -> list[Step]:
+    """How the job came to be ready: queued or scheduled; or, with parents, waiting and then
+    (once they settled) queued or scheduled. A release's time is known until the job's first
+    attempt only: it is the run_at the release set."""
+    if not job.has_parents:
+        # Claiming leaves run_at alone, so until a first retry it still says whether it waited.
+        ready = "scheduled" if not job.errors and job.run_at > job.created_at else "queued"
+        return [(ready, 0, job.created_at, None)]
+    steps: list[Step] = [("waiting", 0, job.created_at, None)]
+    if job.state is JobState.WAITING or (job.state.is_terminal and job.attempt == 0):
+        return steps  # still waiting, or cancelled before it ran
+    ready = "scheduled" if job.state is JobState.SCHEDULED else "queued"
+    fresh = job.attempt == 0 and not job.errors and ready == "queued"
+    steps.append((ready, 0, job.run_at if fresh else None, None))
+    return steps
 
 
 def _time(value: Any) -> datetime | None:

@@ -16,6 +16,9 @@ from jobrunner.api import limits
 from jobrunner.api.deps import ConnDep, PrincipalDep, SettingsDep, SubmitContextDep, SubmitterDep
 from jobrunner.api.problems import ApiProblem
 from jobrunner.api.schemas import (
+    GraphCreate,
+    GraphJobPublic,
+    GraphPublic,
     HistoriesPublic,
     HistoryPublic,
     JobCreate,
@@ -26,6 +29,7 @@ from jobrunner.api.schemas import (
     JobStatusPublic,
 )
 from jobrunner.api.submit import submit_job
+from jobrunner.api.submit_graph import submit_graph
 from jobrunner.db.queries import Include, JobFilter, Page
 from jobrunner.models import TERMINAL_STATES, Job, JobState
 
@@ -54,12 +58,28 @@ async def create_job(
     return JobPublic.of(job)
 
 
+@router.post("/jobs/graph", status_code=201, responses={413: {}, 422: {}, 429: {}})
+async def create_graph(
+    body: GraphCreate, me: SubmitterDep, context: SubmitContextDep, settings: SettingsDep
+) -> GraphPublic:
+    """Submit several jobs and who waits for whom, in one transaction: each job names the
+    jobs it waits for (`depends_on`) by their name in this graph, or by the id of a job of
+    yours. A cycle, an unknown name or a parent not yours is a 422, and nothing is written.
+    Each job counts as a submission (up to your burst) and toward your unfinished jobs."""
+    named = await submit_graph(context, settings, me, body)
+    return GraphPublic(
+        jobs=[GraphJobPublic(name=name, **dict(JobPublic.of(job))) for name, job in named]
+    )
+
+
 @router.get("/jobs/{job_id}", responses=NOT_FOUND)
 async def get_job(job_id: UUID, me: PrincipalDep, conn: ConnDep) -> JobDetailPublic:
-    """The whole job: arguments, every attempt's error, the result, and with a callback URL
-    how its webhook's delivery stands."""
+    """The whole job: arguments, every attempt's error, the result, the jobs it waits for
+    and those that wait for it, and with a callback URL how its webhook's delivery stands."""
     job = await _visible(job_id, me, conn)
-    return JobDetailPublic.of_detail(job, await client.webhook_delivery(job, conn=conn))
+    delivery = await client.webhook_delivery(job, conn=conn)
+    links = await client.job_links(job, conn=conn, user=me.username, admin=me.is_admin)
+    return JobDetailPublic.of_detail(job, delivery, links)
 
 
 @router.get("/jobs/{job_id}/status", responses=NOT_FOUND)

@@ -98,6 +98,18 @@ async def check_submit(conn: Conn, settings: Settings, username: str) -> None:
     await take(conn, submit_bucket(settings, username), SUBMISSIONS)
 
 
+async def charge_more(conn: Conn, settings: Settings, username: str, jobs: int) -> None:
+    """Charge a submission of `jobs` jobs (a graph), one of which the request paid already:
+    as many submissions again, up to the burst (a graph larger than the burst could never
+    pass otherwise). An empty bucket answers 429; the tokens taken are spent even so."""
+    want = min(jobs, settings.submit_burst) - 1
+    if want < 1:
+        return
+    bucket = submit_bucket(settings, username)
+    if await queries.rate_bucket_take_upto(conn, bucket, want) < want:
+        raise await refuse(conn, bucket, SUBMISSIONS)
+
+
 async def charge_resubmission(
     conn: Conn, settings: Settings, unfinished: UnfinishedJobs, username: str
 ) -> None:
@@ -154,6 +166,14 @@ class UnfinishedJobs:
 
     def __init__(self) -> None:
         self._counted: dict[str, tuple[int, float]] = {}  # user -> (estimate, counted at)
+
+    async def admit_many(self, conn: Conn | Pool, username: str, *, cap: int, jobs: int) -> None:
+        """Raise a 429 unless `username` has room for `jobs` more unfinished jobs (always
+        counted: a graph is rare and large)."""
+        count = await queries.job_count_unfinished(conn, owner=username, cap=cap)
+        if count + jobs > cap:
+            raise quota_exceeded(cap)
+        self._counted[username] = (count + jobs, time.monotonic())
 
     async def admit(self, conn: Conn | Pool, username: str, *, cap: int) -> None:
         """Raise a 429 if `username` has `cap` unfinished jobs; else count one more."""

@@ -33,8 +33,10 @@ from jobrunner.errors import (
     JobNotFound,
     JobrunnerError,
     JobStateConflict,
+    UnknownParent,
     UnknownTask,
 )
+from jobrunner.graph import InvalidGraph
 from jobrunner.queues import GrantNotFound, QueueAccessDenied
 
 log = structlog.get_logger("jobrunner.api")
@@ -91,6 +93,8 @@ _STATUS: list[tuple[type[BaseException], int]] = [
     (QueueAccessDenied, 403),
     (InvalidQueueControls, 422),
     (UnknownTask, 422),
+    (UnknownParent, 422),  # nothing written: the parents named are not the user's to name
+    (InvalidGraph, 422),
     (InvalidAccount, 422),
     (LoginFailed, 401),
     (DatabaseUnavailable, 503),
@@ -127,6 +131,8 @@ def _database_problem(exc: asyncpg.PostgresError) -> JSONResponse | None:
         return problem(422, "the request holds a value that cannot be stored", errors=_refused(exc))
     if isinstance(exc, asyncpg.IntegrityConstraintViolationError):  # a race, e.g. a deletion
         return problem(409, "the change conflicts with the current data; try again")
+    if isinstance(exc, asyncpg.TransactionRollbackError):  # a deadlock PostgreSQL broke
+        return problem(409, "the change collided with another; try again")
     if isinstance(exc, SCHEMA_MISSING):
         return problem(
             503,

@@ -6,6 +6,7 @@ Bodies forbid unknown fields and non-finite numbers, so every bad input is a 422
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -26,6 +27,8 @@ from jobrunner.models import (
     MAX_LIMIT,
     HistoryEntry,
     Job,
+    JobLink,
+    JobLinks,
     JobState,
     QueueChanges,
     QueueControls,
@@ -78,6 +81,8 @@ def _http_url(value: str) -> str:
         raise ValueError("must not carry credentials")
     return value
 
+
+MAX_DEPENDS_ON = 1000  # parents one submitted job may name
 
 Username = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{3,64}$", examples=["alice"])]
 Password = Annotated[str, Field(min_length=8, max_length=1024, examples=["correct horse battery"])]
@@ -188,28 +193,11 @@ class TokenPublic(BaseModel):
 # ----- jobs -----------------------------------------------------------------------------
 
 
-class JobCreate(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        allow_inf_nan=False,
-        json_schema_extra={
-            "examples": [
-                {"task": "square_sum", "args": {"data": [1, 2, 3]}},
-                {
-                    "task": "sleep",
-                    "args": {"seconds": 2},
-                    "queue": "default",
-                    "priority": 10,
-                    "delay_seconds": 30,
-                    "max_attempts": 5,
-                    "timeout_seconds": 60,
-                    "backoff_base_seconds": 5,
-                    "backoff_cap_seconds": 600,
-                    "callback_url": "https://example.com/hooks/jobrunner",
-                },
-            ]
-        },
-    )
+class JobFields(BaseModel):
+    """What a job is made of, as a submission gives it: a job on its own (JobCreate) or one
+    job of a graph (GraphJobCreate)."""
+
+    model_config = STRICT
     task: Annotated[str, Field(min_length=1, max_length=256)]
     args: Annotated[dict[str, Any], AfterValidator(_finite_json)] = Field(default_factory=dict)
     queue: QueueName | None = None
@@ -230,9 +218,14 @@ class JobCreate(BaseModel):
         Annotated[float, Field(gt=0, le=MAX_BACKOFF_SECONDS, strict=True)] | None
     ) = Field(default=None, description="The longest retry delay; with backoff_base_seconds.")
     callback_url: CallbackUrl | None = None
+    on_parent_failure: Literal["cancel", "run"] | None = Field(
+        default=None,
+        description="With depends_on: when one of them fails for good or is cancelled, "
+        "`cancel` this job (the default) or `run` it anyway.",
+    )
 
     @model_validator(mode="after")
-    def _consistent(self) -> JobCreate:
+    def _consistent(self) -> JobFields:
         if self.delay_seconds is not None and self.run_at is not None:
             raise ValueError("give delay_seconds or run_at, not both")
         base, cap = self.backoff_base_seconds, self.backoff_cap_seconds
@@ -240,10 +233,16 @@ class JobCreate(BaseModel):
             raise ValueError("give backoff_base_seconds and backoff_cap_seconds together")
         if base is not None and cap is not None and base > cap:
             raise ValueError("backoff_base_seconds must not exceed backoff_cap_seconds")
+        if self.on_parent_failure is not None and not self.parents_named():
+            raise ValueError("on_parent_failure goes with depends_on")
         return self
 
+    def parents_named(self) -> bool:
+        return False
+
     def options(self, *, owner: str) -> JobOptions:
-        """The submission's options for the parameter maker (jobrunner.job_rows.make_rows)."""
+        """The submission's options for the parameter maker (jobrunner.job_rows.make_rows);
+        its parents aside."""
         base, cap = self.backoff_base_seconds, self.backoff_cap_seconds
         return JobOptions(
             queue=self.queue,
@@ -256,6 +255,95 @@ class JobCreate(BaseModel):
             owner=owner,
             callback_url=self.callback_url,
         )
+
+
+class JobCreate(JobFields):
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {"task": "square_sum", "args": {"data": [1, 2, 3]}},
+                {
+                    "task": "sleep",
+                    "args": {"seconds": 2},
+                    "queue": "default",
+                    "priority": 10,
+                    "delay_seconds": 30,
+                    "max_attempts": 5,
+                    "timeout_seconds": 60,
+                    "backoff_base_seconds": 5,
+                    "backoff_cap_seconds": 600,
+                    "callback_url": "https://example.com/hooks/jobrunner",
+                },
+                {"task": "cube_sum", "args": {"data": [1, 2]}, "depends_on": [JOB_ID]},
+            ]
+        },
+    )
+    depends_on: Annotated[list[UUID], Field(max_length=MAX_DEPENDS_ON)] | None = Field(
+        default=None,
+        description="Jobs of yours this one waits for: it stays `waiting` until all of them "
+        "succeed, and its handler reads their results.",
+    )
+
+    def parents_named(self) -> bool:
+        return bool(self.depends_on)
+
+    def options(self, *, owner: str) -> JobOptions:
+        return replace(
+            super().options(owner=owner),
+            depends_on=self.depends_on,
+            on_parent_failure=self.on_parent_failure,
+        )
+
+
+GraphName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", examples=["resize"])]
+
+
+class GraphJobCreate(JobFields):
+    """One job of a graph: a name of its own, and what it waits for by name (a job of the
+    same graph) or by id (a job of yours that exists)."""
+
+    name: GraphName
+    depends_on: Annotated[list[str], Field(max_length=MAX_DEPENDS_ON)] = Field(
+        default_factory=list,
+        description="Names of jobs of this graph, or ids of jobs of yours, it waits for.",
+    )
+
+    def parents_named(self) -> bool:
+        return bool(self.depends_on)
+
+    def options(self, *, owner: str) -> JobOptions:
+        """Its options; what it waits for is the graph's to resolve (jobrunner.graph)."""
+        return replace(super().options(owner=owner), on_parent_failure=self.on_parent_failure)
+
+
+class GraphCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "jobs": [
+                        {"name": "a", "task": "square_sum", "args": {"data": [1, 2]}},
+                        {"name": "b", "task": "cube_sum", "args": {"data": [3]}},
+                        {"name": "total", "task": "echo", "depends_on": ["a", "b"]},
+                    ]
+                }
+            ]
+        },
+    )
+    jobs: Annotated[list[GraphJobCreate], Field(min_length=1)] = Field(
+        description="Any order; at most JOBRUNNER_MAX_GRAPH_JOBS. A cycle is refused (422)."
+    )
+
+
+class GraphJobPublic(JobPublic):
+    name: str
+
+
+class GraphPublic(BaseModel):
+    jobs: list[GraphJobPublic] = Field(description="In the order given, each with its id.")
 
 
 class WebhookDeliveryPublic(BaseModel):
@@ -281,17 +369,46 @@ class WebhookDeliveryPublic(BaseModel):
         )
 
 
+class JobLinkPublic(BaseModel):
+    id: UUID
+    task: str | None = Field(description="Null for a parent deleted since (pruned).")
+    state: JobState | None
+
+    @classmethod
+    def of(cls, link: JobLink) -> JobLinkPublic:
+        return cls(id=link.id, task=link.task, state=link.state)
+
+
 class JobDetailPublic(JobPublic):
     webhook: WebhookDeliveryPublic | None = Field(
         default=None,
         description="The latest delivery of this job's webhook (jobrunner's own job, which "
         "is not in your lists): null until the job ends, or without a callback_url.",
     )
+    parents: list[JobLinkPublic] = Field(
+        default_factory=list,
+        description="The first 100 jobs it waits (or waited) for, in the order it named them.",
+    )
+    parents_total: int = Field(default=0, description="How many jobs it waits for.")
+    children: list[JobLinkPublic] = Field(
+        default_factory=list, description="The first 100 jobs that wait for it, oldest first."
+    )
+    children_total: int = Field(default=0, description="How many jobs wait for it.")
 
     @classmethod
-    def of_detail(cls, job: Job, delivery: WebhookDelivery | None) -> JobDetailPublic:
+    def of_detail(
+        cls, job: Job, delivery: WebhookDelivery | None, links: JobLinks | None = None
+    ) -> JobDetailPublic:
         webhook = WebhookDeliveryPublic.of(delivery) if delivery is not None else None
-        return cls(**dict(JobPublic.of(job)), webhook=webhook)
+        links = links or JobLinks()
+        return cls(
+            **dict(JobPublic.of(job)),
+            webhook=webhook,
+            parents=[JobLinkPublic.of(p) for p in links.parents],
+            parents_total=links.parents_total,
+            children=[JobLinkPublic.of(c) for c in links.children],
+            children_total=links.children_total,
+        )
 
 
 class JobStatusPublic(BaseModel):
@@ -349,6 +466,12 @@ class HistoryPublic(BaseModel):
     total_seconds: float
     result: Any = Field(default=None, description="Only with `include=result`.")
     last_error: str | None
+    parents: list[UUID] = Field(
+        default_factory=list, description="The jobs it waited for (depends_on), in order."
+    )
+    has_children: bool = Field(
+        default=False, description="Jobs waited for it: `GET /jobs/{id}` lists them."
+    )
 
     @classmethod
     def of(cls, entry: HistoryEntry, include: Include) -> HistoryPublic:
@@ -367,6 +490,8 @@ class HistoryPublic(BaseModel):
             run_seconds=entry.run_duration.total_seconds() if entry.run_duration else None,
             total_seconds=entry.total_duration.total_seconds(),
             last_error=entry.last_error,
+            parents=list(entry.parents),
+            has_children=entry.has_children,
             **bulky,
         )
 

@@ -4,10 +4,11 @@ submission from the user's rate bucket).
 
 Nothing here serialises one user's submissions: a user's burst must not queue behind a
 lock. A plain submission goes to the SubmitBatcher, which checks its session and inserts it
-together with whatever other submissions are waiting. With an Idempotency-Key, the job and
-its key are written in one transaction and the key's primary key decides a race: the loser's
-transaction rolls back (its job with it) and it answers with the winner's job. Bad input
-raises before anything is written.
+together with whatever other submissions are waiting; one that names parents (depends_on) is
+written on its own, so a parent refused to it fails no one else's batch. With an
+Idempotency-Key, the job and its key are written in one transaction and the key's primary
+key decides a race: the loser's transaction rolls back (its job with it) and it answers with
+the winner's job. Bad input raises before anything is written.
 """
 
 from __future__ import annotations
@@ -99,16 +100,15 @@ async def submit_job(
 ) -> tuple[Job, bool]:
     """The job, and whether it was made earlier by the same Idempotency-Key. The caller has
     taken the submission from the user's rate bucket already."""
-    if body.task.startswith(INTERNAL_TASK_PREFIX):
-        raise UnknownTask(body.task)  # jobrunner's own tasks are not for submitting by hand
-    if body.callback_url is not None:
-        _check_callback(body.callback_url, settings)
+    check_submittable(body.task, body.callback_url, settings)
     job = make_rows(body.task, [body.args], body.options(owner=me.username))
     await ctx.access.check(me.username, job.queue, body.priority)
     cap = settings.max_unfinished_jobs_per_user
     if idempotency_key is None:
         await ctx.served.require(job.queue, me)
         await ctx.unfinished.admit(ctx.pool, me.username, cap=cap)
+        if job.parents:
+            return await _submit_alone(ctx, me, job), False
         return await ctx.batcher.submit(me.session_id, job), False
     async with ctx.pool.acquire() as conn:
         if not me.session_checked:
@@ -149,6 +149,22 @@ async def _submit_once(
             raise ApiProblem(409, "this Idempotency-Key was just used; retry later") from None
         return earlier, True
     return inserted, False
+
+
+async def _submit_alone(ctx: SubmitContext, me: Submitter, job: JobRows) -> Job:
+    async with ctx.pool.acquire() as conn:
+        if not me.session_checked:
+            await accounts.live_session(conn, username=me.username, session_id=me.session_id)
+        return await insert_one(conn, job)
+
+
+def check_submittable(task: str, callback_url: str | None, settings: Settings) -> None:
+    """What a user may not submit, whatever the queue: jobrunner's own tasks, and callback
+    URLs jobrunner will not call."""
+    if task.startswith(INTERNAL_TASK_PREFIX):
+        raise UnknownTask(task)  # jobrunner's own tasks are not for submitting by hand
+    if callback_url is not None:
+        _check_callback(callback_url, settings)
 
 
 def _check_callback(url: str, settings: Settings) -> None:

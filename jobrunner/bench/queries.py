@@ -45,6 +45,14 @@ async def bench_jobs_span(conn: Conn, *, queue: str) -> tuple[int, int, float]:
     return int(row["succeeded"]), int(row["finished"]), float(row["seconds"] or 0.0)
 
 
+async def bench_jobs_run_once(conn: Conn, *, queue: str) -> int:
+    return int(await conn.fetchval(QUERIES["bench_jobs_run_once"], queue))
+
+
+async def bench_fan_in_wait(conn: Conn, *, job_id: UUID) -> float:
+    return float(await conn.fetchval(QUERIES["bench_fan_in_wait"], job_id))
+
+
 async def bench_jobs_results(conn: Conn, *, task: str) -> dict[UUID, Any]:
     rows = await conn.fetch(QUERIES["bench_jobs_results"], task)
     return {r["id"]: r["result"] for r in rows}

@@ -14,20 +14,23 @@ DROP DATABASE IF EXISTS jobrunner_bench WITH (FORCE);
 CREATE DATABASE jobrunner_bench;
 
 -- name: bench_jobs_truncate
-TRUNCATE jobrunner.jobs, jobrunner.throughput;
+TRUNCATE jobrunner.jobs, jobrunner.throughput, jobrunner.job_dependencies;
 
 -- name: bench_jobs_vacuum
 VACUUM ANALYZE jobrunner.jobs;
 
 -- name: bench_jobs_unfinished
--- Whether queue $1 still has a job queued or running, each read through its partial index.
+-- Whether queue $1 still has a job queued, running or waiting for parents, each read
+-- through its partial index.
 -- Not EXISTS: taking queue and state as independent, the planner expects a match within a
 -- few rows and scans the table; beside the backlog figure's million rows that read 2 million
 -- rows (140 ms) every poll once few jobs were left, CPU taken from the worker measured.
 SELECT (SELECT id FROM jobrunner.jobs WHERE queue = $1 AND state = 'queued'
         ORDER BY queue, priority DESC, fairness_key, run_at, id LIMIT 1) IS NOT NULL
     OR (SELECT id FROM jobrunner.jobs WHERE queue = $1 AND state = 'running'
-        ORDER BY lease_expires_at LIMIT 1) IS NOT NULL;
+        ORDER BY lease_expires_at LIMIT 1) IS NOT NULL
+    OR (SELECT id FROM jobrunner.jobs WHERE queue = $1 AND state = 'waiting'
+        LIMIT 1) IS NOT NULL;
 
 -- name: bench_jobs_span
 -- Finished jobs of queue $1: how many succeeded, and seconds from the first start to the
@@ -37,6 +40,21 @@ SELECT count(*) FILTER (WHERE state = 'succeeded') AS succeeded,
        extract(epoch FROM max(finished_at) - min(started_at))::float8 AS seconds
 FROM jobrunner.jobs
 WHERE state IN ('succeeded', 'failed', 'cancelled') AND queue = $1;
+
+-- name: bench_jobs_run_once
+-- Jobs of queue $1 that succeeded at their first attempt, none before it lost or deferred.
+SELECT count(*) FROM jobrunner.jobs
+WHERE state IN ('succeeded', 'failed', 'cancelled') AND queue = $1
+  AND state = 'succeeded' AND attempt = 1 AND errors = '[]';
+
+-- name: bench_fan_in_wait
+-- Seconds from the end of the last parent of job $1 to its start (database time).
+SELECT extract(epoch FROM c.started_at - max(p.finished_at))::float8
+FROM jobrunner.jobs AS c
+JOIN jobrunner.job_dependencies AS d ON d.child_id = c.id
+JOIN jobrunner.jobs AS p ON p.id = d.parent_id
+WHERE c.id = $1
+GROUP BY c.started_at;
 
 -- name: bench_jobs_results
 -- The result of every succeeded job of task $1.

@@ -31,7 +31,8 @@ QUEUE = "default"
 BACKLOG_QUEUE = "bench_backlog"
 CPU_CHECK_STEPS = 10_000_000
 GROUPS = (
-    "enqueue", "process", "latency", "backlog", "memory", "fairness", "controls", "http",
+    "enqueue", "process", "latency", "backlog", "memory", "fairness", "controls", "graph",
+    "http",
 )  # fmt: skip
 
 
@@ -58,6 +59,7 @@ class Options:
     big_backlog: int = 100_000
     small_jobs: int = 100
     rate_seconds: float = 60.0
+    graph_jobs: int = 10_000
     groups: tuple[str, ...] = GROUPS
 
 
@@ -75,6 +77,7 @@ QUICK = Options(
     big_backlog=30_000,
     small_jobs=20,
     rate_seconds=3.0,
+    graph_jobs=1_000,
 )
 
 
@@ -225,7 +228,7 @@ class Workers:
         self._log.close()
 
 
-async def _wait_finished(conn: Conn, workers: Workers, queue: str, timeout: float) -> None:
+async def wait_finished(conn: Conn, workers: Workers, queue: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while await bench_queries.bench_jobs_unfinished(conn, queue=queue):
         workers.check_alive()
@@ -313,7 +316,7 @@ async def process_round(
             else:
                 await fill_owners(conn, opts.jobs, owners)
             await queries.doorbell_ring(conn, [QUEUE])
-        await _wait_finished(conn, workers, QUEUE, timeout=60 + opts.jobs / 200)
+        await wait_finished(conn, workers, QUEUE, timeout=60 + opts.jobs / 200)
         peak = workers.peak_rss_mb()
     finally:
         await workers.stop()
@@ -339,7 +342,7 @@ async def pickup_round(dsn: str, conn: Conn, opts: Options, *, listen: bool) -> 
             await asyncio.sleep(max(0.0, start + i / opts.rate - time.monotonic()))
             job = await client.enqueue(PICKUP, conn=conn)
             committed[job.id] = time.time()
-        await _wait_finished(conn, workers, QUEUE, timeout=30 + opts.poll_interval * 2)
+        await wait_finished(conn, workers, QUEUE, timeout=30 + opts.poll_interval * 2)
     finally:
         await workers.stop()
     started = await bench_queries.bench_jobs_results(conn, task=PICKUP)

@@ -25,6 +25,7 @@ from typing import Any
 from jobrunner.bench import queries as bench_queries
 from jobrunner.bench.controls import controls_figures, controls_round
 from jobrunner.bench.fairness import fairness_figures, fairness_round
+from jobrunner.bench.graph import graph_figures, graph_round
 from jobrunner.bench.rounds import (
     BACKLOG_QUEUE,
     CPU_CHECK_STEPS,
@@ -162,6 +163,9 @@ class Bench:
 
     async def fairness(self) -> None:
         await self.measure(fairness_figures(self.opts), lambda: fairness_round(self))
+
+    async def graph(self) -> None:
+        await self.measure(graph_figures(self.opts), lambda: graph_round(self))
 
     async def http(self) -> None:
         if importlib.util.find_spec("jobrunner.api.app") is None:
@@ -315,4 +319,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--big-backlog", type=int, help="the big owner's queued jobs (fairness)")
     p.add_argument("--small-jobs", type=int, help="the small owner's jobs (fairness)")
     p.add_argument("--rate-seconds", type=float, help="how long the start-rate figure runs (60)")
+    p.add_argument("--graph-jobs", type=int, help="jobs in the fan-out/fan-in graph (graph)")
     p.set_defaults(func=cmd_bench)

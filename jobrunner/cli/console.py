@@ -57,7 +57,7 @@ def job_details(job: Job) -> str:
         f"queue         {job.queue}   priority {job.priority}",
         f"state         {job.state}",
         f"attempt       {job.attempt} of {job.max_attempts}",
-        f"args          {to_json(job.args, indent=None)}",
+        f"args          {to_json(job.user_args, indent=None)}",
         f"created       {_when(job.created_at)}",
         f"run at        {_when(job.run_at)}",
         f"started       {_when(job.started_at)}",
@@ -68,6 +68,9 @@ def job_details(job: Job) -> str:
     ]
     if job.dedup_key:
         lines.append(f"dedup key     {job.dedup_key}")
+    if job.parents:
+        left = f"{job.pending_parents} still to end" if job.pending_parents else "all ended"
+        lines.append(f"waits for     {', '.join(map(str, job.parents))} ({left})")
     if job.cancel_requested_at:
         lines.append(f"cancel asked  {_when(job.cancel_requested_at)}")
     if job.result is not None:

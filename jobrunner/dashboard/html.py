@@ -15,6 +15,8 @@ from string import Template
 
 from jobrunner.models import (
     Job,
+    JobLink,
+    JobLinks,
     JobState,
     QueueControls,
     QueueCounts,
@@ -261,7 +263,9 @@ def job_list(jobs: Sequence[Job]) -> str:
 # ----- one job ------------------------------------------------------------------------
 
 
-def job_page(job: Job, delivery: WebhookDelivery | None = None) -> str:
+def job_page(
+    job: Job, delivery: WebhookDelivery | None = None, links: JobLinks | None = None
+) -> str:
     fields = [
         ("id", f'<span class="mono">{h(job.id)}</span>'),
         ("state", state(job.state)),
@@ -271,7 +275,7 @@ def job_page(job: Job, delivery: WebhookDelivery | None = None) -> str:
         ("attempt", f"{job.attempt} of {job.max_attempts}"),
         ("retry backoff", backoff(job)),
         ("owner", h(job.owner or "-")),
-        ("args", f"<code>{h(json.dumps(job.args))}</code>"),
+        ("args", f"<code>{h(json.dumps(job.user_args))}</code>"),
         ("created", when(job.created_at)),
         ("run at", when(job.run_at)),
         ("started", when(job.started_at)),
@@ -283,6 +287,8 @@ def job_page(job: Job, delivery: WebhookDelivery | None = None) -> str:
         fields.append(("result", f"<code>{h(json.dumps(job.result))}</code>"))
     if job.callback_url is not None:
         fields.append(("webhook", webhook(delivery)))
+    if job.has_parents:
+        fields.append(("waits for", waits_for(job)))
     detail = "".join(f"<tr><th>{h(k)}</th><td>{v}</td></tr>" for k, v in fields)
     buttons = ""
     if not job.state.is_terminal:
@@ -292,8 +298,42 @@ def job_page(job: Job, delivery: WebhookDelivery | None = None) -> str:
     return (
         f"<h1>{h(job.task)} {state(job.state)}</h1>"
         + section("Job", f"<table>{detail}</table><p>{buttons}</p>", attrs='id="job"')
+        + graph(links or JobLinks())
         + section("Attempts", attempts(job), attrs='id="attempts"')
     )
+
+
+def waits_for(job: Job) -> str:
+    left = job.pending_parents or 0
+    count = f"{left} parent{'' if left == 1 else 's'} still to end" if left else "nothing now"
+    anyway = (
+        "runs even if one fails" if job.on_parent_failure == "run" else "cancelled if one fails"
+    )
+    return h(f"{count}; {anyway}")
+
+
+def graph(links: JobLinks) -> str:
+    """The jobs this one waits for and those waiting for it: a list each, in order."""
+    if not links.parents and not links.children:
+        return ""
+
+    def rows(found: Sequence[JobLink]) -> list[list[str]]:
+        return [
+            [job_link(link.id), h(link.task or "(pruned)"), state(link.state or "gone")]
+            for link in found
+        ]
+
+    def more(shown: int, total: int) -> str:
+        return f'<p class="muted">{total - shown} more not shown.</p>' if total > shown else ""
+
+    body = ""
+    if links.parents:
+        body += "<h3>Waits for</h3>" + table(["job", "task", "state"], rows(links.parents), "")
+        body += more(len(links.parents), links.parents_total)
+    if links.children:
+        body += "<h3>Waited for by</h3>" + table(["job", "task", "state"], rows(links.children), "")
+        body += more(len(links.children), links.children_total)
+    return section("Dependencies", body, attrs='id="dependencies"')
 
 
 def webhook(delivery: WebhookDelivery | None) -> str:

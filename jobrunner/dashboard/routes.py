@@ -267,7 +267,9 @@ async def job_page(
             job = await client.get_job(job_id, conn=conn, user=me.username, admin=me.is_admin)
         except JobNotFound:
             return f"<h1>No job {view.h(job_id)}</h1>"
-        return view.job_page(job, await client.webhook_delivery(job, conn=conn))
+        delivery = await client.webhook_delivery(job, conn=conn)
+        links = await client.job_links(job, conn=conn, user=me.username, admin=me.is_admin)
+        return view.job_page(job, delivery, links)
 
     return await _render(request, conn, codec, settings, "Job", build)
 

@@ -3,6 +3,12 @@
 An advisory lock serialises processes that start at once; applied versions are recorded in
 jobrunner.schema_migrations with a checksum, so re-running is a no-op and an edited migration
 is caught instead of silently skipped.
+
+A line `-- jobrunner: commit` splits a migration into parts, each committed on its own
+(the version is recorded with the last): PostgreSQL will not use an enum value in the
+transaction that added it, so a migration that adds one and then indexes or constrains it
+commits in between. What comes before such a line must be safe to run twice (IF NOT EXISTS):
+a failure after it leaves the migration unrecorded, and the next run starts it over.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from jobrunner.db.queries import QUERIES
 from jobrunner.errors import ConfigError
 
 _FILENAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
+_COMMIT = re.compile(r"^-- jobrunner: commit[ \t]*$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +36,11 @@ class Migration:
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    @property
+    def parts(self) -> list[str]:
+        """The statements of each transaction, in order (one, unless the file commits)."""
+        return [part for part in _COMMIT.split(self.sql) if part.strip()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +89,12 @@ async def migrate(conn: Conn) -> list[Migration]:
         await conn.execute(QUERIES["migration_table_create"])
         done = []
         for migration in (await status(conn)).pending:
+            *first, last = migration.parts
+            for part in first:
+                async with conn.transaction():
+                    await conn.execute(part)
             async with conn.transaction():
-                await conn.execute(migration.sql)
+                await conn.execute(last)
                 await conn.execute(
                     QUERIES["migration_record"],
                     migration.version,

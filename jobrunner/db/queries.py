@@ -22,10 +22,13 @@ from jobrunner.models import (
     ClaimedJob,
     HistoryEntry,
     Job,
+    JobDependent,
+    JobLink,
     JobMotion,
     JobProgress,
     JobState,
     Outcome,
+    ParentResult,
     QueueChanges,
     QueueControls,
     ThroughputMinute,
@@ -109,6 +112,7 @@ async def job_insert(conn: Conn, rows: JobRows, *, ring: bool = True) -> Job | N
         rows.backoff_cap,
         ring,
         rows.fairness_key,
+        bool(rows.parents),
     )
     return Job.from_record(row) if row is not None else None
 
@@ -131,6 +135,7 @@ async def job_insert_each(conn: Conn, batch: Sequence[JobRows], *, ring: bool) -
         [r.backoff_cap for r in batch],
         ring,
         [r.fairness_key for r in batch],
+        [bool(r.parents) for r in batch],
     )
     return [Job.from_record(row) for row in rows]
 
@@ -195,7 +200,11 @@ async def job_insert_many(conn: Conn, jobs: JobRows) -> list[UUID]:
     110,000 jobs/s on this project's 2-CPU VM."""
     async with conn.transaction():
         start = await conn.fetchrow(
-            QUERIES["job_insert_many_start"], jobs.queue, jobs.run_at, jobs.delay_seconds
+            QUERIES["job_insert_many_start"],
+            jobs.queue,
+            jobs.run_at,
+            jobs.delay_seconds,
+            bool(jobs.parents),
         )
         assert start is not None
         ids = time_ordered_ids(start["id_ms"], len(jobs.args))
@@ -276,12 +285,20 @@ class Recorded:
     state: JobState
     run_at: datetime
     attempt: int
+    has_children: bool = False
 
 
 async def job_record_outcomes(
-    conn: Conn, outcomes: Sequence[Outcome], *, worker_id: str, policy: OutcomePolicy
+    conn: Conn,
+    outcomes: Sequence[Outcome],
+    *,
+    worker_id: str,
+    policy: OutcomePolicy,
+    with_children: bool = False,
 ) -> dict[UUID, Recorded]:
-    """Write outcomes; returns what became of each one accepted (not fenced off)."""
+    """Write outcomes; returns what became of each one accepted (not fenced off). Jobs that
+    have children are left alone unless `with_children` (jobrunner.dependencies writes them,
+    in a transaction that settles their children too)."""
     rows = await conn.fetch(
         QUERIES["job_record_outcomes"],
         [o.id for o in outcomes],
@@ -295,8 +312,12 @@ async def job_record_outcomes(
         policy.backoff_cap,
         policy.max_deferrals,
         *_made_elsewhere(policy.delivery),
+        with_children,
     )
-    return {r["id"]: Recorded(JobState(r["state"]), r["run_at"], r["attempt"]) for r in rows}
+    return {
+        r["id"]: Recorded(JobState(r["state"]), r["run_at"], r["attempt"], r["has_children"])
+        for r in rows
+    }
 
 
 async def job_heartbeat(
@@ -348,16 +369,71 @@ async def job_promote_due(conn: Conn, *, limit: int) -> int:
     return sum(int(r["promoted"]) for r in rows)
 
 
-async def job_rescue_expired(
-    conn: Conn, *, limit: int, delivery: JobRows
-) -> list[tuple[UUID, JobState]]:
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A job whose state a statement just decided, and whether it has children (whose own
+    states then follow from it: job_dependencies_settle)."""
+
+    id: UUID
+    state: JobState
+    has_children: bool
+
+
+async def job_rescue_expired(conn: Conn, *, limit: int, delivery: JobRows) -> list[Settled]:
     rows = await conn.fetch(QUERIES["job_rescue_expired"], limit, *_made_elsewhere(delivery))
-    return [(r["id"], JobState(r["state"])) for r in rows]
+    return [Settled(r["id"], JobState(r["state"]), r["has_children"]) for r in rows]
 
 
 async def job_prune(conn: Conn, *, state: JobState, older_than: float, limit: int) -> int:
-    status = await conn.execute(QUERIES["job_prune"], state.value, older_than, limit)
-    return int(status.split()[-1])
+    pruned: int = await conn.fetchval(QUERIES["job_prune"], state.value, older_than, limit)
+    return pruned
+
+
+# ----- dependencies ---------------------------------------------------------------------
+
+
+async def job_dependencies_add(
+    conn: Conn,
+    edges: Sequence[tuple[UUID, UUID, str]],
+    *,
+    owner: str | None,
+) -> tuple[dict[UUID, JobDependent], int]:
+    """Make each (child, parent, child's on_parent_failure) a dependency. Returns how each
+    child stands now, and how many distinct parents were found (and locked)."""
+    rows = await conn.fetch(
+        QUERIES["job_dependencies_add"],
+        [e[0] for e in edges],
+        [e[1] for e in edges],
+        owner,
+        [e[2] for e in edges],
+    )
+    found = rows[0]["parents_found"] if rows else 0
+    return {r["id"]: JobDependent.from_row(r) for r in rows}, found
+
+
+async def job_dependencies_settle(conn: Conn, ended: Sequence[UUID]) -> list[Settled]:
+    rows = await conn.fetch(QUERIES["job_dependencies_settle"], list(ended))
+    return [Settled(r["id"], JobState(r["state"]), r["has_children"]) for r in rows]
+
+
+async def job_parent_results(conn: Conn, ids: Sequence[UUID]) -> dict[UUID, ParentResult]:
+    rows = await conn.fetch(QUERIES["job_parent_results"], list(ids))
+    return {r["id"]: ParentResult.from_row(r) for r in rows}
+
+
+async def job_parents_list(
+    conn: Conn, ids: Sequence[UUID], *, user: str | None, admin: bool
+) -> list[JobLink]:
+    rows = await conn.fetch(QUERIES["job_parents_list"], list(ids), user, admin)
+    return [JobLink.from_row(r) for r in rows]
+
+
+async def job_children_list(
+    conn: Conn, job_id: UUID, *, user: str | None, admin: bool, limit: int
+) -> tuple[list[JobLink], int]:
+    """The first `limit` children, and how many there are (counted up to 10,000)."""
+    rows = await conn.fetch(QUERIES["job_children_list"], job_id, user, admin, limit)
+    return [JobLink.from_row(r) for r in rows], rows[0]["total"] if rows else 0
 
 
 async def throughput_prune(conn: Conn, *, older_than: float) -> int:
@@ -622,6 +698,13 @@ async def rate_bucket_take(conn: Conn, bucket: RateBucket) -> bool:
         QUERIES["rate_bucket_take"], bucket.key, bucket.per_second, bucket.burst
     )
     return taken is not None
+
+
+async def rate_bucket_take_upto(conn: Conn, bucket: RateBucket, want: int) -> int:
+    taken: int = await conn.fetchval(
+        QUERIES["rate_bucket_take_upto"], bucket.key, bucket.per_second, bucket.burst, want
+    )
+    return taken
 
 
 async def rate_bucket_wait(conn: Conn, *, key: str, per_second: float) -> float:

@@ -3,19 +3,21 @@
 The mapping from what happened to an attempt to the Outcome reported lives here and only
 here: returned -> succeeded; Retry -> retry at its time; Cancel -> cancelled; a timeout or any
 other exception -> retry with the job's backoff (failed once attempts are spent); a task this
-worker does not know -> defer. The worker's
+worker does not know, or parents' results that could not be read -> defer. The worker's
 own verdicts (cancelled before the handler ran, a bug of ours) are built here too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import json
 import traceback
 from concurrent.futures import Executor
 from typing import Any
 
+from jobrunner import dependencies
 from jobrunner.errors import Cancel, JobrunnerError, Retry, UnknownTask
 from jobrunner.models import ClaimedJob, Outcome, OutcomeKind
 from jobrunner.registry import get_task
@@ -23,6 +25,7 @@ from jobrunner.tasks import Task
 
 CANCELLED_ERROR = '{"error":"cancelled on request"}'
 WORKER_ERROR = '{"error":"worker error"}'
+PARENTS_UNREAD_DELAY = 1.0  # seconds a job waits when its parents' results were not read
 
 
 async def run_attempt(job: ClaimedJob, threads: Executor, *, unknown_task_delay: float) -> Outcome:
@@ -38,6 +41,11 @@ async def run_attempt(job: ClaimedJob, threads: Executor, *, unknown_task_delay:
     except UnknownTask:
         message = f"no worker knows task {job.task!r}"
         return _ended(job, OutcomeKind.DEFER, message, retry_delay=unknown_task_delay)
+    if job.parents is None:  # the read after the claim failed: try again soon
+        message = "its parents' results could not be read"
+        return _ended(job, OutcomeKind.DEFER, message, retry_delay=PARENTS_UNREAD_DELAY)
+    if job.parents:  # in this attempt's own task, where parent_results() reads them
+        dependencies.run_with_parents(job)
     try:
         result = await _call(task, job, threads)
     except Retry as exc:
@@ -78,7 +86,8 @@ async def _call(task: Task[Any, Any], job: ClaimedJob, threads: Executor) -> Any
         coro = task.func(**kwargs)
     else:
         loop = asyncio.get_running_loop()
-        coro = loop.run_in_executor(threads, functools.partial(task.func, **kwargs))
+        context = contextvars.copy_context()  # parent_results() in a thread too
+        coro = loop.run_in_executor(threads, context.run, functools.partial(task.func, **kwargs))
     if timeout is None:
         return await coro
     async with asyncio.timeout(timeout):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from jobrunner import dependencies
 from jobrunner.db import queries
 from jobrunner.db.errors import DB_ERRORS
 from jobrunner.db.pool import Conn, Pool
@@ -104,9 +105,16 @@ class Maintenance:
         return total
 
     async def _rescue(self, conn: Conn) -> int:
-        rescued = await queries.job_rescue_expired(conn, limit=self.batch, delivery=self._delivery)
-        for job_id, state in rescued:
-            log.warning("lease expired: worker lost", job_id=str(job_id), now=state.value)
+        # A rescue that ends a job with children settles them in the same transaction.
+        async with conn.transaction():
+            rescued = await queries.job_rescue_expired(
+                conn, limit=self.batch, delivery=self._delivery
+            )
+            ended = [r.id for r in rescued if r.has_children and r.state.is_terminal]
+            if ended:
+                await dependencies.settle(conn, ended)
+        for job in rescued:
+            log.warning("lease expired: worker lost", job_id=str(job.id), now=job.state.value)
         return len(rescued)
 
     async def run_forever(self) -> None:

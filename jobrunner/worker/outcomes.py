@@ -2,7 +2,9 @@
 
 Whatever finished during one write is written by the next, in one statement
 (job_record_outcomes, fenced by attempt and worker); a database away is retried with backoff,
-and the attempts stay held (their leases renewed) until their outcomes are in.
+and the attempts stay held (their leases renewed) until their outcomes are in. The jobs that
+statement leaves alone, those with children, are written again with their children's
+release in a transaction (jobrunner.dependencies.record_with_children).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
+from jobrunner import dependencies
 from jobrunner.db import queries
 from jobrunner.db.errors import DB_ERRORS
 from jobrunner.db.pool import Conn, Pool
@@ -124,9 +127,16 @@ class OutcomeWriter:
     async def _write(self, batch: list[Attempt]) -> dict[UUID, queries.Recorded]:
         outcomes: list[Outcome] = [a.outcome for a in batch if a.outcome is not None]
         assert self.conn is not None
-        return await queries.job_record_outcomes(
-            await self.conn.get(), outcomes, worker_id=self._worker_id, policy=self._policy
+        conn = await self.conn.get()
+        recorded = await queries.job_record_outcomes(
+            conn, outcomes, worker_id=self._worker_id, policy=self._policy
         )
+        if len(recorded) < len(outcomes):  # parents, or attempts taken over meanwhile
+            rest = [o for o in outcomes if o.id not in recorded]
+            recorded |= await dependencies.record_with_children(
+                conn, rest, worker_id=self._worker_id, policy=self._policy
+            )
+        return recorded
 
     async def flush_all(self, timeout: float) -> None:
         """At shutdown: write what is pending, for at most `timeout` seconds."""

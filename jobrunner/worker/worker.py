@@ -32,6 +32,7 @@ from typing import Any
 
 import structlog
 
+from jobrunner import dependencies
 from jobrunner.db import queries
 from jobrunner.db.errors import DB_ERRORS
 from jobrunner.db.pool import Pool, create_pool, wait_for_database
@@ -297,7 +298,8 @@ class Worker:
 
     async def _claim(self, limit: int) -> list[ClaimedJob]:
         assert self._claim_conn is not None
-        claimed = await self._claimer.claim(await self._claim_conn.get(), limit)
+        conn = await self._claim_conn.get()
+        claimed = await dependencies.with_parents(conn, await self._claimer.claim(conn, limit))
         # A claim that took anything may have left more: a batch comes back short when one
         # owner's lane runs dry while others still hold jobs (each lane gets its share), or
         # a limit cut it. Only an empty claim says the queues have nothing for us now.

@@ -147,6 +147,7 @@ async def test_get_queues_lists_controls_and_counts_for_admins(
     # Every queue with a row (default is seeded, idle was paused) or with jobs (later).
     assert set(by_name) == {"default", "idle", "later"}
     assert by_name["default"]["counts"] == {
+        "waiting": 0,
         "scheduled": 0,
         "queued": 3,
         "running": 0,

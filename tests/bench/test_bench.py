@@ -20,7 +20,7 @@ def test_quick_bench_reports_every_figure(db_dsn: str) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=200,
+        timeout=260,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -47,6 +47,8 @@ def test_quick_bench_reports_every_figure(db_dsn: str) -> None:
         "start-rate limit",
         "most running at once",
         "pause: last start after it",
+        "graph of",
+        "  fan-in started after its last parent",
         "HTTP POST /jobs",
     ):
         assert any(name.startswith(expected) for name in names), (expected, names)

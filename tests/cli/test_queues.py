@@ -61,10 +61,10 @@ async def test_queues_pause_resume_ring_and_ls_shows_counts(
         table = cli.run("queues", "ls").out.splitlines()
         assert table[0].split() == [
             "QUEUE", "STATE", "MAX_RUNNING", "PER_OWNER", "RATE", "OPEN",
-            "scheduled", "queued", "running", "retrying",
+            "waiting", "scheduled", "queued", "running", "retrying",
         ]  # fmt: skip
         rows = {line.split()[0]: line.split() for line in table[1:]}
-        assert rows["reports"][1:] == ["paused", "-", "-", "-", "admins", "1", "1", "0", "0"]
+        assert rows["reports"][1:] == ["paused", "-", "-", "-", "admins", "0", "1", "1", "0", "0"]
         assert rows["default"][1] == "running" and rows["default"][5] == "all"
         assert rung.empty()
         assert cli.run("queues", "resume", "reports").code == 0

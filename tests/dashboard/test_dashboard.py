@@ -118,6 +118,20 @@ async def test_job_page_shows_how_its_webhook_delivery_stands(
     assert "0 of 10 attempts" in page.text
 
 
+async def test_job_page_lists_what_a_job_waits_for_and_what_waits_for_it(
+    admin: httpx.AsyncClient, pool: Pool
+) -> None:
+    async with pool.acquire() as conn:
+        parent = await client.enqueue("echo", {"message": 1}, conn=conn)
+        child = await client.enqueue("echo", {}, conn=conn, depends_on=[parent])
+    page = (await admin.get(f"/dashboard/jobs/{child.id}")).text
+    assert "Waits for" in page and f"/dashboard/jobs/{parent.id}" in page
+    assert "1 parent still to end; cancelled if one fails" in page
+    assert 'state-waiting">waiting' in page and "jobrunner.parents" not in page
+    page = (await admin.get(f"/dashboard/jobs/{parent.id}")).text
+    assert "Waited for by" in page and f"/dashboard/jobs/{child.id}" in page
+
+
 async def test_users_see_only_their_own_jobs(user: httpx.AsyncClient, pool: Pool) -> None:
     async with pool.acquire() as conn:
         mine = await client.enqueue("test.add", {"a": 1, "b": 1}, conn=conn, owner="ada")

@@ -184,7 +184,7 @@ async def test_deliveries_after_an_outcome_and_a_rescue_carry_the_task_defaults(
             lost.id,
         )
         assert await queries.job_rescue_expired(conn, limit=10, delivery=delivery) == [
-            (lost.id, JobState.FAILED)
+            queries.Settled(lost.id, JobState.FAILED, has_children=False)
         ]
         rows = await conn.fetch(
             "SELECT args ->> 'job_id' AS for_job, queue, task, max_attempts, timeout, owner"

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from jobrunner import client, task
+from jobrunner import client, parent_results, task
 
 FAULT_TABLES = """
 CREATE TABLE fault_effects (n integer PRIMARY KEY, pid integer NOT NULL);
@@ -73,6 +73,14 @@ async def record(n: int) -> int:
                 "INSERT INTO fault_violations (n, pid) VALUES ($1, $2)", n, os.getpid()
             )
     return n
+
+
+@task(name="fault.gather", max_attempts=5)
+async def gather(n: int) -> dict[str, Any]:
+    """`fault.record` for a child: write row n, and return what its parents left."""
+    await record(n)
+    parents = parent_results()
+    return {"n": n, "results": [p.result for p in parents], "states": [p.state for p in parents]}
 
 
 async def _fenced_write(token: str, me: asyncpg.Record, cancelled: bool) -> bool:

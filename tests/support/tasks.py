@@ -7,7 +7,7 @@ import os
 import time
 from datetime import timedelta
 
-from jobrunner import Backoff, Cancel, Retry, task
+from jobrunner import Backoff, Cancel, Retry, parent_result, parent_results, task
 
 calls: dict[str, int] = {}
 
@@ -101,3 +101,21 @@ async def ignore_timeout(token: str, seconds: float) -> str:
             continue
     ran_past_timeout[token] = ran_past_timeout.get(token, 0) + 1
     return "ran on"
+
+
+@task(name="test.parents")
+async def parents_seen(tag: str = "") -> list[list[object]]:
+    """What its parents left, in order: [task, state, result, error] each."""
+    return [[p.task, p.state.value, p.result, p.error] for p in parent_results()]
+
+
+@task(name="test.sync_parents")
+def sync_parents_seen() -> list[str]:
+    """parent_results() from a plain function, which runs in a thread."""
+    return [str(p.id) for p in parent_results()]
+
+
+@task(name="test.plus_parent")
+async def plus_parent(n: int) -> int:
+    """A chain's step: its one parent's result plus n."""
+    return int(parent_result()) + n
