@@ -7,14 +7,18 @@ import asyncio
 import secrets
 from typing import Any
 
+import structlog
+
 from jobrunner import client, eventloop
 from jobrunner.cli.common import Database, database, err, out, settings_from
+from jobrunner.cli.locate import locate, registered_up
 from jobrunner.db import migrate as migrations
 from jobrunner.db.pool import connect, wait_for_database
 from jobrunner.settings import Settings
 from jobrunner.task_modules import load_task_modules
 
 DEMO_ADMIN = "admin"
+log = structlog.get_logger("jobrunner.cli")
 
 # ----- migrate --------------------------------------------------------------------------
 
@@ -44,7 +48,7 @@ async def _migrate(dsn: str, show_status: bool, wait: float) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = settings_from({})
-    with database(settings) as db:
+    with database(settings, create=not args.status, migrated=False) as db:
         return asyncio.run(_migrate(db.dsn, args.status, settings.startup_wait))
 
 
@@ -88,7 +92,9 @@ def _worker_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = settings_from(_worker_settings(args))
-    with database(settings) as db:
+    # Said in the log, not on stderr: a worker's stderr is JSON lines.
+    with database(settings, migrated=False, say=False) as db:
+        log.info("database", where=db.location.describe())
         return eventloop.run(_work(settings, db.dsn))
 
 
@@ -96,10 +102,13 @@ def cmd_api(args: argparse.Namespace) -> int:
     from jobrunner.serve import serve
 
     settings = settings_from({"host": args.host, "port": args.port})
+    where = locate(settings)
+    settings = settings.model_copy(update={"data_dir": where.data_dir})
     settings.require_jwt_secret()  # fail before starting anything
     load_task_modules(settings.tasks)
-    with database(settings) as db:
-        settings = settings.model_copy(update={"database_url": db.dsn})
+    with database(settings, location=where, migrated=False, say=False) as db:
+        log.info("database", where=where.describe())
+        settings = db.settings_for(settings)
         return eventloop.run(serve(settings, dsn=db.dsn, with_worker=False))
 
 
@@ -107,6 +116,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from jobrunner.serve import serve
 
     settings = settings_from({"host": args.host, "port": args.port, **_worker_settings(args)})
+    where = locate(settings, create=True)
+    settings = settings.model_copy(update={"data_dir": where.data_dir})
     if settings.jwt_secret is None and not settings.dev_mode:
         settings = settings.model_copy(update={"dev_mode": True})
         err(
@@ -115,8 +126,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
     settings.require_jwt_secret()
     load_task_modules(settings.tasks)
-    with database(settings) as db:
-        settings = settings.model_copy(update={"database_url": db.dsn})
+    with database(settings, location=where, migrated=False) as db, registered_up(where):
+        settings = db.settings_for(settings)
         password = asyncio.run(_prepare(db.dsn))
         _banner(settings, db, password)
         return eventloop.run(serve(settings, dsn=db.dsn, with_worker=True))

@@ -24,12 +24,13 @@ class Result:
 @dataclass(frozen=True)
 class Cli:
     env: dict[str, str]
+    cwd: Path = REPO_ROOT  # where the command runs: it finds a database from there
 
     def run(self, *args: str, stdin: str = "", timeout: float = 60) -> Result:
         done = subprocess.run(
             [sys.executable, "-m", "jobrunner", *args],
             env=self.env,
-            cwd=REPO_ROOT,
+            cwd=self.cwd,
             input=stdin,
             capture_output=True,
             text=True,
@@ -45,7 +46,7 @@ class Cli:
             "jobrunner",
             *args,
             env=self.env,
-            cwd=REPO_ROOT,
+            cwd=self.cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -56,6 +57,8 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBRUNNER_")}
     env.update(
         JOBRUNNER_DATA_DIR=str(tmp_path / "data"),
+        # Where a running `jobrunner up` records itself (jobrunner.cli.locate): this test's own.
+        XDG_STATE_HOME=str(tmp_path / "state"),
         JOBRUNNER_TASKS="tests.support.tasks",
         JOBRUNNER_LOG_FORMAT="json",
         JOBRUNNER_LOG_LEVEL="warning",

@@ -1,0 +1,81 @@
+"""A newcomer's first hour (issue 15): `jobrunner up`, then the README's commands, from the
+project's directory and from anywhere else."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from pathlib import Path
+
+import httpx
+
+from jobrunner.db.pool import Pool
+from tests.support.cli import Cli, cli_env
+from tests.support.processes import REPO_ROOT
+from tests.support.waiting import wait_for
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def _healthy(base: str, process: asyncio.subprocess.Process) -> bool:
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=2) as http:
+            return (await http.get("/healthz")).status_code == 200
+    except httpx.TransportError:
+        assert process.returncode is None, "jobrunner up exited early"
+        return False
+
+
+async def test_commands_find_the_database_of_up_from_anywhere(tmp_path: Path) -> None:
+    """No JOBRUNNER_DATABASE_URL, DATA_DIR or JWT secret: as after `make run`."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "src").mkdir(parents=True)
+    elsewhere.mkdir()
+    env = {k: v for k, v in cli_env(tmp_path).items() if k != "JOBRUNNER_DATA_DIR"}
+    env["PYTHONPATH"] = str(REPO_ROOT)  # JOBRUNNER_TASKS names tests.support.tasks
+    port = _free_port()
+    up = await Cli(env, cwd=project).start("up", "--port", str(port), "--drain-timeout", "1")
+    try:
+        await wait_for(lambda: _healthy(f"http://127.0.0.1:{port}", up), timeout=120)
+        doctor = Cli(env, cwd=elsewhere).run("doctor")
+        assert doctor.code == 0, doctor.out + doctor.err
+        assert "FAIL" not in doctor.out
+        assert "WARN  JWT secret: dev mode: a generated secret kept in " in doctor.out
+        assert f"{project}/.jobrunner/pgdata (served by `jobrunner up`, pid " in doctor.out
+        listed = Cli(env, cwd=elsewhere).run("jobs", "ls")
+        assert listed.code == 0, listed.err
+        assert listed.out.startswith("ID ")
+        assert "served by `jobrunner up`" in listed.err  # says which database it used
+    finally:
+        up.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(up.communicate(), timeout=60)
+    assert up.returncode == 0
+
+    # Up stopped: from elsewhere, one line saying where it looked; nothing is created there.
+    lost = Cli(env, cwd=elsewhere).run("jobs", "ls")
+    assert lost.code == 2
+    assert "jobrunner: no database:" in lost.err and str(elsewhere) in lost.err
+    assert "Traceback" not in lost.err
+    assert list(elsewhere.iterdir()) == []
+    # From inside the project, its stopped database is started, used and stopped again.
+    inside = Cli(env, cwd=project / "src").run("jobs", "ls", timeout=120)
+    assert inside.code == 0, inside.err
+    assert "found from the current directory" in inside.err
+
+
+async def test_an_unmigrated_database_is_one_clear_line(cli: Cli, pool: Pool) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute("DROP SCHEMA jobrunner CASCADE")
+    for command in (["jobs", "ls"], ["enqueue", "square_sum"], ["users", "list"]):
+        result = cli.run(*command)
+        assert result.code == 2, command
+        last = result.err.strip().splitlines()[-1]
+        assert last.startswith("jobrunner: the database is not migrated (")
+        assert last.endswith("run `jobrunner migrate`")
+        assert "Traceback" not in result.err
