@@ -42,8 +42,9 @@ class ConfigError(JobrunnerError):
 
 
 class UnknownTask(JobrunnerError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no task is registered as {name!r}")
+    def __init__(self, name: str, near: list[str] | None = None) -> None:
+        hint = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
+        super().__init__(f"no task is registered as {name!r}{hint}")
         self.name = name
 
 

@@ -14,6 +14,7 @@ from jobrunner.cli.common import Database, database, err, out, settings_from
 from jobrunner.cli.locate import locate, registered_up
 from jobrunner.db import migrate as migrations
 from jobrunner.db.pool import connect, wait_for_database
+from jobrunner.registry import registered_tasks
 from jobrunner.settings import Settings
 from jobrunner.task_modules import load_task_modules
 
@@ -126,11 +127,22 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
     settings.require_jwt_secret()
     load_task_modules(settings.tasks)
+    settings = _serve_every_task_queue(settings)
     with database(settings, location=where, migrated=False) as db, registered_up(where):
         settings = db.settings_for(settings)
         password = asyncio.run(_prepare(db.dsn))
         _banner(settings, db, password)
         return eventloop.run(serve(settings, dsn=db.dsn, with_worker=True))
+
+
+def _serve_every_task_queue(settings: Settings) -> Settings:
+    """`up` is everything in one process: unless told which queues to serve (--queues,
+    JOBRUNNER_QUEUES), its worker serves every registered task's queue besides the default
+    ones, so a task declared with `queue="emails"` runs under `make run` as written."""
+    if "queues" in settings.model_fields_set:
+        return settings
+    extra = sorted({t.queue for t in registered_tasks()} - set(settings.queues))
+    return settings.model_copy(update={"queues": [*settings.queues, *extra]})
 
 
 async def _prepare(dsn: str) -> str | None:
@@ -158,6 +170,7 @@ def _banner(settings: Settings, db: Database, password: str | None) -> None:
         f"    dashboard  {url}/dashboard",
         f"    API docs   {url}/docs",
         f"    psql       {db.psql_command()}",
+        f"    worker     queues {', '.join(settings.queues)}",
     ]
     if password is not None:
         lines += [

@@ -53,7 +53,8 @@ async def test_commands_find_the_database_of_up_from_anywhere(tmp_path: Path) ->
         assert listed.out.startswith("ID ")
         assert "served by `jobrunner up`" in listed.err  # says which database it used
     finally:
-        up.send_signal(signal.SIGTERM)
+        if up.returncode is None:
+            up.send_signal(signal.SIGTERM)
         await asyncio.wait_for(up.communicate(), timeout=60)
     assert up.returncode == 0
 
@@ -79,3 +80,16 @@ async def test_an_unmigrated_database_is_one_clear_line(cli: Cli, pool: Pool) ->
         assert last.startswith("jobrunner: the database is not migrated (")
         assert last.endswith("run `jobrunner migrate`")
         assert "Traceback" not in result.err
+
+
+def test_a_task_called_by_its_short_name_is_told_its_registered_name(cli: Cli) -> None:
+    result = cli.run("enqueue", "add", "--args", '{"a": 1, "b": 2}')
+    assert result.code == 2
+    assert "no task is registered as 'add' (did you mean 'test.add'?)" in result.err
+
+
+def test_enqueue_warns_of_a_queue_no_live_worker_serves(cli: Cli) -> None:
+    result = cli.run("enqueue", "test.add", "--args", '{"a": 1, "b": 2}', "--queue", "nowhere")
+    assert result.code == 0, result.err
+    assert "warning: no live worker serves queue 'nowhere'" in result.err
+    assert "jobrunner worker --queues nowhere" in result.err

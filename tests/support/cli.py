@@ -12,6 +12,7 @@ from pathlib import Path
 from tests.support.processes import REPO_ROOT
 
 JWT_SECRET = "cli-tests-secret-" + "x" * 40
+CONSOLE_SCRIPT = str(Path(sys.executable).parent / "jobrunner")  # .venv/bin/jobrunner
 
 
 @dataclass(frozen=True)
@@ -25,10 +26,13 @@ class Result:
 class Cli:
     env: dict[str, str]
     cwd: Path = REPO_ROOT  # where the command runs: it finds a database from there
+    # How jobrunner is started: `python -m` (the current directory on sys.path), or as a
+    # user does, by the installed script (CONSOLE_SCRIPT), which puts nothing there.
+    program: tuple[str, ...] = (sys.executable, "-m", "jobrunner")
 
     def run(self, *args: str, stdin: str = "", timeout: float = 60) -> Result:
         done = subprocess.run(
-            [sys.executable, "-m", "jobrunner", *args],
+            [*self.program, *args],
             env=self.env,
             cwd=self.cwd,
             input=stdin,
@@ -41,9 +45,7 @@ class Cli:
 
     async def start(self, *args: str) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "jobrunner",
+            *self.program,
             *args,
             env=self.env,
             cwd=self.cwd,
