@@ -23,7 +23,10 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY README.md ./
 COPY jobrunner ./jobrunner
 COPY migrations ./migrations
+# The check runs from / : in /src the source tree's jobrunner/ (which holds no migrations/)
+# would shadow the installed package, since `python -c` puts the current directory first.
 RUN pip install --no-deps . \
+    && cd / \
     && python -c "from jobrunner.db.migrate import discover; assert discover(), 'no migrations'"
 
 # ----- runtime: the virtualenv on a clean slim base, as an unprivileged user ----------------

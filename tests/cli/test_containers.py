@@ -11,13 +11,16 @@ import json
 import re
 import signal
 import socket
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from tests.support.cli import Cli
+from tests.support.dockerfile import Builder, stage
 from tests.support.processes import REPO_ROOT
 from tests.support.waiting import wait_for
 
@@ -110,3 +113,37 @@ async def test_the_commands_compose_runs_work_together(cli: Cli) -> None:
 
 async def _healthy(env: dict[str, str]) -> bool:
     return await _healthcheck(env) == 0
+
+
+@pytest.mark.timeout(600)
+def test_the_image_build_steps_install_a_package_that_finds_its_migrations(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    """The Dockerfile's build stage, step by step, without Docker: a fresh virtualenv, the
+    wheel built from the copied sources, and its own check. Then the installed `jobrunner`
+    finds its migrations from elsewhere, as in the runtime stage (WORKDIR /app)."""
+    builder = Builder(tmp_path / "image")
+    try:
+        builder.run_stage(stage(REPO_ROOT / "Dockerfile", "build"))
+    except subprocess.CalledProcessError as exc:
+        raise AssertionError(f"{exc.cmd[-1]}\n{exc.stdout}\n{exc.stderr}") from None
+    app = tmp_path / "image" / "app"
+    app.mkdir()
+    installed = Cli(
+        {**builder.env, "JOBRUNNER_DATABASE_URL": db_dsn},
+        cwd=app,
+        program=(str(tmp_path / "image" / "opt" / "venv" / "bin" / "jobrunner"),),
+    )
+    status = installed.run("migrate", "--status")
+    assert status.code == 0, status.err
+    assert "applied  0001_jobs" in status.out and "pending" not in status.out
+    python = str(tmp_path / "image" / "opt" / "venv" / "bin" / "python")
+    where = subprocess.run(
+        [python, "-c", "import jobrunner; print(jobrunner.__file__)"],
+        cwd=app,
+        env=builder.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert where.startswith(str(tmp_path / "image" / "opt" / "venv")), where  # the wheel's
