@@ -18,6 +18,7 @@ import pydantic
 from croniter import croniter
 
 from jobrunner import client, registry
+from jobrunner.context import JobContext
 from jobrunner.db.pool import Conn
 from jobrunner.errors import ConfigError, InvalidArguments
 from jobrunner.models import Job
@@ -43,10 +44,13 @@ class Task(Generic[P, R]):
     cron: str | None = None
     is_async: bool = field(init=False)
     args_model: type[pydantic.BaseModel] = field(init=False)
+    # The parameter typed JobContext, filled by the worker (not an argument of the job).
+    context_param: str | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.is_async = inspect.iscoroutinefunction(self.func)
-        self.args_model = _arguments_model(self.name, self.func)
+        self.context_param = _context_parameter(self.name, self.func)
+        self.args_model = _arguments_model(self.name, self.func, skip=self.context_param)
         if self.cron is not None and not croniter.is_valid(self.cron):
             raise ConfigError(f"task {self.name!r}: invalid cron expression {self.cron!r}")
         if self.max_attempts < 1:
@@ -125,11 +129,23 @@ class Task(Generic[P, R]):
         return await client.enqueue_many(self.name, args_list, conn=conn, **options)
 
 
-def _arguments_model(name: str, func: Callable[..., Any]) -> type[pydantic.BaseModel]:
+def _context_parameter(name: str, func: Callable[..., Any]) -> str | None:
+    """The name of the parameter typed JobContext, if the function has one."""
+    found = [p for p, hint in get_type_hints(func).items() if hint is JobContext]
+    if len(found) > 1:
+        raise ConfigError(f"task {name!r}: more than one JobContext parameter ({found})")
+    return found[0] if found else None
+
+
+def _arguments_model(
+    name: str, func: Callable[..., Any], *, skip: str | None
+) -> type[pydantic.BaseModel]:
     signature = inspect.signature(func)
     hints = get_type_hints(func)
     fields: dict[str, Any] = {}
     for param in signature.parameters.values():
+        if param.name == skip:
+            continue
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
             raise ConfigError(f"task {name!r}: only named arguments are supported ({param.name})")
         if param.name in ENQUEUE_OPTIONS:

@@ -7,7 +7,9 @@ import os
 import time
 from datetime import timedelta
 
-from jobrunner import Backoff, Cancel, Retry, task
+import structlog
+
+from jobrunner import Backoff, Cancel, JobContext, Retry, current_job, task
 
 calls: dict[str, int] = {}
 
@@ -101,3 +103,29 @@ async def ignore_timeout(token: str, seconds: float) -> str:
             continue
     ran_past_timeout[token] = ran_past_timeout.get(token, 0) + 1
     return "ran on"
+
+
+def _seen(job: JobContext) -> dict[str, object]:
+    return {
+        "id": str(job.id),
+        "task": job.task,
+        "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+        "queue": job.queue,
+        "same_as_current": current_job() is job,
+        "log_context": {k: str(v) for k, v in structlog.get_context(job.log).items()},
+    }
+
+
+@task(name="test.context", max_attempts=2)
+async def context(fail_first: bool, job: JobContext) -> dict[str, object]:
+    """What a handler sees of its job; with fail_first, the first attempt fails."""
+    if fail_first and job.attempt == 1:
+        raise RuntimeError("first attempt")
+    return _seen(job)
+
+
+@task(name="test.sync_context")
+def sync_context() -> dict[str, object]:
+    """A sync handler (in a thread) finds its job through the context variable."""
+    return _seen(current_job())
