@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import time
+import uuid
 from datetime import timedelta
 
 import structlog
@@ -129,3 +131,8 @@ async def context(fail_first: bool, job: JobContext) -> dict[str, object]:
 def sync_context() -> dict[str, object]:
     """A sync handler (in a thread) finds its job through the context variable."""
     return _seen(current_job())
+
+
+@task(name="test.on_day")
+async def on_day(day: datetime.date, ref: uuid.UUID) -> str:
+    return f"{day.isoformat()} {ref}"
