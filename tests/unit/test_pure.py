@@ -67,7 +67,7 @@ def test_task_arguments_are_validated_from_type_hints() -> None:
     [{"a": "42", "b": 1}, {"a": True, "b": 1}, {"a": 1.0, "b": 1}, {"a": None, "b": 1}],
 )
 def test_arguments_are_checked_strictly_as_json_types(args: dict[str, object]) -> None:
-    with pytest.raises(InvalidArguments, match="test.add"):
+    with pytest.raises(InvalidArguments, match=r"test\.add"):
         get_task("test.add").validate_args(args)
     with pytest.raises(InvalidArguments):
         get_task("test.add").validate_many([{"a": 1, "b": 1}, args])
