@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources
 from string import Template
@@ -95,15 +96,26 @@ def action(job: Job, verb: str) -> str:
 # ----- overview -----------------------------------------------------------------------
 
 
-def submit_form(tasks: Sequence[str], error: str = "") -> str:
-    options = "".join(f'<option value="{h(t)}">{h(t)}</option>' for t in tasks)
-    problem = f'<p class="error" id="submit-error">{h(error)}</p>' if error else ""
+@dataclass(frozen=True, slots=True)
+class SubmitForm:
+    """The submit form's fields, and what went wrong when it comes back refused."""
+
+    task: str = ""
+    args: str = "{}"
+    error: str = ""
+
+
+def submit_form(tasks: Sequence[str], form: SubmitForm) -> str:
+    options = "".join(
+        f'<option value="{h(t)}"{" selected" if t == form.task else ""}>{h(t)}</option>'
+        for t in tasks
+    )
+    problem = f'<p class="error" id="submit-error">{h(form.error)}</p>' if form.error else ""
     return (
         f'{problem}<form class="submit" method="post" action="/dashboard/submit">'
         f'<label>Task <select name="task" id="submit-task">{options}</select></label> '
-        f'<label>Arguments (JSON) <input name="args" id="submit-args" value="{{}}" size="40">'
-        f"</label> "
-        f"<button>Submit</button></form>"
+        f'<label>Arguments (JSON) <input name="args" id="submit-args" value="{h(form.args)}" '
+        f'size="40"></label> <button>Submit</button></form>'
     )
 
 

@@ -93,3 +93,12 @@ def test_enqueue_warns_of_a_queue_no_live_worker_serves(cli: Cli) -> None:
     assert result.code == 0, result.err
     assert "warning: no live worker serves queue 'nowhere'" in result.err
     assert "jobrunner worker --queues nowhere" in result.err
+
+
+def test_invalid_arguments_read_as_words_not_a_python_repr(cli: Cli) -> None:
+    result = cli.run("enqueue", "test.add", "--args", '{"a": "two", "data": [1]}')
+    assert result.code == 2
+    assert result.err.strip().splitlines()[-1] == (
+        "jobrunner: invalid arguments for task 'test.add': a: Input should be a valid integer; "
+        "b: Field required; data: Extra inputs are not permitted"
+    )

@@ -15,9 +15,39 @@
         return response.ok ? response.text() : null;
       })
       .then(function (html) {
-        if (html !== null && html !== main.innerHTML) { main.innerHTML = html; }
+        if (html === null || html === main.innerHTML) { return; }
+        var typed = typedFields();
+        main.innerHTML = html;
+        restoreFields(typed);
       })
       .catch(function () { /* offline for a moment: try again next tick */ });
+  }
+
+  // What someone typed (or chose) in a form survives the swap: each field with an id gets
+  // its value back, and the one being typed in its focus and cursor.
+  function typedFields() {
+    var fields = [];
+    main.querySelectorAll("input[id], select[id], textarea[id]").forEach(function (field) {
+      fields.push({
+        id: field.id, value: field.value, focused: field === document.activeElement,
+        start: field.selectionStart, end: field.selectionEnd
+      });
+    });
+    return fields;
+  }
+
+  function restoreFields(fields) {
+    fields.forEach(function (old) {
+      var field = document.getElementById(old.id);
+      if (!field || !main.contains(field)) { return; }
+      field.value = old.value;
+      if (old.focused) {
+        field.focus();
+        if (old.start !== null && field.setSelectionRange) {
+          field.setSelectionRange(old.start, old.end);
+        }
+      }
+    });
   }
 
   window.setInterval(refresh, INTERVAL_MS);
