@@ -4,19 +4,29 @@ example runs as written."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import shlex
+import shutil
 import signal
 import socket
+import subprocess
+import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from jobrunner import client
+from jobrunner.api.app import create_app
 from jobrunner.db.pool import Pool
+from jobrunner.job_public import JobPublic
 from jobrunner.settings import Settings
+from jobrunner.webhooks import sign
 from scripts.settings_table import README, readme_with_table
 from tests.support.cli import CONSOLE_SCRIPT, Cli
+from tests.support.readme import code_block, section
 from tests.support.waiting import wait_for
 
 
@@ -42,22 +52,14 @@ async def test_psql_recipes_run_against_the_schema(pool: Pool) -> None:
             await conn.fetch(sql)  # runs it: a renamed column fails here
 
 
-def _block(language: str, first_line: str) -> str:
-    """The README's code block in `language` whose first line is `first_line`."""
-    for block in re.findall(rf"```{language}\n(.*?)```", README.read_text(), re.DOTALL):
-        if block.startswith(first_line):
-            return str(block)
-    raise AssertionError(f"no ```{language} block starting {first_line!r} in the README")
-
-
 async def test_the_task_example_runs_end_to_end_as_written(cli: Cli, tmp_path: Path) -> None:
     """Its module saved where the README says, its shell lines run in order, from that
     directory, with the installed `jobrunner` script (no PYTHONPATH, no `python -m`)."""
     project = tmp_path / "project"
     (project / "myapp").mkdir(parents=True)
     (project / "myapp" / "__init__.py").write_text("")
-    (project / "myapp" / "tasks.py").write_text(_block("python", "# myapp/tasks.py"))
-    lines = _block("sh", "export JOBRUNNER_TASKS=").splitlines()
+    (project / "myapp" / "tasks.py").write_text(code_block("python", "# myapp/tasks.py"))
+    lines = code_block("sh", "export JOBRUNNER_TASKS=").splitlines()
     env = {k: v for k, v in cli.env.items() if k not in ("JOBRUNNER_TASKS", "PYTHONPATH")}
     del env["JOBRUNNER_JWT_SECRET"]  # as after a fresh clone: dev mode
     name, value = shlex.split(lines[0], comments=True)[1].split("=", 1)
@@ -96,3 +98,68 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def test_every_route_is_in_the_readmes_api_table(tmp_path: Path) -> None:
+    def shape(path: str) -> str:
+        return re.sub(r"\{[^}]*\}", "{}", path)
+
+    documented = shape(section("The HTTP API"))
+    app = create_app(Settings(dev_mode=True, data_dir=tmp_path))
+    routes = {shape(path) for path in app.openapi()["paths"]}
+    assert len(routes) > 20
+    missing = {r for r in routes if f"`{r}`" not in documented and f" {r}`" not in documented}
+    assert missing == set()
+
+
+def test_the_receiver_example_verifies_what_jobrunner_signs() -> None:
+    example: dict[str, object] = {"__name__": "readme_receiver"}
+    exec(code_block("python", "# receiver.py"), example)  # noqa: S102 - our own README
+    verify = example["verify"]
+    assert callable(verify)
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    body, stamp = b'{"type":"job.succeeded"}', int(time.time())
+    headers = {"webhook-id": "job_1", "webhook-timestamp": str(stamp)}
+    headers["webhook-signature"] = sign(secret, "job_1", stamp, body)
+    assert verify(secret, headers, body)
+    assert not verify(secret, headers, body + b" ")
+    assert not verify("whsec_" + base64.b64encode(b"x" * 32).decode(), headers, body)
+    old = {**headers, "webhook-timestamp": str(stamp - 3600)}
+    old["webhook-signature"] = sign(secret, "job_1", stamp - 3600, body)
+    assert not verify(secret, old, body)  # a replay
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl here")
+async def test_the_celery_mapping_runs_as_written(cli: Cli) -> None:
+    """The curl block of "Coming from a FastAPI + Celery job service", in bash, against a
+    `jobrunner up` (dev mode, as after `make run`)."""
+    env = {k: v for k, v in cli.env.items() if k != "JOBRUNNER_JWT_SECRET"}
+    port = _free_port()
+    up = await Cli(env).start("up", "--port", str(port), "--drain-timeout", "1")
+    try:
+        await wait_for(lambda: _serving(port, up), timeout=60, what="jobrunner up")
+        script = code_block("sh", "B=http://127.0.0.1:8000").replace(":8000", f":{port}", 1)
+        done = await asyncio.to_thread(
+            subprocess.run,
+            ["bash", "-euo", "pipefail", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "event: succeeded" in done.stdout
+        assert '"result":14' in done.stdout.replace(" ", "")
+    finally:
+        if up.returncode is None:
+            up.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(up.communicate(), timeout=30)
+
+
+async def test_the_cli_names_job_fields_as_the_api_does(cli: Cli, pool: Pool) -> None:
+    async with pool.acquire() as conn:
+        job = await client.enqueue("test.add", {"a": 1, "b": 2}, conn=conn, timeout=30)
+    shown = json.loads(cli.run("jobs", "show", str(job.id), "--json").out)
+    assert set(JobPublic.model_fields) <= set(shown)
+    assert shown["timeout_seconds"] == 30 and shown["cancel_requested"] is False
+    assert "timeout" not in shown and "cancel_requested_at" not in shown
