@@ -87,6 +87,12 @@ def _add_serving(sub: Subparsers[argparse.ArgumentParser]) -> None:
         "under an advisory lock (safe from many processes at once).",
     )
     p.add_argument("--status", action="store_true", help="list applied and pending migrations")
+    p.add_argument(
+        "--first-admin",
+        metavar="NAME",
+        help="then, if the database has no account yet, create admin NAME and print its "
+        "password once (what compose's migrate does; `jobrunner up` makes `admin` itself)",
+    )
     p.set_defaults(func=cmd_migrate)
 
 

@@ -13,7 +13,7 @@ from jobrunner import client, eventloop
 from jobrunner.cli.common import Database, database, err, out, settings_from
 from jobrunner.cli.locate import locate, registered_up
 from jobrunner.db import migrate as migrations
-from jobrunner.db.pool import connect, wait_for_database
+from jobrunner.db.pool import Conn, connect, wait_for_database
 from jobrunner.registry import registered_tasks
 from jobrunner.settings import Settings
 from jobrunner.task_modules import load_task_modules
@@ -24,10 +24,11 @@ log = structlog.get_logger("jobrunner.cli")
 # ----- migrate --------------------------------------------------------------------------
 
 
-async def _migrate(dsn: str, show_status: bool, wait: float) -> int:
+async def _migrate(dsn: str, args: argparse.Namespace, wait: float) -> int:
+    admin: str | None = args.first_admin
     conn = await wait_for_database(lambda: connect(dsn, role="migrate"), wait=wait)
     try:
-        if show_status:
+        if args.status:
             state = await migrations.status(conn)
             for migration, applied_at in state.applied:
                 out(
@@ -42,6 +43,10 @@ async def _migrate(dsn: str, show_status: bool, wait: float) -> int:
             out(f"applied {migration.version:04d}_{migration.name}")
         if not applied:
             out("database is up to date")
+        if admin:
+            password = await first_admin(conn, admin)
+            if password is not None:  # else accounts exist: this is not a first start
+                out(f"created admin {admin}, password {password}  (shown this once)")
         return 0
     finally:
         await conn.close()
@@ -50,7 +55,7 @@ async def _migrate(dsn: str, show_status: bool, wait: float) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = settings_from({})
     with database(settings, create=not args.status, migrated=False) as db:
-        return asyncio.run(_migrate(db.dsn, args.status, settings.startup_wait))
+        return asyncio.run(_migrate(db.dsn, args, settings.startup_wait))
 
 
 # ----- worker, api, up ------------------------------------------------------------------
@@ -147,19 +152,25 @@ def _serve_every_task_queue(settings: Settings) -> Settings:
 
 async def _prepare(dsn: str) -> str | None:
     """Migrate, and on first start create the demo admin; returns its password if created."""
-    from jobrunner import accounts
-
     conn = await connect(dsn, role="up")
     try:
         for migration in await migrations.migrate(conn):
             err(f"applied migration {migration.version:04d}_{migration.name}")
-        if await accounts.list_users(conn):
-            return None
-        password = secrets.token_urlsafe(12)
-        await accounts.create_user(conn, username=DEMO_ADMIN, password=password, admin=True)
-        return password
+        return await first_admin(conn, DEMO_ADMIN)
     finally:
         await conn.close()
+
+
+async def first_admin(conn: Conn, username: str) -> str | None:
+    """Create admin `username` if the database has no account yet (a first start); returns
+    its generated password, or None when accounts exist already."""
+    from jobrunner import accounts
+
+    if await accounts.list_users(conn):
+        return None
+    password = secrets.token_urlsafe(12)
+    await accounts.create_user(conn, username=username, password=password, admin=True)
+    return password
 
 
 def _banner(settings: Settings, db: Database, password: str | None) -> None:

@@ -51,8 +51,9 @@ def stage(dockerfile: Path, name: str) -> list[Step]:
 class Builder:
     """Runs build steps in `root`, a stand-in for the image's file system."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, context: Path = REPO_ROOT) -> None:
         self.root = root
+        self.context = context  # what COPY copies from: the directory `docker build` is given
         self.workdir = root
         root.mkdir(parents=True, exist_ok=True)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("JOBRUNNER_")}
@@ -70,7 +71,7 @@ class Builder:
                 handler(step.argument)
 
     def _workdir(self, argument: str) -> None:
-        self.workdir = Path(self.path(argument))
+        self.workdir = self.root / argument.lstrip("/")
         self.workdir.mkdir(parents=True, exist_ok=True)
 
     def _env(self, argument: str) -> None:
@@ -82,8 +83,11 @@ class Builder:
         *sources, target = shlex.split(argument)
         assert not any(s.startswith("--") for s in sources), "COPY --from is a later stage's"
         for source in sources:
-            origin = REPO_ROOT / source
-            destination = self.workdir / target
+            origin = self.context / source
+            # An absolute target is in the image's root, which is the scratch root here.
+            destination = (
+                self.root / target.lstrip("/") if target.startswith("/") else self.workdir / target
+            )
             if origin.is_dir():
                 ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
                 shutil.copytree(origin, destination, ignore=ignore, dirs_exist_ok=True)
