@@ -14,7 +14,7 @@ import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, cast
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 from uuid import UUID
 
 from fastapi import APIRouter, Form, Request
@@ -51,6 +51,8 @@ router = APIRouter(prefix="/dashboard", include_in_schema=False)
 ACCESS_COOKIE, REFRESH_COOKIE = "jobrunner_access", "jobrunner_refresh"
 COUNT_CAP = 10_000
 WINDOW_MINUTES = 30
+RECENT = 20  # jobs in the overview's recent list
+PAGE = 50  # jobs per page of the jobs list
 STATIC = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
 
 
@@ -171,6 +173,13 @@ def _overview(settings: Settings, form: view.SubmitForm | None = None) -> Build:
             where=queries.JobFilter(state="failed"),
             limit=20,
         )
+        recent = await client.list_jobs(
+            conn=conn,
+            user=me.username,
+            admin=me.is_admin,
+            limit=RECENT,
+            include=queries.Include(result=True),
+        )
         now = await queries.clock_now(conn)
         parts = await _admin_overview(conn, settings) if me.is_admin else []
         tasks = [t.name for t in registered_tasks() if not t.name.startswith(INTERNAL_TASK_PREFIX)]
@@ -178,6 +187,10 @@ def _overview(settings: Settings, form: view.SubmitForm | None = None) -> Build:
         parts.append(view.section("Submit a job", body, attrs='id="submit"'))
         parts.append(view.section("Running", view.running_jobs(running, now), attrs='id="running"'))
         parts.append(view.section("Failed", view.failed_jobs(failed), attrs='id="failed"'))
+        title = "Recent jobs" if me.is_admin else "Your recent jobs"
+        more = '<p><a href="/dashboard/jobs">every job, by state →</a></p>'
+        body = view.job_list(recent, now, table_id="recent-jobs") + more
+        parts.append(view.section(title, body, attrs='id="recent"'))
         return "".join(parts)
 
     return build
@@ -245,26 +258,64 @@ async def search(
     q: str = "",
     state: str | None = None,
     queue: str | None = None,
+    before: UUID | None = None,
 ) -> Response:
-    q = q.strip()
-    try:
+    """Jobs newest first, a page at a time (`before`: the last id of the page before). `q`
+    is a job id, the start of one (the short ids the lists show), or a task name."""
+    q = q.strip().rstrip("…").strip()
+    with contextlib.suppress(ValueError):
         return RedirectResponse(f"/dashboard/jobs/{UUID(q)}", status_code=303)
-    except ValueError:
-        pass
+    if q and (only := await _only_job_starting(request, conn, codec, settings, q)):
+        return RedirectResponse(f"/dashboard/jobs/{only}", status_code=303)
+    state = state if state in view.STATES else None
+    params = {"q": q, "state": state or "", "queue": queue or ""}
 
     async def build(conn: Conn, me: Principal) -> str:
-        where = queries.JobFilter(
-            task=q or None,
-            queue=queue or None,
-            state=state if state in view.STATES else None,
+        found = await client.find_by_id_prefix(
+            q, conn=conn, user=me.username, admin=me.is_admin, limit=PAGE
         )
-        jobs = await client.list_jobs(
-            conn=conn, user=me.username, admin=me.is_admin, where=where, limit=100
+        if found:
+            title = f"Jobs whose id starts with {q}"
+            listed = view.job_list(found, await queries.clock_now(conn))
+            return f"<h1>{view.h(title)}</h1>" + view.section("Newest first", listed)
+        where = queries.JobFilter(task=q or None, queue=queue or None, state=state)
+        jobs, cut = await client.list_jobs_page(
+            conn=conn,
+            user=me.username,
+            admin=me.is_admin,
+            where=where,
+            before=before,
+            page=queries.Page(PAGE + 1, queries.Include(result=True), settings.list_max_page_bytes),
         )
-        title = f"Jobs{' of task ' + q if q else ''}{' in ' + (state or '') if state else ''}"
-        return f"<h1>{view.h(title)}</h1>" + view.section("Newest first", view.job_list(jobs))
+        shown = jobs[:PAGE]
+        older = ""
+        if (cut or len(jobs) > PAGE) and shown:
+            link = "/dashboard/jobs?" + urlencode({**params, "before": str(shown[-1].id)})
+            older = f'<p><a id="older" href="{view.h(link)}">older jobs →</a></p>'
+        title = f"Jobs{' of task ' + q if q else ''}{' in ' + queue if queue else ''}"
+        page = "newest first" if before is None else "older"
+        listed = view.job_list(shown, await queries.clock_now(conn))
+        return (
+            f"<h1>{view.h(title)}</h1>"
+            + view.state_tabs(state, params)
+            + view.section(f"{state or 'all states'}, {page}", listed + older)
+        )
 
     return await _render(request, conn, codec, settings, "Jobs", build)
+
+
+async def _only_job_starting(
+    request: Request, conn: Conn, codec: CodecDep, settings: Settings, prefix: str
+) -> UUID | None:
+    """The one job the caller may see whose id starts with `prefix`, if exactly one does."""
+    try:
+        me, _ = await _principal(request, conn, codec, settings)
+    except LoginRequired:
+        return None  # the page itself sends the browser to log in
+    found = await client.find_by_id_prefix(
+        prefix, conn=conn, user=me.username, admin=me.is_admin, limit=2
+    )
+    return found[0].id if len(found) == 1 else None
 
 
 @router.get("/jobs/{job_id}")
