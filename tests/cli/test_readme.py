@@ -131,30 +131,37 @@ def test_the_receiver_example_verifies_what_jobrunner_signs() -> None:
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="no curl here")
-async def test_the_celery_mapping_runs_as_written(cli: Cli) -> None:
-    """The curl block of "Coming from a FastAPI + Celery job service", in bash, against a
-    `jobrunner up` (dev mode, as after `make run`)."""
+async def test_the_tour_and_the_celery_map_run_as_written(cli: Cli) -> None:
+    """In one bash session, in order, against a `jobrunner up` in dev mode (as after `make
+    run`): the curl tour, its command-line lines, and the curl block of "Coming from a
+    FastAPI + Celery job service"."""
     env = {k: v for k, v in cli.env.items() if k != "JOBRUNNER_JWT_SECRET"}
     port = _free_port()
     up = await Cli(env).start("up", "--port", str(port), "--drain-timeout", "1")
+    tour = code_block("sh", "B=http://127.0.0.1:8000")
+    lines = code_block("sh", ".venv/bin/jobrunner enqueue square_sum")
+    mapping = code_block("sh", "# A FastAPI + Celery job service's routes")
+    script = "\n".join((tour, lines.replace(".venv/bin/jobrunner", CONSOLE_SCRIPT), mapping))
     try:
         await wait_for(lambda: _serving(port, up), timeout=60, what="jobrunner up")
-        script = code_block("sh", "B=http://127.0.0.1:8000").replace(":8000", f":{port}", 1)
         done = await asyncio.to_thread(
             subprocess.run,
-            ["bash", "-euo", "pipefail", "-c", script],
+            ["bash", "-euo", "pipefail", "-c", script.replace(":8000", f":{port}")],
+            env=env,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=90,
             check=False,
         )
         assert done.returncode == 0, done.stdout + done.stderr
-        assert "event: succeeded" in done.stdout
-        assert '"result":14' in done.stdout.replace(" ", "")
     finally:
         if up.returncode is None:
             up.send_signal(signal.SIGTERM)
         await asyncio.wait_for(up.communicate(), timeout=30)
+    out = done.stdout.replace(" ", "")
+    assert out.count("event:succeeded") == 2  # the tour's stream, and the map's
+    assert out.count('"result":14') >= 2 and "14\n" in out  # the API's, and the CLI's
+    assert "all good" in done.stdout  # doctor, beside `up` in dev mode
 
 
 async def test_the_cli_names_job_fields_as_the_api_does(cli: Cli, pool: Pool) -> None:
