@@ -23,7 +23,10 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY README.md ./
 COPY jobrunner ./jobrunner
 COPY migrations ./migrations
+# The check runs from / : in /src the source tree's jobrunner/ (which holds no migrations/)
+# would shadow the installed package, since `python -c` puts the current directory first.
 RUN pip install --no-deps . \
+    && cd / \
     && python -c "from jobrunner.db.migrate import discover; assert discover(), 'no migrations'"
 
 # ----- runtime: the virtualenv on a clean slim base, as an unprivileged user ----------------
@@ -45,10 +48,12 @@ WORKDIR /app
 USER 10001:10001
 EXPOSE 8000
 
-# Liveness of the API, with the Python already in the image (no curl). A worker or migrate
-# container has no HTTP server: compose.yaml disables this check for them.
+# The API is healthy when it is ready: it answers, its database is reachable and migrated
+# (/readyz; /healthz says only that the process answers). With the Python already in the
+# image (no curl). A worker or migrate container has no HTTP server: compose.yaml disables
+# this check for them.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
-    CMD ["python", "-c", "import os, sys, urllib.request; url = 'http://127.0.0.1:%s/healthz' % os.environ.get('JOBRUNNER_PORT', '8000'); sys.exit(0 if urllib.request.urlopen(url, timeout=2).status == 200 else 1)"]
+    CMD ["python", "-c", "import os, sys, urllib.request; url = 'http://127.0.0.1:%s/readyz' % os.environ.get('JOBRUNNER_PORT', '8000'); sys.exit(0 if urllib.request.urlopen(url, timeout=2).status == 200 else 1)"]
 
 # Exec form, so SIGTERM reaches jobrunner itself (not a shell): a worker then drains running
 # jobs for up to JOBRUNNER_DRAIN_TIMEOUT seconds and exits 0.

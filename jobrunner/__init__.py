@@ -1,6 +1,7 @@
 """jobrunner: a broker-free background job runner. PostgreSQL is the only queue."""
 
 from jobrunner.client import close, configure, enqueue, enqueue_many
+from jobrunner.context import JobContext, current_job
 from jobrunner.dependencies import parent_result, parent_results
 from jobrunner.errors import Cancel, JobrunnerError, Retry
 from jobrunner.graph import chain, group, step
@@ -12,6 +13,7 @@ __all__ = [
     "Backoff",
     "Cancel",
     "Job",
+    "JobContext",
     "JobState",
     "JobrunnerError",
     "ParentResult",
@@ -19,6 +21,7 @@ __all__ = [
     "chain",
     "close",
     "configure",
+    "current_job",
     "enqueue",
     "enqueue_many",
     "group",

@@ -220,6 +220,24 @@ async def list_jobs(
     return jobs
 
 
+async def find_by_id_prefix(
+    prefix: str,
+    *,
+    conn: Conn | None = None,
+    user: str | None = None,
+    admin: bool = True,
+    limit: int = 20,
+) -> list[Job]:
+    """Jobs whose id starts with `prefix` (hex digits, dashes ignored: a short id such as
+    `01a2454d-2ee5`), newest first; [] when `prefix` is not one."""
+    digits = prefix.replace("-", "").lower()
+    if not 4 <= len(digits) <= 32 or any(c not in "0123456789abcdef" for c in digits):
+        return []
+    low, high = UUID(digits.ljust(32, "0")), UUID(digits.ljust(32, "f"))
+    async with _connection(conn) as c:
+        return await queries.job_list_id_range(c, low, high, user=user, admin=admin, limit=limit)
+
+
 async def list_jobs_page(
     *,
     conn: Conn | None = None,

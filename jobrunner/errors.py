@@ -46,16 +46,32 @@ class ConfigError(JobrunnerError):
 
 
 class UnknownTask(JobrunnerError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no task is registered as {name!r}")
+    def __init__(self, name: str, near: list[str] | None = None) -> None:
+        hint = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
+        super().__init__(f"no task is registered as {name!r}{hint}")
         self.name = name
 
 
 class InvalidArguments(JobrunnerError):
     def __init__(self, task: str, details: list[dict[str, object]]) -> None:
-        super().__init__(f"invalid arguments for task {task!r}: {details}")
+        super().__init__(f"invalid arguments for task {task!r}: {describe_details(details)}")
         self.task = task
         self.details = details
+
+
+def describe_details(details: list[dict[str, object]]) -> str:
+    """pydantic's error list for a person: `data[0]: Input should be a valid number; b: Field
+    required`, never the list's repr."""
+    return "; ".join(f"{_where(d.get('loc'))}{d.get('msg', 'invalid')}" for d in details)
+
+
+def _where(loc: object) -> str:
+    if not isinstance(loc, list | tuple) or not loc:
+        return ""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return f"{text}: "
 
 
 class JobNotFound(JobrunnerError):

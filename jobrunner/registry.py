@@ -28,7 +28,14 @@ def get_task(name: str) -> Task[Any, Any]:
     try:
         return _registry[name]
     except KeyError:
-        raise UnknownTask(name) from None
+        raise UnknownTask(name, near=near_names(name)) from None
+
+
+def near_names(name: str) -> list[str]:
+    """Registered names a person may have meant by `name`: `@task` without `name=` registers
+    `module.function`, and calling it `function` is the usual slip."""
+    short = name.rsplit(".", 1)[-1]
+    return sorted(n for n in _registry if n.rsplit(".", 1)[-1] == short and n != name)
 
 
 def registered_tasks() -> list[Task[Any, Any]]:

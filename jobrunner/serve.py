@@ -19,6 +19,7 @@ import structlog
 import uvicorn
 
 from jobrunner import client, eventloop, fleet
+from jobrunner.api.events import EventHub
 from jobrunner.db.errors import DB_ERRORS
 from jobrunner.db.pool import Pool, wait_for_database
 from jobrunner.settings import Settings
@@ -43,6 +44,9 @@ def http_server(settings: Settings) -> uvicorn.Server:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # uvicorn's loggers go through ours (jobrunner.logs): JSON lines like every other,
+        # not its own plain-text handlers beside them.
+        log_config=None,
         lifespan="on",
         server_header=False,
         # X-Forwarded-For is read by jobrunner.api.proxies, from JOBRUNNER_TRUSTED_PROXIES
@@ -62,6 +66,10 @@ async def _run_http(server: uvicorn.Server) -> bool:
         await server.serve()
     except SystemExit:  # uvicorn's way of reporting a failed startup
         return False
+    if server.started and server.force_exit:
+        # A second stop makes uvicorn skip the app's shutdown: run it here, so its pools
+        # close and its task is not left for the loop to cancel, with a traceback, at exit.
+        await server.lifespan.shutdown()
     return server.started
 
 
@@ -76,6 +84,7 @@ async def serve(settings: Settings, *, dsn: str, with_worker: bool) -> int:
         nonlocal stops
         stops += 1
         server.should_exit = True
+        _end_event_streams(server)
         server.force_exit = stops > 1
         if worker is not None and stops <= 2:
             worker.request_stop()  # the second request skips the drain
@@ -149,6 +158,15 @@ async def exit_if_handlers_stuck(worker: Worker | None, code: int = 0) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _end_event_streams(server: uvicorn.Server) -> None:
+    """Open event streams never end on their own: ended now (each told to reconnect), they
+    let the server's graceful shutdown finish instead of being cancelled at its timeout."""
+    app = server.config.app
+    hub = getattr(getattr(app, "state", None), "events", None)
+    if isinstance(hub, EventHub):
+        hub.stop()
 
 
 def _handle_stop_signals(stop: Callable[[], None] | None) -> None:

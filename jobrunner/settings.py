@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     worker_seen_interval: Seconds = 10.0
     worker_seen_timeout: Seconds = 60.0
     worker_retention: Seconds = 7 * 86400.0
+    # A file the worker's heartbeat touches every heartbeat_interval, for a liveness probe
+    # that cannot speak HTTP (Kubernetes: an exec probe on its age). Unset: none.
+    liveness_file: Path | None = None
     # The API refuses a user's submission (422) to a queue no worker seen within this window
     # serves. Longer than worker_seen_timeout on purpose: in a rolling restart the old
     # workers stop before the new ones register, and submissions in that gap must go through.

@@ -16,15 +16,19 @@ from uuid import UUID
 
 import pydantic
 from croniter import croniter
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from jobrunner import client, registry
-from jobrunner.db.pool import Conn
+from jobrunner.context import JobContext
+from jobrunner.db.pool import Conn, dump_json
 from jobrunner.errors import ConfigError, InvalidArguments
 from jobrunner.models import Job
 from jobrunner.options import OPTION_NAMES, Backoff, EnqueueOptions
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
+Validate = Callable[..., Any]  # a pydantic validate_python or validate_json, strict=True given
 
 # Keyword arguments of `.enqueue()` itself (JobOptions' names, and conn); a task may
 # not use them as argument names.
@@ -43,10 +47,13 @@ class Task(Generic[P, R]):
     cron: str | None = None
     is_async: bool = field(init=False)
     args_model: type[pydantic.BaseModel] = field(init=False)
+    # The parameter typed JobContext, filled by the worker (not an argument of the job).
+    context_param: str | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.is_async = inspect.iscoroutinefunction(self.func)
-        self.args_model = _arguments_model(self.name, self.func)
+        self.context_param = _context_parameter(self.name, self.func)
+        self.args_model = _arguments_model(self.name, self.func, skip=self.context_param)
         if self.cron is not None and not croniter.is_valid(self.cron):
             raise ConfigError(f"task {self.name!r}: invalid cron expression {self.cron!r}")
         if self.max_attempts < 1:
@@ -55,22 +62,42 @@ class Task(Generic[P, R]):
             raise ConfigError(f"task {self.name!r}: timeout must be positive")
 
     def validate_args(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Check `args` against the signature; return them as JSON-ready values."""
-        try:
-            model = self.args_model.model_validate(args)
-        except pydantic.ValidationError as exc:
-            raise self._invalid(exc) from None
-        return model.model_dump(mode="json")
+        """Check `args` against the signature, strictly (see `_strictly`); return them as
+        sent, in their JSON form."""
+        model = self.args_model
+        return self._strictly(args, model.model_validate, model.model_validate_json)
 
     def validate_many(self, args_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """`validate_args` for a whole batch in one pass of pydantic's core (a tenth of the
         time of one call per job); an error's `loc` starts with the job's index."""
+        adapter = self._many_adapter
+        return self._strictly(args_list, adapter.validate_python, adapter.validate_json)
+
+    def _strictly(self, value: T, validate: Validate, validate_json: Validate) -> T:
+        """Arguments are checked as JSON's types, strictly: "42" is no int, true no number,
+        1.5 no int; an int is a float. They are kept as sent: an int stays an int where the
+        function takes a float, and nothing is added (the function's defaults apply when it
+        runs). A value with a string form in JSON (a date, a UUID, an enum) may come as that
+        string, or, from Python code, as the object, stored as its JSON form.
+
+        Python's strict mode settles most calls at once; what it refuses is asked of the
+        JSON validator in strict mode, which also takes those string forms and decides."""
         try:
-            models = self._many_adapter.validate_python(args_list)
+            validate(value, strict=True)
+            checked = True
+        except pydantic.ValidationError:
+            checked = False
+        try:
+            sent: T = to_jsonable_python(value)
+            if not checked:
+                validate_json(dump_json(sent), strict=True)
         except pydantic.ValidationError as exc:
             raise self._invalid(exc) from None
-        dumped: list[dict[str, Any]] = self._many_adapter.dump_python(models, mode="json")
-        return dumped
+        except (PydanticSerializationError, ValueError) as exc:  # an object, NaN
+            raise InvalidArguments(
+                self.name, [{"loc": [], "msg": f"not JSON: {exc}", "type": "json_invalid"}]
+            ) from None
+        return sent
 
     def _invalid(self, exc: pydantic.ValidationError) -> InvalidArguments:
         # No input or context: they may hold secrets or objects that do not serialise.
@@ -125,11 +152,23 @@ class Task(Generic[P, R]):
         return await client.enqueue_many(self.name, args_list, conn=conn, **options)
 
 
-def _arguments_model(name: str, func: Callable[..., Any]) -> type[pydantic.BaseModel]:
+def _context_parameter(name: str, func: Callable[..., Any]) -> str | None:
+    """The name of the parameter typed JobContext, if the function has one."""
+    found = [p for p, hint in get_type_hints(func).items() if hint is JobContext]
+    if len(found) > 1:
+        raise ConfigError(f"task {name!r}: more than one JobContext parameter ({found})")
+    return found[0] if found else None
+
+
+def _arguments_model(
+    name: str, func: Callable[..., Any], *, skip: str | None
+) -> type[pydantic.BaseModel]:
     signature = inspect.signature(func)
     hints = get_type_hints(func)
     fields: dict[str, Any] = {}
     for param in signature.parameters.values():
+        if param.name == skip:
+            continue
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
             raise ConfigError(f"task {name!r}: only named arguments are supported ({param.name})")
         if param.name in ENQUEUE_OPTIONS:

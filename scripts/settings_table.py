@@ -61,6 +61,9 @@ DESCRIPTIONS = {
     "worker_seen_timeout": "A worker not stopped and seen within this many seconds is live "
     "(`GET /workers`, the dashboard, `doctor`).",
     "worker_retention": "Seconds the registry keeps the row of a worker that stopped or vanished.",
+    "liveness_file": "A file a worker's heartbeat touches every `HEARTBEAT_INTERVAL` "
+    "seconds, for a liveness probe (Kubernetes: an exec probe on its age; see Deployment). "
+    "Unset: none.",
     "served_queue_window": "A user's submission to a queue no worker seen within this many "
     "seconds serves is refused (422). Longer than a rolling restart, so one does not refuse "
     "submissions.",

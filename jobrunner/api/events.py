@@ -43,6 +43,7 @@ KEEPALIVE_SECONDS = 15.0
 RECONNECT_MILLISECONDS = 10_000  # the `retry:` hint sent when a stream reaches its longest
 UNSTARTED_GRACE_SECONDS = 10.0  # a stream admitted but never started (client gone) is freed
 RECONNECT_LATER = f"retry: {RECONNECT_MILLISECONDS}\n: longest stream reached; reconnect\n\n"
+SERVER_STOPPING = "retry: 2000\n: the server is stopping; reconnect\n\n"
 ERROR_CHARS = 500  # of each attempt's error message, in its event
 TERMINAL_OUTCOMES = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -159,6 +160,7 @@ class EventHub:
         self._watches: dict[UUID, set[_Watch]] = {}
         self._per_user: dict[str, int] = {}
         self._open = 0
+        self.stopping = False
 
     @property
     def watched(self) -> int:
@@ -218,8 +220,20 @@ class EventHub:
                 if not watch.started:
                     self._release(watch)
 
+    def stop(self) -> None:
+        """The server is stopping: end every stream now, each with a `retry:` hint
+        (EventSource reconnects, to this server once it is back or to another). A stream
+        left open would hold the graceful shutdown until it is cancelled, with a
+        traceback."""
+        self.stopping = True
+        for watch in [w for ws in self._watches.values() for w in ws]:
+            watch.ended = True
+            watch.changed.set()
+
     def open(self, job: Job, me: Principal, last_event_id: int | None) -> AsyncIterator[str]:
         """Admit a stream of `job` for `me` (429 past the caps) and return its SSE text."""
+        if self.stopping:
+            raise too_many("the server is stopping; try again in a moment", 2)
         if self._open >= self.limits.total:
             raise too_many("too many event streams are open on this server; try again later", 5)
         if self._per_user.get(me.username, 0) >= self.limits.per_user:
@@ -270,6 +284,6 @@ class EventHub:
                         await watch.changed.wait()
                 if not watch.changed.is_set() and time.monotonic() < deadline:
                     yield ": keep-alive\n\n"
-            yield ": session ended\n\n"
+            yield SERVER_STOPPING if self.stopping else ": session ended\n\n"
         finally:
             self._release(watch)

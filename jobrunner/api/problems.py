@@ -25,7 +25,7 @@ from jobrunner.accounts import (
     UserHasJobs,
 )
 from jobrunner.auth import InvalidToken
-from jobrunner.db.errors import TRANSIENT_ERRORS
+from jobrunner.db.errors import SCHEMA_MISSING, TRANSIENT_ERRORS
 from jobrunner.errors import (
     DatabaseUnavailable,
     InvalidArguments,
@@ -71,16 +71,6 @@ def problem(
     }
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
-
-# The API started on a database nobody migrated yet (compose started it before `migrate`):
-# an operator's step is missing, not a bug; /readyz says the same.
-SCHEMA_MISSING = (
-    asyncpg.InvalidSchemaNameError,
-    asyncpg.UndefinedTableError,
-    asyncpg.UndefinedFunctionError,
-    asyncpg.UndefinedObjectError,
-    asyncpg.UndefinedColumnError,
-)
 
 _STATUS: list[tuple[type[BaseException], int]] = [
     (JobNotFound, 404),

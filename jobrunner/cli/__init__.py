@@ -2,6 +2,7 @@
 
 parser.py   the commands, their flags and help, and `main`
 common.py   settings from flags, output, and the database a command uses
+locate.py   which database that is, from whatever directory the command runs in
 serving.py  migrate, worker, api, up
 jobs.py     enqueue, jobs ls|show|cancel|retry
 queues.py   queues ls|pause|resume|set|grant|revoke

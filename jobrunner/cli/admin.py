@@ -9,10 +9,12 @@ import secrets
 import subprocess
 import sys
 
-from jobrunner.cli import console
+from jobrunner.cli import console, doctor
 from jobrunner.cli.common import database, out, settings_from
+from jobrunner.cli.locate import Location
 from jobrunner.db.pool import Conn, connect
 from jobrunner.errors import ConfigError
+from jobrunner.settings import Settings
 
 # ----- users ----------------------------------------------------------------------------
 
@@ -87,33 +89,31 @@ def cmd_users(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from jobrunner.cli import doctor
-
     settings = settings_from({})
-    marks = {"ok": "OK  ", "warn": "WARN", "fail": "FAIL"}
-
-    def show(check: doctor.Check) -> None:
-        out(f"{marks[check.status]}  {check.name}: {check.detail}")
-        if check.fix and check.status != "ok":
-            out(f"      fix: {check.fix}")
-
-    checks = doctor.check_settings(settings)
+    where, located = doctor.check_location(settings)
+    if where is not None:  # the dev-mode secret of a `jobrunner up` is kept beside its data
+        settings = settings.model_copy(update={"data_dir": where.data_dir})
+    checks = [*doctor.check_settings(settings), located]
     for check in checks:
-        show(check)
-    source = (
-        "JOBRUNNER_DATABASE_URL"
-        if settings.database_url
-        else f"the embedded PostgreSQL in {settings.data_dir / 'pgdata'}"
-    )
-    out(f"database: {source}")
+        _show(check)
+    if where is not None:
+        checks += _database_checks(settings, where)
+    healthy = all(c.status != "fail" for c in checks)
+    out("all good" if healthy else "some checks failed")
+    return 0 if healthy else 1
+
+
+def _database_checks(settings: Settings, where: Location) -> list[doctor.Check]:
+    found = []
     try:
-        with database(settings) as db:
-            found = doctor.run_database_checks(db.dsn, seen_timeout=settings.worker_seen_timeout)
-            for check in found:
-                show(check)
-                checks.append(check)
+        with database(settings, location=where, migrated=False, say=False) as db:
+            for check in doctor.run_database_checks(
+                db.dsn, seen_timeout=settings.worker_seen_timeout
+            ):
+                _show(check)
+                found.append(check)
     except (OSError, subprocess.SubprocessError, ConfigError) as exc:
-        checks.append(
+        found.append(
             doctor.Check(
                 "embedded PostgreSQL",
                 "fail",
@@ -121,7 +121,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                 "set JOBRUNNER_DATABASE_URL, or check JOBRUNNER_DATA_DIR and its server.log",
             )
         )
-        show(checks[-1])
-    healthy = all(c.status != "fail" for c in checks)
-    out("all good" if healthy else "some checks failed")
-    return 0 if healthy else 1
+        _show(found[-1])
+    return found
+
+
+def _show(check: doctor.Check) -> None:
+    marks = {"ok": "OK  ", "warn": "WARN", "fail": "FAIL"}
+    out(f"{marks[check.status]}  {check.name}: {check.detail}")
+    if check.fix and check.status != "ok":
+        out(f"      fix: {check.fix}")

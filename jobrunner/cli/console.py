@@ -6,7 +6,6 @@ Progress goes to stderr and animates only on a terminal; piped output stays plai
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import sys
@@ -18,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, TextIO
 from uuid import UUID
 
+from jobrunner.job_public import job_payload
 from jobrunner.models import Job
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -42,7 +42,10 @@ def to_json(value: Any, *, indent: int | None = 2) -> str:
 
 
 def job_json(job: Job, *, indent: int | None = 2) -> str:
-    return to_json(dataclasses.asdict(job), indent=indent)
+    """The job as `GET /jobs/{id}` answers it (same fields, same names: `timeout_seconds`,
+    `cancel_requested`), plus what only an operator sees: its worker and lease."""
+    operator = {"worker_id": job.worker_id, "lease_expires_at": job.lease_expires_at}
+    return to_json({**job_payload(job), **operator}, indent=indent)
 
 
 def _when(value: datetime | None) -> str:

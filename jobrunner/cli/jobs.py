@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
-from jobrunner import client
+from jobrunner import client, fleet
 from jobrunner.cli import console
 from jobrunner.cli.common import err, out, settings_from, task_database
 from jobrunner.db import queries
@@ -30,8 +30,8 @@ def json_object(text: str) -> dict[str, Any]:
     return value
 
 
-async def _enqueue(dsn: str, args: argparse.Namespace) -> int:
-    await client.configure(dsn)
+async def _enqueue(dsn: str, args: argparse.Namespace, *, seen_timeout: float) -> int:
+    pool = await client.configure(dsn)
     try:
         job = await client.enqueue(
             args.task,
@@ -41,6 +41,13 @@ async def _enqueue(dsn: str, args: argparse.Namespace) -> int:
             delay=args.delay,
             max_attempts=args.max_attempts,
         )
+        async with pool.acquire() as conn:
+            workers = await fleet.list_workers(conn, seen_timeout=seen_timeout)
+        if job.queue not in fleet.served_queues(workers):  # else it would wait in silence
+            err(
+                f"warning: no live worker serves queue {job.queue!r}, so the job waits until "
+                f"one does: `jobrunner worker --queues {job.queue}`"
+            )
         if not args.wait:
             out(console.job_json(job))
             return 0
@@ -88,7 +95,7 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     settings = settings_from({})
     with task_database(settings) as db:
         try:
-            return asyncio.run(_enqueue(db.dsn, args))
+            return asyncio.run(_enqueue(db.dsn, args, seen_timeout=settings.worker_seen_timeout))
         except TimeoutError as exc:
             err(f"jobrunner: {exc}")
             return 124

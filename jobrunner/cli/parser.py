@@ -13,6 +13,7 @@ from jobrunner.cli.common import err, settings_from
 from jobrunner.cli.jobs import cmd_enqueue, cmd_jobs, json_object
 from jobrunner.cli.queues import cmd_queues, limit, rate
 from jobrunner.cli.serving import cmd_api, cmd_migrate, cmd_up, cmd_worker
+from jobrunner.db.errors import SCHEMA_MISSING
 from jobrunner.errors import JobrunnerError
 from jobrunner.logs import configure_logging
 from jobrunner.models import KEEP, JobState
@@ -87,6 +88,12 @@ def _add_serving(sub: Subparsers[argparse.ArgumentParser]) -> None:
         "under an advisory lock (safe from many processes at once).",
     )
     p.add_argument("--status", action="store_true", help="list applied and pending migrations")
+    p.add_argument(
+        "--first-admin",
+        metavar="NAME",
+        help="then, if the database has no account yet, create admin NAME and print its "
+        "password once (what compose's migrate does; `jobrunner up` makes `admin` itself)",
+    )
     p.set_defaults(func=cmd_migrate)
 
 
@@ -271,6 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except JobrunnerError as exc:
         err(f"jobrunner: {exc}")
+        return 2
+    except SCHEMA_MISSING as exc:  # a command that does not check first (a worker, say)
+        err(f"jobrunner: the database is not migrated ({exc}): run `jobrunner migrate`")
         return 2
     except KeyboardInterrupt:
         return 130

@@ -7,22 +7,28 @@ import asyncio
 import secrets
 from typing import Any
 
+import structlog
+
 from jobrunner import client, eventloop
 from jobrunner.cli.common import Database, database, err, out, settings_from
+from jobrunner.cli.locate import locate, registered_up
 from jobrunner.db import migrate as migrations
-from jobrunner.db.pool import connect, wait_for_database
+from jobrunner.db.pool import Conn, connect, wait_for_database
+from jobrunner.registry import registered_tasks
 from jobrunner.settings import Settings
 from jobrunner.task_modules import load_task_modules
 
 DEMO_ADMIN = "admin"
+log = structlog.get_logger("jobrunner.cli")
 
 # ----- migrate --------------------------------------------------------------------------
 
 
-async def _migrate(dsn: str, show_status: bool, wait: float) -> int:
+async def _migrate(dsn: str, args: argparse.Namespace, wait: float) -> int:
+    admin: str | None = args.first_admin
     conn = await wait_for_database(lambda: connect(dsn, role="migrate"), wait=wait)
     try:
-        if show_status:
+        if args.status:
             state = await migrations.status(conn)
             for migration, applied_at in state.applied:
                 out(
@@ -37,6 +43,10 @@ async def _migrate(dsn: str, show_status: bool, wait: float) -> int:
             out(f"applied {migration.version:04d}_{migration.name}")
         if not applied:
             out("database is up to date")
+        if admin:
+            password = await first_admin(conn, admin)
+            if password is not None:  # else accounts exist: this is not a first start
+                out(f"created admin {admin}, password {password}  (shown this once)")
         return 0
     finally:
         await conn.close()
@@ -44,8 +54,8 @@ async def _migrate(dsn: str, show_status: bool, wait: float) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = settings_from({})
-    with database(settings) as db:
-        return asyncio.run(_migrate(db.dsn, args.status, settings.startup_wait))
+    with database(settings, create=not args.status, migrated=False) as db:
+        return asyncio.run(_migrate(db.dsn, args, settings.startup_wait))
 
 
 # ----- worker, api, up ------------------------------------------------------------------
@@ -88,7 +98,9 @@ def _worker_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = settings_from(_worker_settings(args))
-    with database(settings) as db:
+    # Said in the log, not on stderr: a worker's stderr is JSON lines.
+    with database(settings, migrated=False, say=False) as db:
+        log.info("database", where=db.location.describe())
         return eventloop.run(_work(settings, db.dsn))
 
 
@@ -96,10 +108,13 @@ def cmd_api(args: argparse.Namespace) -> int:
     from jobrunner.serve import serve
 
     settings = settings_from({"host": args.host, "port": args.port})
+    where = locate(settings)
+    settings = settings.model_copy(update={"data_dir": where.data_dir})
     settings.require_jwt_secret()  # fail before starting anything
     load_task_modules(settings.tasks)
-    with database(settings) as db:
-        settings = settings.model_copy(update={"database_url": db.dsn})
+    with database(settings, location=where, migrated=False, say=False) as db:
+        log.info("database", where=where.describe())
+        settings = db.settings_for(settings)
         return eventloop.run(serve(settings, dsn=db.dsn, with_worker=False))
 
 
@@ -107,6 +122,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from jobrunner.serve import serve
 
     settings = settings_from({"host": args.host, "port": args.port, **_worker_settings(args)})
+    where = locate(settings, create=True)
+    settings = settings.model_copy(update={"data_dir": where.data_dir})
     if settings.jwt_secret is None and not settings.dev_mode:
         settings = settings.model_copy(update={"dev_mode": True})
         err(
@@ -115,28 +132,45 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
     settings.require_jwt_secret()
     load_task_modules(settings.tasks)
-    with database(settings) as db:
-        settings = settings.model_copy(update={"database_url": db.dsn})
+    settings = _serve_every_task_queue(settings)
+    with database(settings, location=where, migrated=False) as db, registered_up(where):
+        settings = db.settings_for(settings)
         password = asyncio.run(_prepare(db.dsn))
         _banner(settings, db, password)
         return eventloop.run(serve(settings, dsn=db.dsn, with_worker=True))
 
 
+def _serve_every_task_queue(settings: Settings) -> Settings:
+    """`up` is everything in one process: unless told which queues to serve (--queues,
+    JOBRUNNER_QUEUES), its worker serves every registered task's queue besides the default
+    ones, so a task declared with `queue="emails"` runs under `make run` as written."""
+    if "queues" in settings.model_fields_set:
+        return settings
+    extra = sorted({t.queue for t in registered_tasks()} - set(settings.queues))
+    return settings.model_copy(update={"queues": [*settings.queues, *extra]})
+
+
 async def _prepare(dsn: str) -> str | None:
     """Migrate, and on first start create the demo admin; returns its password if created."""
-    from jobrunner import accounts
-
     conn = await connect(dsn, role="up")
     try:
         for migration in await migrations.migrate(conn):
             err(f"applied migration {migration.version:04d}_{migration.name}")
-        if await accounts.list_users(conn):
-            return None
-        password = secrets.token_urlsafe(12)
-        await accounts.create_user(conn, username=DEMO_ADMIN, password=password, admin=True)
-        return password
+        return await first_admin(conn, DEMO_ADMIN)
     finally:
         await conn.close()
+
+
+async def first_admin(conn: Conn, username: str) -> str | None:
+    """Create admin `username` if the database has no account yet (a first start); returns
+    its generated password, or None when accounts exist already."""
+    from jobrunner import accounts
+
+    if await accounts.list_users(conn):
+        return None
+    password = secrets.token_urlsafe(12)
+    await accounts.create_user(conn, username=username, password=password, admin=True)
+    return password
 
 
 def _banner(settings: Settings, db: Database, password: str | None) -> None:
@@ -147,6 +181,7 @@ def _banner(settings: Settings, db: Database, password: str | None) -> None:
         f"    dashboard  {url}/dashboard",
         f"    API docs   {url}/docs",
         f"    psql       {db.psql_command()}",
+        f"    worker     queues {', '.join(settings.queues)}",
     ]
     if password is not None:
         lines += [

@@ -9,9 +9,11 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from string import Template
+from urllib.parse import urlencode
 
 from jobrunner.models import (
     Job,
@@ -61,10 +63,19 @@ def state(value: str) -> str:
     return f'<span class="state state-{h(value)}">{h(value)}</span>'
 
 
-def when(value: datetime | None) -> str:
+def when(value: datetime | str | None) -> str:
+    """Every time on every page one way: `2026-12-05 08:23:35` in UTC (the ISO form, to the
+    microsecond, in its title). Attempt times come as ISO text from the errors column."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return h(value)
     if value is None:
         return '<span class="muted">-</span>'
-    return f'<time datetime="{value.isoformat()}">{value:%Y-%m-%d %H:%M:%S}</time>'
+    utc = value.astimezone(UTC) if value.tzinfo else value
+    iso = utc.isoformat()
+    return f'<time datetime="{iso}" title="{iso}">{utc:%Y-%m-%d %H:%M:%S}</time>'
 
 
 def seconds(value: float) -> str:
@@ -87,25 +98,45 @@ def section(title: str, body: str, *, attrs: str = "") -> str:
     return f"<section {attrs}><h2>{h(title)}</h2>{body}</section>"
 
 
+RETRY_GIVES = {
+    JobState.FAILED: "It goes back to its queue with exactly one more attempt.",
+    JobState.CANCELLED: "It goes back to its queue with the attempts it had left (one at least).",
+}
+
+
 def action(job: Job, verb: str) -> str:
+    question = f"{verb.title()} job {job.id}?"
+    if verb == "retry":
+        question += " " + RETRY_GIVES.get(job.state, "")
     return (
         f'<form class="inline" method="post" action="/dashboard/jobs/{h(job.id)}/{verb}" '
-        f'data-confirm="{h(verb.title())} job {h(job.id)}?"><button>{h(verb)}</button></form>'
+        f'data-confirm="{h(question.strip())}"><button>{h(verb)}</button></form>'
     )
 
 
 # ----- overview -----------------------------------------------------------------------
 
 
-def submit_form(tasks: Sequence[str], error: str = "") -> str:
-    options = "".join(f'<option value="{h(t)}">{h(t)}</option>' for t in tasks)
-    problem = f'<p class="error" id="submit-error">{h(error)}</p>' if error else ""
+@dataclass(frozen=True, slots=True)
+class SubmitForm:
+    """The submit form's fields, and what went wrong when it comes back refused."""
+
+    task: str = ""
+    args: str = "{}"
+    error: str = ""
+
+
+def submit_form(tasks: Sequence[str], form: SubmitForm) -> str:
+    options = "".join(
+        f'<option value="{h(t)}"{" selected" if t == form.task else ""}>{h(t)}</option>'
+        for t in tasks
+    )
+    problem = f'<p class="error" id="submit-error">{h(form.error)}</p>' if form.error else ""
     return (
         f'{problem}<form class="submit" method="post" action="/dashboard/submit">'
         f'<label>Task <select name="task" id="submit-task">{options}</select></label> '
-        f'<label>Arguments (JSON) <input name="args" id="submit-args" value="{{}}" size="40">'
-        f"</label> "
-        f"<button>Submit</button></form>"
+        f'<label>Arguments (JSON) <input name="args" id="submit-args" value="{h(form.args)}" '
+        f'size="40"></label> <button>Submit</button></form>'
     )
 
 
@@ -170,7 +201,8 @@ def workers(found: Sequence[WorkerInfo]) -> str:
 
 
 def bar_chart(points: Sequence[tuple[str, float, str]], unit: str) -> str:
-    """An inline SVG bar per point (label, value, css class); no chart library."""
+    """An inline SVG bar per point (label, value, css class), with its axes: the value scale
+    up the left (0, half, the highest), the minutes along the bottom; no chart library."""
     if not points:
         return '<p class="muted">Nothing finished in this window.</p>'
     top = max(value for _, value, _ in points) or 1.0
@@ -181,10 +213,17 @@ def bar_chart(points: Sequence[tuple[str, float, str]], unit: str) -> str:
         f"<title>{h(label)}: {value:g} {h(unit)}</title></rect>"
         for i, (label, value, cls) in enumerate(points)
     )
-    first, last = points[0][0], points[-1][0]
+    middle = points[len(points) // 2][0]
+    y_axis = "".join(f"<span>{h(f'{v:.3g}')}</span>" for v in (top, top / 2, 0))
+    x_axis = "".join(f"<span>{h(t)}</span>" for t in (points[0][0], middle, points[-1][0]))
     return (
-        f'<div class="chart"><svg role="img" aria-label="{h(unit)}">{bars}</svg>'
-        f'<div class="muted">{h(first)} to {h(last)}; highest {top:g} {h(unit)}</div></div>'
+        f'<figure class="chart"><div class="y-axis" aria-hidden="true">{y_axis}</div>'
+        f'<svg role="img" aria-label="{h(unit)}, {h(points[0][0])} to {h(points[-1][0])}">'
+        f'<line class="axis" x1="0" y1="100%" x2="100%" y2="100%"/>'
+        f'<line class="axis" x1="0" y1="0" x2="0" y2="100%"/>{bars}</svg>'
+        f'<div class="x-axis" aria-hidden="true">{x_axis}</div>'
+        f'<figcaption class="muted">{h(unit)}, by minute (UTC); highest {top:g}</figcaption>'
+        "</figure>"
     )
 
 
@@ -204,13 +243,13 @@ def throughput_chart(rows: Sequence[ThroughputMinute]) -> str:
     for row in rows:
         succeeded[row.minute] = succeeded.get(row.minute, 0.0) + row.succeeded
     points = [(f"{m:%H:%M}", n, "ok") for m, n in _every_minute(succeeded)]
-    return bar_chart(points, "jobs/min succeeded")
+    return bar_chart(points, "jobs succeeded")
 
 
 def latency_chart(rows: Sequence[tuple[datetime, float, int]]) -> str:
     medians = {minute: round(p50, 4) for minute, p50, _ in rows}
     points = [(f"{m:%H:%M}", s, "lat") for m, s in _every_minute(medians)]
-    return bar_chart(points, "s median pickup")
+    return bar_chart(points, "median pickup, seconds")
 
 
 def running_jobs(jobs: Sequence[Job], now: datetime) -> str:
@@ -242,22 +281,70 @@ def failed_jobs(jobs: Sequence[Job]) -> str:
     return table(["job", "task", "failed at", "last error", ""], rows, "No failed jobs.")
 
 
-def job_list(jobs: Sequence[Job]) -> str:
-    rows = [
-        [
-            job_link(j.id),
-            state(j.state),
-            h(j.task),
-            h(j.queue),
-            f"{j.attempt}/{j.max_attempts}",
-            when(j.created_at),
-            h(j.owner or ""),
+def duration(job: Job, now: datetime) -> tuple[str, float | None]:
+    """How long it ran (or has been running): shown, and in seconds for sorting."""
+    if job.started_at is None:
+        return '<span class="muted">-</span>', None
+    took = ((job.finished_at or now) - job.started_at).total_seconds()
+    return seconds(took), took
+
+
+def short_json(value: object, limit: int = 80) -> str:
+    text = json.dumps(value)
+    return h(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def job_list(jobs: Sequence[Job], now: datetime, *, table_id: str = "jobs") -> str:
+    """Jobs with their outcome and run time; a click on a heading sorts by it (the page's
+    script; `data-sort` holds each cell's sortable value)."""
+    if not jobs:
+        return '<p class="muted">No jobs match.</p>'
+    headers = ["job", "state", "task", "queue", "attempt", "created", "ran", "result", "owner"]
+    rows = []
+    for j in jobs:
+        ran, took = duration(j, now)
+        if j.state is JobState.SUCCEEDED:
+            result = f"<code>{short_json(j.result)}</code>"
+        else:
+            result = h(((j.last_error or {}).get("error") or "")[:80])
+        cells = [
+            (job_link(j.id), str(j.id)),
+            (state(j.state), j.state.value),
+            (h(j.task), j.task),
+            (h(j.queue), j.queue),
+            (f"{j.attempt}/{j.max_attempts}", str(j.attempt)),
+            (when(j.created_at), j.created_at.isoformat()),
+            (ran, "" if took is None else f"{took:.6f}"),
+            (result, None),
+            (h(j.owner or ""), j.owner or ""),
         ]
-        for j in jobs
-    ]
-    return table(
-        ["job", "state", "task", "queue", "attempt", "created", "owner"], rows, "No jobs match."
+        rows.append(
+            "<tr>"
+            + "".join(
+                f"<td>{shown}</td>" if key is None else f'<td data-sort="{h(key)}">{shown}</td>'
+                for shown, key in cells
+            )
+            + "</tr>"
+        )
+    head = "".join(f'<th title="sort by {h(x)}">{h(x)}</th>' for x in headers)
+    return (
+        f'<table class="sortable" id="{h(table_id)}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
     )
+
+
+def state_tabs(current: str | None, params: Mapping[str, str]) -> str:
+    """Links to the same list in each state (and all of them)."""
+    links = []
+    for name in [None, *STATES]:
+        query = {k: v for k, v in params.items() if v and k not in ("state", "before")}
+        if name:
+            query["state"] = name
+        href = "/dashboard/jobs" + (f"?{urlencode(query)}" if query else "")
+        label = name or "all"
+        attrs = ' aria-current="page"' if name == current else ""
+        links.append(f'<a href="{h(href)}"{attrs}>{h(label)}</a>')
+    return f'<nav class="tabs">{" · ".join(links)}</nav>'
 
 
 # ----- one job ------------------------------------------------------------------------
@@ -294,7 +381,8 @@ def job_page(
     if not job.state.is_terminal:
         buttons = action(job, "cancel")
     elif job.state in (JobState.FAILED, JobState.CANCELLED):
-        buttons = action(job, "retry")
+        buttons = action(job, "retry") + f' <span class="hint">{h(RETRY_GIVES[job.state])}</span>'
+
     return (
         f"<h1>{h(job.task)} {state(job.state)}</h1>"
         + section("Job", f"<table>{detail}</table><p>{buttons}</p>", attrs='id="job"')
@@ -361,7 +449,7 @@ def attempts(job: Job) -> str:
         items.append(
             f"<li><strong>attempt {h(error.get('attempt', '?'))}</strong> "
             f"{state(str(error.get('outcome', 'failed')))} on {h(error.get('worker', '?'))}, "
-            f"{h(error.get('started_at', ''))} → {h(error.get('finished_at', ''))}: "
+            f"{when(error.get('started_at'))} → {when(error.get('finished_at'))}: "
             f"{h(error.get('error', ''))}" + (f"<pre>{h(trace)}</pre>" if trace else "") + "</li>"
         )
     recorded = {e.get("attempt") for e in job.errors}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, cast
 from urllib.parse import urlencode, urlsplit
 from uuid import UUID
 
@@ -39,6 +39,7 @@ from jobrunner.errors import (
     JobrunnerError,
     JobStateConflict,
     UnknownTask,
+    describe_details,
 )
 from jobrunner.models import WorkerInfo
 from jobrunner.queues import QueueAccessDenied
@@ -50,6 +51,8 @@ router = APIRouter(prefix="/dashboard", include_in_schema=False)
 ACCESS_COOKIE, REFRESH_COOKIE = "jobrunner_access", "jobrunner_refresh"
 COUNT_CAP = 10_000
 WINDOW_MINUTES = 30
+RECENT = 20  # jobs in the overview's recent list
+PAGE = 50  # jobs per page of the jobs list
 STATIC = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
 
 
@@ -119,6 +122,7 @@ async def _render(
     build: Build,
     *,
     live: bool = True,
+    status: int = 200,
 ) -> Response:
     try:
         me, pair = await _principal(request, conn, codec, settings)
@@ -133,7 +137,8 @@ async def _render(
         who = f"{me.username} ({me.role})"
         query = request.query_params.get("q", "")
         response = HTMLResponse(
-            view.page(title, main, who=who, query=query, live=live, admin=me.is_admin)
+            view.page(title, main, who=who, query=query, live=live, admin=me.is_admin),
+            status_code=status,
         )
     if pair is not None:
         _set_cookies(response, request, pair, settings)
@@ -147,6 +152,12 @@ async def _render(
 async def overview(
     request: Request, conn: ConnDep, codec: CodecDep, settings: SettingsDep
 ) -> Response:
+    return await _render(request, conn, codec, settings, "Overview", _overview(settings))
+
+
+def _overview(settings: Settings, form: view.SubmitForm | None = None) -> Build:
+    """The overview; `form`: the submit form as it was sent back, with what went wrong."""
+
     async def build(conn: Conn, me: Principal) -> str:
         running = await client.list_jobs(
             conn=conn,
@@ -162,35 +173,46 @@ async def overview(
             where=queries.JobFilter(state="failed"),
             limit=20,
         )
-        now = await queries.clock_now(conn)
-        parts = []
-        if me.is_admin:
-            counts = await client.count_jobs(conn=conn, cap=COUNT_CAP)
-            rows = await client.throughput(conn=conn, minutes=WINDOW_MINUTES)
-            pickup = await queries.job_pickup_by_minute(conn, minutes=WINDOW_MINUTES)
-            parts += await _fleet_warnings(conn, settings)
-            parts.append(view.section("Queues", view.queue_counts(counts), attrs='id="queues"'))
-            parts.append(
-                '<div class="grid">'
-                + view.section(
-                    f"Throughput, last {WINDOW_MINUTES} min",
-                    view.throughput_chart(rows),
-                    attrs='id="throughput"',
-                )
-                + view.section("Pickup latency", view.latency_chart(pickup), attrs='id="latency"')
-                + "</div>"
-            )
-        tasks = [t.name for t in registered_tasks() if not t.name.startswith(INTERNAL_TASK_PREFIX)]
-        # A fixed message per key: the query string is not a place to put words in our mouth.
-        error = SUBMIT_ERRORS.get(request.query_params.get("error", ""), "")
-        parts.append(
-            view.section("Submit a job", view.submit_form(tasks, error), attrs='id="submit"')
+        recent = await client.list_jobs(
+            conn=conn,
+            user=me.username,
+            admin=me.is_admin,
+            limit=RECENT,
+            include=queries.Include(result=True),
         )
+        now = await queries.clock_now(conn)
+        parts = await _admin_overview(conn, settings) if me.is_admin else []
+        tasks = [t.name for t in registered_tasks() if not t.name.startswith(INTERNAL_TASK_PREFIX)]
+        body = view.submit_form(tasks, form or view.SubmitForm())
+        parts.append(view.section("Submit a job", body, attrs='id="submit"'))
         parts.append(view.section("Running", view.running_jobs(running, now), attrs='id="running"'))
         parts.append(view.section("Failed", view.failed_jobs(failed), attrs='id="failed"'))
+        title = "Recent jobs" if me.is_admin else "Your recent jobs"
+        more = '<p><a href="/dashboard/jobs">every job, by state →</a></p>'
+        body = view.job_list(recent, now, table_id="recent-jobs") + more
+        parts.append(view.section(title, body, attrs='id="recent"'))
         return "".join(parts)
 
-    return await _render(request, conn, codec, settings, "Overview", build)
+    return build
+
+
+async def _admin_overview(conn: Conn, settings: Settings) -> list[str]:
+    counts = await client.count_jobs(conn=conn, cap=COUNT_CAP)
+    rows = await client.throughput(conn=conn, minutes=WINDOW_MINUTES)
+    pickup = await queries.job_pickup_by_minute(conn, minutes=WINDOW_MINUTES)
+    parts = await _fleet_warnings(conn, settings)
+    parts.append(view.section("Queues", view.queue_counts(counts), attrs='id="queues"'))
+    parts.append(
+        '<div class="grid">'
+        + view.section(
+            f"Throughput, last {WINDOW_MINUTES} min",
+            view.throughput_chart(rows),
+            attrs='id="throughput"',
+        )
+        + view.section("Pickup latency", view.latency_chart(pickup), attrs='id="latency"')
+        + "</div>"
+    )
+    return parts
 
 
 async def _fleet_warnings(
@@ -236,26 +258,64 @@ async def search(
     q: str = "",
     state: str | None = None,
     queue: str | None = None,
+    before: UUID | None = None,
 ) -> Response:
-    q = q.strip()
-    try:
+    """Jobs newest first, a page at a time (`before`: the last id of the page before). `q`
+    is a job id, the start of one (the short ids the lists show), or a task name."""
+    q = q.strip().rstrip("…").strip()
+    with contextlib.suppress(ValueError):
         return RedirectResponse(f"/dashboard/jobs/{UUID(q)}", status_code=303)
-    except ValueError:
-        pass
+    if q and (only := await _only_job_starting(request, conn, codec, settings, q)):
+        return RedirectResponse(f"/dashboard/jobs/{only}", status_code=303)
+    state = state if state in view.STATES else None
+    params = {"q": q, "state": state or "", "queue": queue or ""}
 
     async def build(conn: Conn, me: Principal) -> str:
-        where = queries.JobFilter(
-            task=q or None,
-            queue=queue or None,
-            state=state if state in view.STATES else None,
+        found = await client.find_by_id_prefix(
+            q, conn=conn, user=me.username, admin=me.is_admin, limit=PAGE
         )
-        jobs = await client.list_jobs(
-            conn=conn, user=me.username, admin=me.is_admin, where=where, limit=100
+        if found:
+            title = f"Jobs whose id starts with {q}"
+            listed = view.job_list(found, await queries.clock_now(conn))
+            return f"<h1>{view.h(title)}</h1>" + view.section("Newest first", listed)
+        where = queries.JobFilter(task=q or None, queue=queue or None, state=state)
+        jobs, cut = await client.list_jobs_page(
+            conn=conn,
+            user=me.username,
+            admin=me.is_admin,
+            where=where,
+            before=before,
+            page=queries.Page(PAGE + 1, queries.Include(result=True), settings.list_max_page_bytes),
         )
-        title = f"Jobs{' of task ' + q if q else ''}{' in ' + (state or '') if state else ''}"
-        return f"<h1>{view.h(title)}</h1>" + view.section("Newest first", view.job_list(jobs))
+        shown = jobs[:PAGE]
+        older = ""
+        if (cut or len(jobs) > PAGE) and shown:
+            link = "/dashboard/jobs?" + urlencode({**params, "before": str(shown[-1].id)})
+            older = f'<p><a id="older" href="{view.h(link)}">older jobs →</a></p>'
+        title = f"Jobs{' of task ' + q if q else ''}{' in ' + queue if queue else ''}"
+        page = "newest first" if before is None else "older"
+        listed = view.job_list(shown, await queries.clock_now(conn))
+        return (
+            f"<h1>{view.h(title)}</h1>"
+            + view.state_tabs(state, params)
+            + view.section(f"{state or 'all states'}, {page}", listed + older)
+        )
 
     return await _render(request, conn, codec, settings, "Jobs", build)
+
+
+async def _only_job_starting(
+    request: Request, conn: Conn, codec: CodecDep, settings: Settings, prefix: str
+) -> UUID | None:
+    """The one job the caller may see whose id starts with `prefix`, if exactly one does."""
+    try:
+        me, _ = await _principal(request, conn, codec, settings)
+    except LoginRequired:
+        return None  # the page itself sends the browser to log in
+    found = await client.find_by_id_prefix(
+        prefix, conn=conn, user=me.username, admin=me.is_admin, limit=2
+    )
+    return found[0].id if len(found) == 1 else None
 
 
 @router.get("/jobs/{job_id}")
@@ -297,20 +357,15 @@ async def submit(
         context = request.app.state.submit_context
         job, _ = await submit_job(context, settings, submitter, body, None)
     except (ValueError, JobrunnerError) as exc:  # bad JSON, bad arguments, limits
-        key = _submit_error_key(exc)
-        return RedirectResponse(f"/dashboard?{urlencode({'error': key})}", status_code=303)
+        # The form comes back as it was sent, with what went wrong, on a page that does not
+        # refresh itself (its URL is this POST's): nothing typed is lost.
+        status, message = _submit_error(exc)
+        form = view.SubmitForm(task=task, args=args, error=message)
+        overview = _overview(settings, form)
+        return await _render(
+            request, conn, codec, settings, "Overview", overview, live=False, status=status
+        )
     return RedirectResponse(f"/dashboard/jobs/{job.id}", status_code=303)
-
-
-SUBMIT_ERRORS = {
-    "json": "The arguments are not a JSON object (or are nested too deeply).",
-    "args": "invalid arguments for this task: see its schema in the API docs.",
-    "task": "No such task.",
-    "limit": "Too many submissions or unfinished jobs: try again later.",
-    "queue": "This task's queue is not open to you: an admin can open it.",
-    "unserved": "No running worker serves this task's queue: nothing would run the job.",
-    "failed": "The job could not be submitted.",
-}
 
 
 def _parse_args(text: str) -> object:
@@ -320,21 +375,31 @@ def _parse_args(text: str) -> object:
         raise ValueError("nested too deeply") from None
 
 
-def _submit_error_key(exc: Exception) -> str:
-    if isinstance(exc, json.JSONDecodeError) or str(exc) == "nested too deeply":
-        return "json"
+def _submit_error(exc: Exception) -> tuple[int, str]:
+    """The status and message for a refused submission, in words a person reads."""
+    if isinstance(exc, json.JSONDecodeError):
+        return (
+            422,
+            f"The arguments are not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).",
+        )
+    if str(exc) == "nested too deeply":
+        return 422, "The arguments are nested too deeply."
     if isinstance(exc, UnknownTask):
-        return "task"
+        return 422, f"{str(exc).capitalize()}."
     if isinstance(exc, QueueAccessDenied):
-        return "queue"
+        return 403, "This task's queue is not open to you: an admin can open it."
     if isinstance(exc, QueueUnserved):
-        return "unserved"
-        return "queue"
+        return 422, "No running worker serves this task's queue: nothing would run the job."
     if isinstance(exc, ApiProblem):
-        return "limit" if exc.status == 429 else "failed"
-    if isinstance(exc, ValueError | InvalidArguments):  # pydantic's errors are ValueErrors
-        return "args"
-    return "failed"
+        if exc.status == 429:
+            return 429, "Too many submissions or unfinished jobs: try again later."
+        return exc.status, "The job could not be submitted."
+    if isinstance(exc, InvalidArguments):
+        return 422, f"Invalid arguments for {exc.task}: {describe_details(exc.details)}."
+    if isinstance(exc, ValidationError):  # JobCreate's own checks (the task name, the args)
+        details = cast("list[dict[str, object]]", exc.errors(include_url=False))
+        return 422, f"Invalid submission: {describe_details(details)}."
+    return 422, "The job could not be submitted."
 
 
 @router.post("/jobs/{job_id}/{verb}")

@@ -29,3 +29,15 @@ DB_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, asyncpg.PostgresErr
 
 def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT_ERRORS)
+
+
+# What an unmigrated database answers (a missing schema, table, function, type or column):
+# an operator's step is missing, not a bug. The API answers 503, the CLI one line, each
+# saying to run `jobrunner migrate`.
+SCHEMA_MISSING: tuple[type[Exception], ...] = (
+    asyncpg.InvalidSchemaNameError,
+    asyncpg.UndefinedTableError,
+    asyncpg.UndefinedFunctionError,
+    asyncpg.UndefinedObjectError,
+    asyncpg.UndefinedColumnError,
+)

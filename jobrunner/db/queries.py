@@ -354,6 +354,13 @@ async def job_get_visible(conn: Conn, job_id: UUID, *, user: str | None, admin: 
     return Job.from_record(row) if row is not None else None
 
 
+async def job_list_id_range(
+    conn: Conn, low: UUID, high: UUID, *, user: str | None, admin: bool, limit: int
+) -> list[Job]:
+    rows = await conn.fetch(QUERIES["job_list_id_range"], low, high, user, admin, limit)
+    return [Job.from_record(r) for r in rows]
+
+
 async def job_cancel(conn: Conn, job_id: UUID, *, user: str | None, admin: bool) -> Job | None:
     row = await conn.fetchrow(QUERIES["job_cancel"], job_id, user, admin)
     return Job.from_record(row) if row is not None else None

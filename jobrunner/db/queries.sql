@@ -405,6 +405,14 @@ SELECT released.id, pg_notify('jobrunner_jobs', released.queue) FROM released;
 -- A job as user $2 may see it: admins ($3) see all, others only their own.
 SELECT * FROM jobrunner.jobs WHERE id = $1 AND ($3::bool OR owner = $2);
 
+-- name: job_list_id_range
+-- Jobs whose id lies between $1 and $2 (an id prefix, such as the dashboard's short ids, as
+-- a range of the primary key) that user $3 may see (admins, $4, see all); at most $5.
+SELECT * FROM jobrunner.jobs
+WHERE id BETWEEN $1 AND $2 AND ($4::bool OR owner = $3)
+ORDER BY id DESC
+LIMIT $5;
+
 -- name: job_cancel
 -- Cancel a job: at once unless running; a running one is asked to stop, and its worker is
 -- told through the cancel channel (and its heartbeat, should the notification be lost).

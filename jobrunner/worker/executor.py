@@ -18,6 +18,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from jobrunner import dependencies
+from jobrunner.context import JobContext, enter
 from jobrunner.errors import Cancel, JobrunnerError, Retry, UnknownTask
 from jobrunner.models import ClaimedJob, Outcome, OutcomeKind
 from jobrunner.registry import get_task
@@ -81,13 +82,17 @@ def worker_error(job: ClaimedJob) -> Outcome:
 
 async def _call(task: Task[Any, Any], job: ClaimedJob, threads: Executor) -> Any:
     kwargs = task.call_kwargs(job.args)
+    # This runs in the attempt's own asyncio task, so the context variable is the attempt's.
+    context = JobContext(job.id, job.task, job.attempt, job.max_attempts, job.queue)
+    enter(context)
+    if task.context_param is not None:
+        kwargs[task.context_param] = context
     timeout = job.timeout.total_seconds() if job.timeout else None
     if task.is_async:
         coro = task.func(**kwargs)
-    else:
-        loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()  # parent_results() in a thread too
-        coro = loop.run_in_executor(threads, context.run, functools.partial(task.func, **kwargs))
+    else:  # threads do not inherit context variables: the job and its parents ride along
+        run_in_context = functools.partial(contextvars.copy_context().run, task.func, **kwargs)
+        coro = asyncio.get_running_loop().run_in_executor(threads, run_in_context)
     if timeout is None:
         return await coro
     async with asyncio.timeout(timeout):

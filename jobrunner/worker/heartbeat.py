@@ -8,6 +8,9 @@ whole), so it never walks the loop's structures while they change. While the loo
 snapshot stands still, and each attempt is renewed up to the limit set when it started (its
 timeout plus grace, or JOBRUNNER_BLOCKED_LOOP_RENEW_CAP), then left to expire and be rescued
 elsewhere, as if this process had died.
+
+With JOBRUNNER_LIVENESS_FILE set, each beat also touches that file, so a process supervisor
+without HTTP to ask (a Kubernetes exec probe) can tell a hung worker by the file's age.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from uuid import UUID
 
 import asyncpg
@@ -44,6 +48,7 @@ class Heartbeat:
         lease_seconds: float,
         held: Callable[[], Mapping[UUID, Attempt]],
         on_result: ResultCallback,
+        liveness_file: Path | None = None,
     ) -> None:
         self._dsn = dsn
         self._worker_id = worker_id
@@ -51,6 +56,7 @@ class Heartbeat:
         self._lease = lease_seconds
         self._held = held
         self._on_result = on_result
+        self._liveness_file = liveness_file
         self._main_loop = asyncio.get_running_loop()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="jobrunner-heartbeat", daemon=True)
@@ -106,9 +112,25 @@ class Heartbeat:
             )
         return renew
 
+    def _touch(self) -> None:
+        """Say the heartbeat still beats: a liveness probe reads the file's age. It is
+        touched whether or not the database answers (a restart would not bring it back), and
+        stops being touched if this thread hangs or dies."""
+        if self._liveness_file is None:
+            return
+        try:
+            self._liveness_file.parent.mkdir(parents=True, exist_ok=True)
+            self._liveness_file.touch()
+        except OSError as exc:
+            log.warning(
+                "cannot touch the liveness file", path=str(self._liveness_file), error=str(exc)
+            )
+
     async def _beat_forever(self) -> None:
         conn: asyncpg.Connection[asyncpg.Record] | None = None
+        self._touch()
         while not self._stopping.wait(self._interval):
+            self._touch()
             held = self._to_renew()
             if not held:
                 continue

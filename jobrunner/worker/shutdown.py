@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any
 
 import structlog
 
@@ -27,12 +26,14 @@ async def drain(book: AttemptBook, skip: asyncio.Event, timeout: float) -> None:
     tasks = book.running_tasks()
     if not tasks or skip.is_set():
         return
-    running: asyncio.Future[Any] = asyncio.gather(*tasks, return_exceptions=True)
-    skipped: asyncio.Future[Any] = asyncio.create_task(skip.wait())
+    # Neither waiter is cancelled with what it waits for: the handlers still running are
+    # release_unfinished's to cancel, with their reason. (Cancelling a gather here left
+    # "_GatheringFuture exception was never retrieved" in the log at every Ctrl-C.)
+    running = asyncio.ensure_future(asyncio.wait(tasks))
+    skipped = asyncio.ensure_future(skip.wait())
     await asyncio.wait({running, skipped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    skipped.cancel()
-    if not running.done():
-        running.cancel()
+    for waiter in (running, skipped):
+        waiter.cancel()
 
 
 async def release_unfinished(book: AttemptBook, pool: Pool, worker_id: str) -> None:

@@ -231,6 +231,7 @@ class Worker:
                 lease_seconds=self.settings.lease_seconds,
                 held=lambda: self._book.snapshot,
                 on_result=self._book.on_heartbeat,
+                liveness_file=self.settings.liveness_file,
             )
             spawn(asyncio.create_task(self._heartbeat.keep_alive(), name="jobrunner-alive"))
             self._heartbeat.start()

@@ -156,6 +156,26 @@ async def test_arguments_errors_say_what_is_wrong(http: httpx.AsyncClient, login
     assert problem["errors"][0]["loc"] == ["data", 0]
 
 
+async def test_arguments_are_strict_and_kept_as_sent(
+    http: httpx.AsyncClient, login: Login, pool: Pool
+) -> None:
+    alice = await login("alice")
+    for args in ({"a": "42", "b": 1}, {"a": True, "b": 1}, {"a": 4.5, "b": 1}):
+        answer = await http.post(
+            "/jobs", json={"task": "test.add", "args": args}, headers=alice.headers
+        )
+        assert answer.status_code == 422, (args, answer.text)
+    assert await _count_jobs(pool) == 0
+    made = await http.post(
+        "/jobs", json={"task": "square_sum", "args": {"data": [1, 2.5, 3]}}, headers=alice.headers
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["args"] == {"data": [1, 2.5, 3]}
+    shown = await http.get(f"/jobs/{made.json()['id']}", headers=alice.headers)
+    assert shown.json()["args"] == {"data": [1, 2.5, 3]}
+    assert [type(x) for x in shown.json()["args"]["data"]] == [int, float, int]
+
+
 async def test_bodies_over_the_cap_are_413_even_chunked(
     http: httpx.AsyncClient, login: Login, api_settings: Settings, pool: Pool
 ) -> None:

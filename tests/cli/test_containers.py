@@ -11,14 +11,18 @@ import json
 import re
 import signal
 import socket
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from tests.support.cli import Cli
+from tests.support.dockerfile import Builder, Step, stage
 from tests.support.processes import REPO_ROOT
+from tests.support.readme import code_block
 from tests.support.waiting import wait_for
 
 
@@ -92,7 +96,12 @@ async def test_the_commands_compose_runs_work_together(cli: Cli) -> None:
     services = _compose()["services"]
     env = {**cli.env, "JOBRUNNER_PORT": str(_free_port()), "JOBRUNNER_DRAIN_TIMEOUT": "2"}
     compose = Cli(env)
-    assert compose.run(*services["migrate"]["command"]).code == 0
+    first = compose.run(*services["migrate"]["command"])
+    assert first.code == 0, first.err
+    assert re.search(r"^created admin admin, password \S+  \(shown this once\)$", first.out, re.M)
+    again = compose.run(*services["migrate"]["command"])  # a restart: nothing more is made
+    assert again.code == 0 and "created admin" not in again.out
+    assert "/readyz" in _healthcheck_command()[-1]
     api = await compose.start(*services["api"]["command"])
     workers = [await compose.start(*services["worker"]["command"]) for _ in range(2)]
     try:
@@ -110,3 +119,53 @@ async def test_the_commands_compose_runs_work_together(cli: Cli) -> None:
 
 async def _healthy(env: dict[str, str]) -> bool:
     return await _healthcheck(env) == 0
+
+
+@pytest.mark.timeout(600)
+def test_the_image_build_steps_install_a_package_that_finds_its_migrations(
+    tmp_path: Path, db_dsn: str
+) -> None:
+    """The Dockerfile's build stage, step by step, without Docker: a fresh virtualenv, the
+    wheel built from the copied sources, and its own check. Then the installed `jobrunner`
+    finds its migrations from elsewhere, as in the runtime stage (WORKDIR /app)."""
+    builder = Builder(tmp_path / "image")
+    try:
+        builder.run_stage(stage(REPO_ROOT / "Dockerfile", "build"))
+    except subprocess.CalledProcessError as exc:
+        raise AssertionError(f"{exc.cmd[-1]}\n{exc.stdout}\n{exc.stderr}") from None
+    app = tmp_path / "image" / "app"
+    app.mkdir()
+    installed = Cli(
+        {**builder.env, "JOBRUNNER_DATABASE_URL": db_dsn},
+        cwd=app,
+        program=(str(tmp_path / "image" / "opt" / "venv" / "bin" / "jobrunner"),),
+    )
+    status = installed.run("migrate", "--status")
+    assert status.code == 0, status.err
+    assert "applied  0001_jobs" in status.out and "pending" not in status.out
+    python = str(tmp_path / "image" / "opt" / "venv" / "bin" / "python")
+    where = subprocess.run(
+        [python, "-c", "import jobrunner; print(jobrunner.__file__)"],
+        cwd=app,
+        env=builder.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert where.startswith(str(tmp_path / "image" / "opt" / "venv")), where  # the wheel's
+
+    # The README's image for your own tasks: FROM this one, COPY myapp /app/myapp. Its
+    # JOBRUNNER_TASKS module is found from the working directory, /app.
+    project = tmp_path / "project"
+    (project / "myapp").mkdir(parents=True)
+    (project / "myapp" / "__init__.py").write_text("")
+    (project / "myapp" / "tasks.py").write_text(code_block("python", "# myapp/tasks.py"))
+    lines = code_block("dockerfile", "FROM jobrunner:latest").splitlines()
+    assert lines[0] == "FROM jobrunner:latest"
+    Builder(tmp_path / "image", context=project).run_stage(
+        [Step(*line.split(" ", 1)) for line in lines[1:]]
+    )
+    with_tasks = Cli({**installed.env, "JOBRUNNER_TASKS": "myapp.tasks"}, app, installed.program)
+    doctor = with_tasks.run("doctor")
+    tasks_line = next(line for line in doctor.out.splitlines() if "tasks:" in line)
+    assert tasks_line.startswith("OK") and "send_welcome" in tasks_line, doctor.out + doctor.err

@@ -12,6 +12,7 @@ from pathlib import Path
 from tests.support.processes import REPO_ROOT
 
 JWT_SECRET = "cli-tests-secret-" + "x" * 40
+CONSOLE_SCRIPT = str(Path(sys.executable).parent / "jobrunner")  # .venv/bin/jobrunner
 
 
 @dataclass(frozen=True)
@@ -24,12 +25,16 @@ class Result:
 @dataclass(frozen=True)
 class Cli:
     env: dict[str, str]
+    cwd: Path = REPO_ROOT  # where the command runs: it finds a database from there
+    # How jobrunner is started: `python -m` (the current directory on sys.path), or as a
+    # user does, by the installed script (CONSOLE_SCRIPT), which puts nothing there.
+    program: tuple[str, ...] = (sys.executable, "-m", "jobrunner")
 
     def run(self, *args: str, stdin: str = "", timeout: float = 60) -> Result:
         done = subprocess.run(
-            [sys.executable, "-m", "jobrunner", *args],
+            [*self.program, *args],
             env=self.env,
-            cwd=REPO_ROOT,
+            cwd=self.cwd,
             input=stdin,
             capture_output=True,
             text=True,
@@ -38,17 +43,18 @@ class Cli:
         )
         return Result(done.returncode, done.stdout, done.stderr)
 
-    async def start(self, *args: str) -> asyncio.subprocess.Process:
+    async def start(self, *args: str, own_group: bool = False) -> asyncio.subprocess.Process:
+        """Start a command; `own_group`: in a process group of its own, as a terminal starts
+        it, so a test can send the group a terminal's Ctrl-C (os.killpg)."""
         return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "jobrunner",
+            *self.program,
             *args,
             env=self.env,
-            cwd=REPO_ROOT,
+            cwd=self.cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            start_new_session=own_group,
         )
 
 
@@ -56,6 +62,8 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBRUNNER_")}
     env.update(
         JOBRUNNER_DATA_DIR=str(tmp_path / "data"),
+        # Where a running `jobrunner up` records itself (jobrunner.cli.locate): this test's own.
+        XDG_STATE_HOME=str(tmp_path / "state"),
         JOBRUNNER_TASKS="tests.support.tasks",
         JOBRUNNER_LOG_FORMAT="json",
         JOBRUNNER_LOG_LEVEL="warning",

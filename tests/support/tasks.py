@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import time
+import uuid
 from datetime import timedelta
 
-from jobrunner import Backoff, Cancel, Retry, parent_result, parent_results, task
+import structlog
+
+from jobrunner import (
+    Backoff,
+    Cancel,
+    JobContext,
+    Retry,
+    current_job,
+    parent_result,
+    parent_results,
+    task,
+)
 
 calls: dict[str, int] = {}
 
@@ -119,3 +132,34 @@ def sync_parents_seen() -> list[str]:
 async def plus_parent(n: int) -> int:
     """A chain's step: its one parent's result plus n."""
     return int(parent_result()) + n
+
+
+def _seen(job: JobContext) -> dict[str, object]:
+    return {
+        "id": str(job.id),
+        "task": job.task,
+        "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+        "queue": job.queue,
+        "same_as_current": current_job() is job,
+        "log_context": {k: str(v) for k, v in structlog.get_context(job.log).items()},
+    }
+
+
+@task(name="test.context", max_attempts=2)
+async def context(fail_first: bool, job: JobContext) -> dict[str, object]:
+    """What a handler sees of its job; with fail_first, the first attempt fails."""
+    if fail_first and job.attempt == 1:
+        raise RuntimeError("first attempt")
+    return _seen(job)
+
+
+@task(name="test.sync_context")
+def sync_context() -> dict[str, object]:
+    """A sync handler (in a thread) finds its job through the context variable."""
+    return _seen(current_job())
+
+
+@task(name="test.on_day")
+async def on_day(day: datetime.date, ref: uuid.UUID) -> str:
+    return f"{day.isoformat()} {ref}"

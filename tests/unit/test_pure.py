@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import random
 import time
 import uuid
@@ -53,12 +54,42 @@ def test_settings_read_comma_lists_from_the_environment(monkeypatch: pytest.Monk
 
 def test_task_arguments_are_validated_from_type_hints() -> None:
     add = get_task("test.add")
-    assert add.validate_args({"a": "1", "b": 2}) == {"a": 1, "b": 2}
+    assert add.validate_args({"a": 1, "b": 2}) == {"a": 1, "b": 2}
     with pytest.raises(InvalidArguments):
         add.validate_args({"a": 1.5, "b": 2})
     with pytest.raises(InvalidArguments):
         get_task("square_sum").validate_args({"data": [float("nan")]})
     assert add.args_schema()["required"] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [{"a": "42", "b": 1}, {"a": True, "b": 1}, {"a": 1.0, "b": 1}, {"a": None, "b": 1}],
+)
+def test_arguments_are_checked_strictly_as_json_types(args: dict[str, object]) -> None:
+    with pytest.raises(InvalidArguments, match=r"test\.add"):
+        get_task("test.add").validate_args(args)
+    with pytest.raises(InvalidArguments):
+        get_task("test.add").validate_many([{"a": 1, "b": 1}, args])
+
+
+def test_arguments_are_kept_as_sent() -> None:
+    numbers = get_task("square_sum")
+    assert numbers.validate_args({"data": [1, 2.5, 3]}) == {"data": [1, 2.5, 3]}  # no 1.0
+    assert numbers.validate_many([{"data": [1]}, {"data": [2]}]) == [{"data": [1]}, {"data": [2]}]
+    assert get_task("echo").validate_args({"message": True}) == {"message": True}
+    assert get_task("sleep").validate_args({}) == {}  # defaults apply when it runs
+
+
+def test_values_with_a_string_form_come_as_the_string_or_the_object() -> None:
+    when = get_task("test.on_day")
+    day, ident = datetime.date(2024, 2, 29), uuid.UUID(int=7)
+    as_json = {"day": "2024-02-29", "ref": str(ident)}
+    assert when.validate_args(as_json) == as_json
+    assert when.validate_args({"day": day, "ref": ident}) == as_json
+    with pytest.raises(InvalidArguments):
+        when.validate_args({"day": "29/02/2024", "ref": str(ident)})
+    assert when.call_kwargs(as_json) == {"day": day, "ref": ident}
 
 
 def test_reserved_and_unsupported_argument_names_are_refused() -> None:

@@ -1,0 +1,82 @@
+"""The job a handler is running: its id, attempt, limits and a logger bound to it.
+
+A handler reaches it two ways, as procrastinate's and River's do:
+
+    from jobrunner import JobContext, current_job, task
+
+    @task(name="report")
+    async def report(day: str, job: JobContext) -> None:    # a parameter typed JobContext
+        job.log.info("building", day=day)                     # ... job_id, task, attempt bound
+        if job.attempt == job.max_attempts: ...
+
+    @task(name="other")
+    def other() -> None:
+        current_job().log.info("from anywhere below the handler")  # a context variable
+
+The parameter is filled by the worker, never from the job's arguments (and is not one of
+them); its name is free. `current_job()` works in async and sync handlers alike (a sync one
+runs in a thread with the attempt's context copied) and raises outside a job.
+
+It costs a job next to nothing: one small object and a context variable set per attempt;
+the logger is bound only when first used.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from jobrunner.errors import JobrunnerError
+
+log = structlog.get_logger("jobrunner.job")
+
+
+@dataclass(slots=True)
+class JobContext:
+    """One attempt of one job, as its handler sees it: read it, do not change it. New fields
+    get defaults, so code that builds one (a handler's own tests) keeps working.
+
+    Not frozen on purpose: a frozen dataclass sets each field through object.__setattr__,
+    1.0 µs per attempt against 0.35 µs (timeit), and one is built for every attempt.
+    """
+
+    id: UUID
+    task: str
+    attempt: int  # 1 on the first run
+    max_attempts: int
+    queue: str
+    _log: FilteringBoundLogger | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def log(self) -> FilteringBoundLogger:
+        """A structlog logger bound to job_id, task and attempt."""
+        if self._log is None:
+            bound = log.bind(job_id=str(self.id), task=self.task, attempt=self.attempt)
+            self._log = bound  # bound once, on first use
+        return self._log
+
+    @property
+    def is_last_attempt(self) -> bool:
+        """A failure now is final (the job ends `failed`)."""
+        return self.attempt >= self.max_attempts
+
+
+_current: ContextVar[JobContext] = ContextVar("jobrunner_job")
+
+
+def current_job() -> JobContext:
+    """The job whose handler is running here; raises JobrunnerError outside a handler."""
+    try:
+        return _current.get()
+    except LookupError:
+        raise JobrunnerError("current_job() is only known inside a job's handler") from None
+
+
+def enter(job: JobContext) -> None:
+    """The worker's call, inside the attempt's own asyncio task: each task has a copy of the
+    context, so nothing needs resetting when the attempt ends."""
+    _current.set(job)
