@@ -35,7 +35,9 @@ async def test_a_child_waits_and_runs_with_its_parents_results_in_the_order_name
         b = await client.enqueue("test.add", {"a": 10, "b": 20}, conn=conn)
         child = await client.enqueue("test.parents", {}, conn=conn, depends_on=[b, a.id])
     assert child.state is JobState.WAITING and child.pending_parents == 2
-    assert child.parents == (b.id, a.id) and child.user_args == {"tag": ""}
+    assert (
+        child.parents == (b.id, a.id) and child.user_args == {}
+    )  # defaults apply at run time, not stored
     await start_worker()
     a_done, b_done, done = await _ended(job_state, a.id, b.id, child.id)
     assert done.state is JobState.SUCCEEDED and done.pending_parents == 0
