@@ -30,8 +30,31 @@ async def _healthy(base: str, process: asyncio.subprocess.Process) -> bool:
         async with httpx.AsyncClient(base_url=base, timeout=2) as http:
             return (await http.get("/healthz")).status_code == 200
     except httpx.TransportError:
-        assert process.returncode is None, "jobrunner up exited early"
+        if process.returncode is not None:
+            raise _ExitedEarly from None
         return False
+
+
+class _ExitedEarly(Exception):
+    """`up` stopped before it answered."""
+
+
+async def _start_up(cli: Cli) -> tuple[asyncio.subprocess.Process, str]:
+    """Start `jobrunner up` on a free port and wait until it answers. A port found free can
+    be taken by a parallel test before up (or its embedded PostgreSQL) binds it: then up
+    exits at once, and it is started again on another port, twice at most."""
+    for tries_left in (2, 1, 0):
+        port = _free_port()
+        up = await cli.start("up", "--port", str(port), "--drain-timeout", "1", own_group=True)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            await wait_for(lambda: _healthy(base, up), timeout=120)  # noqa: B023 - awaited here
+            return up, base
+        except _ExitedEarly:
+            _, err = await up.communicate()
+            if not tries_left or b"address already in use" not in err.lower():
+                raise AssertionError(f"jobrunner up exited early:\n{err.decode()}") from None
+    raise AssertionError("unreachable")
 
 
 async def test_commands_find_the_database_of_up_from_anywhere(tmp_path: Path) -> None:
@@ -42,14 +65,9 @@ async def test_commands_find_the_database_of_up_from_anywhere(tmp_path: Path) ->
     elsewhere.mkdir()
     env = {k: v for k, v in cli_env(tmp_path).items() if k != "JOBRUNNER_DATA_DIR"}
     env["PYTHONPATH"] = str(REPO_ROOT)  # JOBRUNNER_TASKS names tests.support.tasks
-    port = _free_port()
     up_env = {k: v for k, v in env.items() if k != "PYTHONWARNINGS"}  # warnings show
-    up = await Cli({**up_env, "JOBRUNNER_LOG_LEVEL": "info"}, cwd=project).start(
-        "up", "--port", str(port), "--drain-timeout", "1", own_group=True
-    )
-    base = f"http://127.0.0.1:{port}"
+    up, base = await _start_up(Cli({**up_env, "JOBRUNNER_LOG_LEVEL": "info"}, cwd=project))
     try:
-        await wait_for(lambda: _healthy(base, up), timeout=120)
         doctor = Cli(env, cwd=elsewhere).run("doctor")
         assert doctor.code == 0, doctor.out + doctor.err
         assert "FAIL" not in doctor.out
