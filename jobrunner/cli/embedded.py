@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -50,6 +53,9 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+SOCKET_PATH_MAX = 100  # bytes; sun_path holds 107 with its NUL, kept a little short of it
 
 
 @dataclass
@@ -108,9 +114,21 @@ class EmbeddedPostgres:
             ensure_user_exists(self._run_as)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         ensure_prefix_permissions(self.data_dir)
-        import shutil
-
         shutil.chown(self.data_dir, user=self._run_as, group=None)
+
+    def _socket_dir(self) -> Path:
+        """Where the server puts its Unix socket (jobrunner itself connects over TCP). The
+        data directory, unless its path is too long for one: a socket's path holds at most
+        107 bytes, and a deep project directory made `pg_ctl start` fail. Then a directory
+        of its own under the system's temporary one, named after the data directory."""
+        if len(str(self.data_dir / ".s.PGSQL.65535")) <= SOCKET_PATH_MAX:
+            return self.data_dir
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
+        short = Path(tempfile.gettempdir()) / f"jobrunner-pg-{digest}"
+        short.mkdir(mode=0o700, exist_ok=True)
+        if self._run_as is not None:
+            shutil.chown(short, user=self._run_as, group=None)
+        return short
 
     def initialised(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
@@ -131,7 +149,7 @@ class EmbeddedPostgres:
                 timeout=120,
             )
         if not self.is_running():
-            options = f"-p {self.port} -h 127.0.0.1 -k {self.data_dir}"
+            options = f"-p {self.port} -h 127.0.0.1 -k {self._socket_dir()}"
             for key, value in self.extra_settings.items():
                 options += f" -c {key}={value}"
             self._run(

@@ -100,3 +100,15 @@ def test_port_file_is_read_not_rewritten(tmp_path: Path) -> None:
     assert EmbeddedPostgres(tmp_path / "pgdata").port == 5555
     assert port_file.stat().st_mtime_ns == before
     assert EmbeddedPostgres(tmp_path / "other").port == int((tmp_path / "other.port").read_text())
+
+
+def test_a_deep_data_directory_keeps_its_socket_in_a_short_one(tmp_path: Path) -> None:
+    """A Unix socket's path holds at most 107 bytes: `pg_ctl start` failed in a project
+    nested deep enough (a pytest temporary directory was). Shallow ones keep it at home."""
+    deep = EmbeddedPostgres(tmp_path / ("d" * 90) / ".jobrunner" / "pgdata", port=5999)
+    shallow = EmbeddedPostgres(tmp_path / "pgdata", port=5999)
+    socket_dir = deep._socket_dir()
+    assert len(str(socket_dir / ".s.PGSQL.65535")) <= 100
+    assert socket_dir == deep._socket_dir(), "the same data directory, the same socket"
+    if len(str(tmp_path / "pgdata" / ".s.PGSQL.65535")) <= 100:
+        assert shallow._socket_dir() == shallow.data_dir
