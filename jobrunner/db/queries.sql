@@ -162,42 +162,48 @@ WITH RECURSIVE wanted AS (
                                   WHERE running.queue = w.queue),
                  floor(w.tokens))::int AS budget
     FROM wanted AS w
-), lanes (queue, priority, fairness_key, top_priority, after_key, wrapped, n) AS (
+), lanes (queue, priority, fairness_key, top_priority, after_key, wrapped, n, first_run_at,
+           first_id, top_key, top_run_at, top_id) AS (
     -- Where each queue's walk starts: its top priority, at the cursor (not itself a lane).
-    SELECT b.queue, best.priority, b.after_key, best.priority, b.after_key, false, 0
+    -- The probe for the top priority also finds the first job of its first key (top_key,
+    -- top_run_at, top_id), which the wrap below takes without a probe of its own.
+    SELECT b.queue, best.priority, b.after_key, best.priority, b.after_key, false, 0,
+           NULL::timestamptz, NULL::uuid, best.fairness_key, best.run_at, best.id
     FROM budgets AS b
     CROSS JOIN LATERAL (
-        SELECT priority FROM jobrunner.jobs
+        SELECT priority, fairness_key, run_at, id FROM jobrunner.jobs
         WHERE state = 'queued' AND queue = b.queue
-        ORDER BY priority DESC
+        ORDER BY priority DESC, fairness_key, run_at, id
         LIMIT 1
     ) AS best
     WHERE b.budget > 0
     UNION ALL
     SELECT l.queue, step.priority, step.fairness_key, l.top_priority, l.after_key, step.wrapped,
-           l.n + 1
+           l.n + 1, step.run_at, step.id, l.top_key, l.top_run_at, l.top_id
     FROM lanes AS l
     CROSS JOIN LATERAL (
         -- the next key of this priority (at the top priority, up to the last key; then...)
-        (SELECT priority, fairness_key, l.wrapped AS wrapped FROM jobrunner.jobs
+        (SELECT priority, fairness_key, l.wrapped AS wrapped, run_at, id FROM jobrunner.jobs
          WHERE (NOT l.wrapped OR l.priority <> l.top_priority)
            AND state = 'queued' AND queue = l.queue AND priority = l.priority
            AND fairness_key > l.fairness_key
-         ORDER BY fairness_key LIMIT 1)
+         ORDER BY fairness_key, run_at, id LIMIT 1)
         UNION ALL
-        -- ...wrapped around: from the first key on, up to and including the cursor
-        -- (`>= key || chr(1)` is `> key` in collation "C", and `>= ''` is from the first)
-        (SELECT priority, fairness_key, true FROM jobrunner.jobs
-         WHERE l.priority = l.top_priority
+        -- ...wrapped around: the first key (found with the top priority), if it is not past
+        -- the cursor, then the keys after it up to and including the cursor
+        (SELECT l.priority, l.top_key, true, l.top_run_at, l.top_id
+         WHERE NOT l.wrapped AND l.priority = l.top_priority AND l.top_key <= l.after_key)
+        UNION ALL
+        (SELECT priority, fairness_key, true, run_at, id FROM jobrunner.jobs
+         WHERE l.wrapped AND l.priority = l.top_priority
            AND state = 'queued' AND queue = l.queue AND priority = l.priority
-           AND fairness_key >= CASE WHEN l.wrapped THEN l.fairness_key || chr(1) ELSE '' END
-           AND fairness_key <= l.after_key
-         ORDER BY fairness_key LIMIT 1)
+           AND fairness_key > l.fairness_key AND fairness_key <= l.after_key
+         ORDER BY fairness_key, run_at, id LIMIT 1)
         UNION ALL
         -- then the lower priorities, in key order (they fill what the top leaves)
-        (SELECT priority, fairness_key, l.wrapped FROM jobrunner.jobs
+        (SELECT priority, fairness_key, l.wrapped, run_at, id FROM jobrunner.jobs
          WHERE state = 'queued' AND queue = l.queue AND priority < l.priority
-         ORDER BY priority DESC, fairness_key LIMIT 1)
+         ORDER BY priority DESC, fairness_key, run_at, id LIMIT 1)
         LIMIT 1
     ) AS step
     WHERE l.n < $3
@@ -205,7 +211,7 @@ WITH RECURSIVE wanted AS (
     -- A lane's share: the budget split evenly between the lanes of its priority, the ones
     -- first in the walk taking the remainder (the cursor moves past them, so the rest go
     -- first next time). Shares add up to the budget: every row locked is a row claimed.
-    SELECT l.queue, l.priority, l.fairness_key, l.n, b.budget,
+    SELECT l.queue, l.priority, l.fairness_key, l.n, l.first_run_at, l.first_id, b.budget,
            least(
                b.budget / count(*) OVER same_priority
                + CASE WHEN row_number() OVER (same_priority ORDER BY l.n)
@@ -229,6 +235,10 @@ WITH RECURSIVE wanted AS (
         SELECT id, run_at FROM jobrunner.jobs
         WHERE state = 'queued' AND queue = s.queue AND priority = s.priority
           AND fairness_key = s.fairness_key
+          -- from the lane's first live job, which the walk found: the index entries before
+          -- it are dead (claimed), and a long transaction elsewhere keeps them from being
+          -- cleaned, so not walking them twice is half the claim's cost in that case
+          AND (run_at, id) >= (s.first_run_at, s.first_id)
         ORDER BY run_at, id
         LIMIT greatest(s.share, 0)
         FOR UPDATE SKIP LOCKED

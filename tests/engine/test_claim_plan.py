@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from jobrunner.db import queries
-from jobrunner.db.pool import Pool, connect
+from jobrunner.db.pool import Conn, Pool, connect
 from jobrunner.db.queries import QUERIES
 
 ARGS = "ARRAY['default'], 'w-1', 250, 30.0, ARRAY[''], false"
@@ -45,3 +45,50 @@ async def test_the_claim_plan_made_on_an_empty_table_walks_the_index_once_it_fil
     assert "Seq Scan on jobs" not in text and "Bitmap" not in text, text
     root = (json.loads(analyzed) if isinstance(analyzed, str) else analyzed)[0]
     assert root["Plan"]["Actual Rows"] == 250
+
+
+async def _buffers(conn: Conn, sql: str, *args: object) -> int:
+    probe = conn.transaction()  # rolled back: a probe claims nothing
+    await probe.start()
+    try:
+        plan = await conn.fetchval("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, *args)
+    finally:
+        await probe.rollback()
+    root = (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
+    return int(root["Shared Hit Blocks"] + root["Shared Read Blocks"])
+
+
+async def test_behind_a_held_snapshot_the_claim_steps_over_dead_entries_once(
+    pool: Pool, db_dsn: str
+) -> None:
+    """A long transaction elsewhere keeps the index entries of claimed jobs from being
+    cleaned, and every claim must step over them. The fair walk finds the first live job of
+    a lane and its candidates start there, so a claim steps over them once, as one probe
+    of the index does (it walked them three times: 35,000 pages against 12,000)."""
+    async with pool.acquire() as conn, pool.acquire() as holder:
+        await conn.execute("""
+            INSERT INTO jobrunner.jobs (task, queue, state)
+            SELECT 'echo', 'default', 'queued' FROM generate_series(1, 20000)""")
+        await conn.execute("ANALYZE jobrunner.jobs")
+        async with holder.transaction(isolation="repeatable_read"):
+            await holder.fetchval("SELECT count(*) FROM jobrunner.jobs")  # the snapshot
+            for _ in range(40):
+                claimed = await queries.job_claim(
+                    conn, queues=["default"], worker_id="w", limit=250, lease_seconds=30
+                )
+                await conn.execute(
+                    "UPDATE jobrunner.jobs SET state = 'succeeded', finished_at = now()"
+                    " WHERE id = any($1::uuid[])",
+                    [c.id for c in claimed],
+                )
+            claim = await _buffers(
+                conn, QUERIES["job_claim"], ["default"], "w", 20, 30.0, [""], False
+            )
+            one_probe = await _buffers(
+                conn,
+                "SELECT id FROM jobrunner.jobs WHERE state = 'queued' AND queue = $1"
+                " ORDER BY priority DESC, fairness_key, run_at, id LIMIT 1",
+                "default",
+            )
+    assert one_probe > 1_000, "10,000 dead entries should stand before the first live one"
+    assert claim <= 1.5 * one_probe + 300, (claim, one_probe)
