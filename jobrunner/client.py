@@ -313,10 +313,8 @@ async def count_jobs(*, conn: Conn | None = None, cap: int = 100_000) -> list[Qu
     """Jobs per queue and state, each state counted up to `cap` along its own index."""
     async with _connection(conn) as c:
         rows = await queries.job_count_by_state(c, cap=cap)
-    by_queue: dict[str, dict[str, int]] = {}
-    for queue, state, count in rows:
-        by_queue.setdefault(queue, {s.value: 0 for s in JobState})[state] = count
-    return [QueueCounts(queue, states, cap) for queue, states in sorted(by_queue.items())]
+    counts = QueueCounts.of_rows(rows, cap, (s.value for s in JobState))
+    return [counts[queue] for queue in sorted(counts)]
 
 
 async def throughput(*, conn: Conn | None = None, minutes: int = 15) -> list[ThroughputMinute]:

@@ -7,6 +7,7 @@ returns these, never asyncpg Records or dicts. No I/O here.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -312,11 +313,32 @@ class HistoryEntry:
 
 @dataclass(frozen=True, slots=True)
 class QueueCounts:
-    """Jobs of one queue per state; a count equal to `cap` means "at least"."""
+    """Jobs of one queue per state, each state counted up to `cap`. A count is "at least"
+    when it reached the cap, or when the state's count over all queues did (`capped`): the
+    capped read stops at the cap wherever it is, so every queue's count of it is partial."""
 
     queue: str
     states: dict[str, int]
     cap: int
+    capped: frozenset[str] = frozenset()
+
+    def at_least(self, state: str) -> bool:
+        """Whether this state's count is only a lower bound."""
+        return state in self.capped or self.states.get(state, 0) >= self.cap
+
+    @classmethod
+    def of_rows(
+        cls, rows: Iterable[tuple[str, str, int]], cap: int, states: Iterable[str]
+    ) -> dict[str, QueueCounts]:
+        """Per-queue counts from (queue, state, count) rows read with one cap per state."""
+        names = tuple(states)
+        by_queue: dict[str, dict[str, int]] = {}
+        totals: dict[str, int] = {}
+        for queue, state, count in rows:
+            by_queue.setdefault(queue, dict.fromkeys(names, 0))[state] = count
+            totals[state] = totals.get(state, 0) + count
+        capped = frozenset(state for state, total in totals.items() if total >= cap)
+        return {queue: cls(queue, counts, cap, capped) for queue, counts in by_queue.items()}
 
 
 @dataclass(frozen=True, slots=True)

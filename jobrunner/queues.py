@@ -88,10 +88,7 @@ def check_name(name: str) -> str:
 
 
 def _counts(rows: Sequence[tuple[str, str, int]], cap: int) -> dict[str, QueueCounts]:
-    by_queue: dict[str, dict[str, int]] = {}
-    for queue, state, count in rows:
-        by_queue.setdefault(queue, dict.fromkeys(LIVE_STATES, 0))[state] = count
-    return {queue: QueueCounts(queue, states, cap) for queue, states in by_queue.items()}
+    return QueueCounts.of_rows(rows, cap, LIVE_STATES)
 
 
 def no_counts(queue: str, cap: int) -> QueueCounts:

@@ -73,7 +73,7 @@ async def stats(me: AdminDep, pool: PoolDep) -> StatsPublic:
             QueueStatsPublic(
                 queue=c.queue,
                 states=c.states,
-                capped=[s for s, n in c.states.items() if n >= c.cap],
+                capped=[s for s in c.states if c.at_least(s)],
             )
             for c in counts
         ],

@@ -661,7 +661,7 @@ class QueuePublic(BaseModel):
             updated_at=queue.updated_at if admin else None,
             updated_by=queue.updated_by if admin else None,
             counts=counts.states,
-            capped=[state for state, n in counts.states.items() if n >= counts.cap],
+            capped=[state for state in counts.states if counts.at_least(state)],
         )
 
 

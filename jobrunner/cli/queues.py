@@ -16,7 +16,7 @@ from jobrunner import queues
 from jobrunner.cli import console
 from jobrunner.cli.common import database, out, settings_from
 from jobrunner.db.pool import Conn, connect
-from jobrunner.models import QueueChanges, QueueControls, Rate
+from jobrunner.models import QueueChanges, QueueControls, QueueCounts, Rate
 
 NONE = "none"  # what a limit flag takes to remove the limit
 _RATE = re.compile(r"(\d+)/(s|sec|second|m|min|minute)")
@@ -96,15 +96,16 @@ async def _list(conn: Conn, as_json: bool) -> None:
             v.controls.max_running_per_owner or "-",
             _rate_text(v.controls),
             "all" if v.controls.open_to_all else ",".join(v.controls.granted_to) or "admins",
-            *(_count(n, v.counts.cap) for n in v.counts.states.values()),
+            *(_count(v.counts, state) for state in v.counts.states),
         ]
         for v in views
     ]
     out(console.table(headers, rows))
 
 
-def _count(n: int, cap: int) -> str:
-    return f"{n}+" if n >= cap else str(n)
+def _count(counts: QueueCounts, state: str) -> str:
+    n = counts.states[state]
+    return f"{n}+" if counts.at_least(state) else str(n)
 
 
 async def _queues(dsn: str, args: argparse.Namespace) -> int:

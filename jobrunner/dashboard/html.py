@@ -143,7 +143,7 @@ def submit_form(tasks: Sequence[str], form: SubmitForm) -> str:
 def queue_counts(counts: Sequence[QueueCounts]) -> str:
     def cell(queue: QueueCounts, name: str) -> str:
         count = queue.states.get(name, 0)
-        shown = f"{count}+" if count >= queue.cap else str(count)
+        shown = f"{count}+" if queue.at_least(name) else str(count)
         link = f"/dashboard/jobs?queue={h(queue.queue)}&amp;state={name}"
         return f'<a href="{link}">{shown}</a>' if count else '<span class="muted">0</span>'
 
@@ -491,7 +491,7 @@ def queue_table(rows: Sequence[tuple[QueueControls, QueueCounts]], *, admin: boo
 
     def count(counts: QueueCounts, name: str) -> str:
         n = counts.states.get(name, 0)
-        return f"{n}+" if n >= counts.cap else str(n)
+        return f"{n}+" if counts.at_least(name) else str(n)
 
     def who(queue: QueueControls) -> str:
         return "everyone" if queue.open_to_all else h(", ".join(queue.granted_to)) or "admins"

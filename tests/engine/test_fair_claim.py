@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from uuid import UUID
 
-from jobrunner import client
+from jobrunner import client, queues
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, Pool
 from jobrunner.worker.claimer import Claimer
@@ -134,3 +134,22 @@ async def test_a_limited_queue_beside_a_busy_one_still_gets_claims(pool: Pool) -
         claims = [await claimer.claim(conn, 10) for _ in range(2)]
     slow = [c for claim in claims for c in claim if c.queue == "slow"]
     assert len(slow) == 5, "the limited queue got its turn, up to its limit"
+
+
+async def test_queue_counts_say_at_least_for_every_queue_once_a_state_hits_its_cap(
+    pool: Pool,
+) -> None:
+    """The capped read stops after `cap` rows of a state whatever their queue, so once the
+    state's total reaches the cap every queue's count of it is a lower bound, not only the
+    count that reached the cap itself (a queue read second showed too few, as exact)."""
+    async with pool.acquire() as conn:
+        await client.enqueue_many("test.add", [{"a": i, "b": 1} for i in range(4)], conn=conn)
+        await client.enqueue_many(
+            "test.add", [{"a": i, "b": 1} for i in range(4)], conn=conn, queue="zeta"
+        )
+        counts = await queues.live_counts(conn, cap=6)
+        exact = await queues.live_counts(conn, cap=100)
+    assert sum(c.states["queued"] for c in counts.values()) == 6
+    assert all(c.at_least("queued") for c in counts.values())
+    assert not any(c.at_least("queued") for c in exact.values())
+    assert not any(c.at_least("running") for c in counts.values())
