@@ -33,9 +33,7 @@ def known_tasks(workers: Iterable[WorkerInfo]) -> set[str]:
 async def unserved_queues(conn: Conn, workers: Iterable[WorkerInfo]) -> dict[str, int]:
     """Queues with queued jobs that none of the live `workers` serves: queue -> jobs waiting
     there (counted up to WAITING_CAP). Nothing claims them until such a worker starts."""
-    waiting = await queries.job_queues_waiting(conn, cap=WAITING_CAP)
-    served = served_queues(workers)
-    return {queue: jobs for queue, jobs in waiting.items() if queue not in served}
+    return await queries.job_queues_waiting(conn, cap=WAITING_CAP, skip=served_queues(workers))
 
 
 def split_unknown(

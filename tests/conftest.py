@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from jobrunner.db.pool import Pool, create_pool
+from jobrunner.db.pool import Pool, connect, create_pool
 from jobrunner.logs import configure_logging
 from jobrunner.registry import registered_tasks
 from jobrunner.settings import Settings
@@ -90,3 +91,17 @@ async def served_queues(pool: Pool) -> frozenset[str]:
             tasks=[t.name for t in registered_tasks()],
         )
     return queues
+
+
+@pytest.fixture
+async def rung(db_dsn: str) -> AsyncIterator[asyncio.Queue[str]]:
+    """The queue names rung on the doorbell channel, in the order their commits landed, as
+    workers hear them. To show that something did not ring, ring `barrier` yourself and see
+    that it comes first (tests.support.waiting.rang_nothing)."""
+    listener = await connect(db_dsn, role="test-listener")
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener("jobrunner_jobs", lambda *a: heard.put_nowait(a[3]))
+    try:
+        yield heard
+    finally:
+        await listener.close()

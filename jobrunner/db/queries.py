@@ -7,7 +7,7 @@ asyncpg's exceptions; `jobrunner.db.errors` says which of them are worth a retry
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -456,9 +456,12 @@ async def periodic_tick_advance(conn: Conn, *, task: str, tick: datetime) -> boo
     return await conn.fetchval(QUERIES["periodic_tick_advance"], task, tick) is not None
 
 
-async def job_queues_waiting(conn: Conn, *, cap: int, max_queues: int = 1000) -> dict[str, int]:
-    """Queue -> its queued jobs (counted up to `cap`), for the queues that have any."""
-    rows = await conn.fetch(QUERIES["job_queues_waiting"], cap, max_queues)
+async def job_queues_waiting(
+    conn: Conn, *, cap: int, max_queues: int = 1000, skip: Collection[str] = ()
+) -> dict[str, int]:
+    """Queue -> its queued jobs (counted up to `cap`), for the queues that have any, but
+    those in `skip`."""
+    rows = await conn.fetch(QUERIES["job_queues_waiting"], cap, max_queues, list(skip))
     return {r["queue"]: int(r["jobs"]) for r in rows}
 
 

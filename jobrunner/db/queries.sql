@@ -747,9 +747,11 @@ GROUP BY 1
 ORDER BY 1;
 
 -- name: job_queues_waiting
--- The queues that have queued jobs (at most $2 of them), each with how many, counted up to
--- $1. A skip scan written out: one probe of jobs_claim_idx per queue for the next queue's
--- name, so the read costs the number of queues, not the depth of the backlog.
+-- The queues that have queued jobs (at most $2 of them), but for those in $3, each with how
+-- many, counted up to $1. A skip scan written out: one probe of jobs_claim_idx per queue
+-- for the next queue's name, so the read costs the number of queues, not the depth of the
+-- backlog; the queues in $3 (those a worker serves: the dashboard asks every two seconds)
+-- are not counted at all.
 WITH RECURSIVE waiting(queue, n) AS (
     SELECT min(queue), 1 FROM jobrunner.jobs WHERE state = 'queued'
     UNION ALL
@@ -764,7 +766,7 @@ SELECT waiting.queue,
                               WHERE j.state = 'queued' AND j.queue = waiting.queue
                               LIMIT $1) AS capped) AS jobs
 FROM waiting
-WHERE waiting.queue IS NOT NULL
+WHERE waiting.queue IS NOT NULL AND waiting.queue <> ALL($3::text[])
 ORDER BY waiting.queue;
 
 -- ===== Dependencies: jobs that wait for jobs (jobrunner.dependencies) =====

@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
 from jobrunner import client
-from jobrunner.db.pool import Pool, connect
+from jobrunner.db.pool import Pool
 from tests.support.api import Login
-
-
-@pytest.fixture
-async def rung(db_dsn: str) -> AsyncIterator[asyncio.Queue[str]]:
-    """The queue names rung on the doorbell channel, as workers hear them."""
-    listener = await connect(db_dsn, role="test-listener")
-    heard: asyncio.Queue[str] = asyncio.Queue()
-    await listener.add_listener("jobrunner_jobs", lambda *a: heard.put_nowait(a[3]))
-    try:
-        yield heard
-    finally:
-        await listener.close()
+from tests.support.waiting import rang_nothing
 
 
 async def _row(pool: Pool, name: str) -> dict[str, Any] | None:
@@ -122,7 +110,7 @@ async def test_pause_and_resume_record_who_and_resume_rings_the_doorbell(
     # Pausing lets nothing start: no ring. Pausing again keeps the first pause's time.
     again = await http.post("/queues/reports/pause", headers=root.headers)
     assert again.json()["paused_at"] == paused.json()["paused_at"]
-    assert rung.empty()
+    assert await rang_nothing(pool, rung)
 
     resumed = await http.post("/queues/reports/resume", headers=root.headers)
     assert resumed.status_code == 200 and resumed.json()["paused"] is False

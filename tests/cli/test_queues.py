@@ -7,8 +7,9 @@ import json
 from typing import Any
 
 from jobrunner import accounts, client
-from jobrunner.db.pool import Pool, connect
+from jobrunner.db.pool import Pool
 from tests.support.cli import Cli
+from tests.support.waiting import rang_nothing
 
 
 async def _row(pool: Pool, name: str) -> dict[str, Any]:
@@ -46,31 +47,26 @@ async def test_queues_set_changes_only_what_is_given_and_none_clears(cli: Cli, p
 
 
 async def test_queues_pause_resume_ring_and_ls_shows_counts(
-    cli: Cli, pool: Pool, db_dsn: str
+    cli: Cli, pool: Pool, rung: asyncio.Queue[str]
 ) -> None:
     async with pool.acquire() as conn:
         await client.enqueue("echo", {}, conn=conn, queue="reports")
         await client.enqueue("echo", {}, conn=conn, queue="reports", delay=3600)
-    listener = await connect(db_dsn, role="test-listener")
-    rung: asyncio.Queue[str] = asyncio.Queue()
-    await listener.add_listener("jobrunner_jobs", lambda *a: rung.put_nowait(a[3]))
-    try:
-        paused = cli.run("queues", "pause", "reports")
-        assert paused.code == 0 and paused.out.startswith("reports: paused"), paused.err
-        assert (await _row(pool, "reports"))["paused_at"] is not None
-        table = cli.run("queues", "ls").out.splitlines()
-        assert table[0].split() == [
-            "QUEUE", "STATE", "MAX_RUNNING", "PER_OWNER", "RATE", "OPEN",
-            "waiting", "scheduled", "queued", "running", "retrying",
-        ]  # fmt: skip
-        rows = {line.split()[0]: line.split() for line in table[1:]}
-        assert rows["reports"][1:] == ["paused", "-", "-", "-", "admins", "0", "1", "1", "0", "0"]
-        assert rows["default"][1] == "running" and rows["default"][5] == "all"
-        assert rung.empty()
-        assert cli.run("queues", "resume", "reports").code == 0
-        assert await asyncio.wait_for(rung.get(), timeout=10) == "reports"
-    finally:
-        await listener.close()
+    assert await asyncio.wait_for(rung.get(), timeout=10) == "reports"  # the queued job's
+    paused = cli.run("queues", "pause", "reports")
+    assert paused.code == 0 and paused.out.startswith("reports: paused"), paused.err
+    assert (await _row(pool, "reports"))["paused_at"] is not None
+    table = cli.run("queues", "ls").out.splitlines()
+    assert table[0].split() == [
+        "QUEUE", "STATE", "MAX_RUNNING", "PER_OWNER", "RATE", "OPEN",
+        "waiting", "scheduled", "queued", "running", "retrying",
+    ]  # fmt: skip
+    rows = {line.split()[0]: line.split() for line in table[1:]}
+    assert rows["reports"][1:] == ["paused", "-", "-", "-", "admins", "0", "1", "1", "0", "0"]
+    assert rows["default"][1] == "running" and rows["default"][5] == "all"
+    assert await rang_nothing(pool, rung)
+    assert cli.run("queues", "resume", "reports").code == 0
+    assert await asyncio.wait_for(rung.get(), timeout=10) == "reports"
     as_json = [json.loads(line) for line in cli.run("queues", "ls", "--json").out.splitlines()]
     reports = next(q for q in as_json if q["name"] == "reports")
     assert reports["paused_at"] is None and reports["counts"]["queued"] == 1

@@ -1,30 +1,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
 from jobrunner import client
-from jobrunner.db.pool import Pool, connect
+from jobrunner.db.pool import Pool
 from jobrunner.errors import InvalidArguments, JobrunnerError, UnknownTask
 from jobrunner.models import JobState
 from jobrunner.testing import assert_enqueued
 from tests.support import tasks
-
-
-@pytest.fixture
-async def heard(db_dsn: str) -> AsyncIterator[asyncio.Queue[str]]:
-    """The queue names rung on the doorbell channel, in the order their commits landed."""
-    listener = await connect(db_dsn, role="test-listener")
-    rung: asyncio.Queue[str] = asyncio.Queue()
-    await listener.add_listener("jobrunner_jobs", lambda *a: rung.put_nowait(a[3]))
-    try:
-        yield rung
-    finally:
-        await listener.close()
+from tests.support.waiting import rang_nothing
 
 
 async def test_bad_arguments_raise_at_enqueue_and_leave_no_row(pool: Pool) -> None:
@@ -50,7 +38,7 @@ async def test_task_enqueue_uses_the_registered_defaults(pool: Pool) -> None:
 
 
 async def test_a_rolled_back_enqueue_leaves_no_job_and_rings_no_doorbell(
-    pool: Pool, heard: asyncio.Queue[str]
+    pool: Pool, rung: asyncio.Queue[str]
 ) -> None:
     async with pool.acquire() as conn:
         tx = conn.transaction()
@@ -61,40 +49,38 @@ async def test_a_rolled_back_enqueue_leaves_no_job_and_rings_no_doorbell(
         assert (
             await conn.fetchval("SELECT count(*) FROM jobrunner.jobs WHERE queue = 'q-rolled'") == 0
         )
-    # Notifications arrive in commit order: the first one heard is the committed job's.
-    assert await asyncio.wait_for(heard.get(), timeout=10) == "q-committed"
+    # Notifications arrive in commit order: the first one rung is the committed job's.
+    assert await asyncio.wait_for(rung.get(), timeout=10) == "q-committed"
 
 
-async def test_one_doorbell_per_queue_per_transaction(
-    pool: Pool, heard: asyncio.Queue[str]
-) -> None:
+async def test_one_doorbell_per_queue_per_transaction(pool: Pool, rung: asyncio.Queue[str]) -> None:
     async with pool.acquire() as conn, conn.transaction():
         for _ in range(5):
             await client.enqueue("test.add", {"a": 1, "b": 2}, conn=conn, queue="bell")
     async with pool.acquire() as conn:
         await client.enqueue("test.add", {"a": 1, "b": 2}, conn=conn, queue="marker")
-    assert await asyncio.wait_for(heard.get(), timeout=10) == "bell"
-    assert await asyncio.wait_for(heard.get(), timeout=10) == "marker"
+    assert await asyncio.wait_for(rung.get(), timeout=10) == "bell"
+    assert await asyncio.wait_for(rung.get(), timeout=10) == "marker"
 
 
 async def test_an_enqueue_in_its_own_transaction_rings_just_after_its_commit(
-    pool: Pool, heard: asyncio.Queue[str]
+    pool: Pool, rung: asyncio.Queue[str]
 ) -> None:
     await client.configure(pool)
     doorbell = client.default_doorbell()
     assert doorbell is not None
     # No conn: the insert commits alone, without NOTIFY; the doorbell rings after it.
     job = await client.enqueue("test.add", {"a": 1, "b": 2}, queue="own-tx")
-    assert await asyncio.wait_for(heard.get(), timeout=10) == "own-tx"
+    assert await asyncio.wait_for(rung.get(), timeout=10) == "own-tx"
     # A conn in no transaction, with the caller's doorbell: the same.
     async with pool.acquire() as conn:
         await client.enqueue("test.add", {"a": 1, "b": 2}, conn=conn, doorbell=doorbell,
                              queue="given-bell")  # fmt: skip
-    assert await asyncio.wait_for(heard.get(), timeout=10) == "given-bell"
+    assert await asyncio.wait_for(rung.get(), timeout=10) == "given-bell"
     # A scheduled job rings nobody.
     await client.enqueue("test.add", {"a": 1, "b": 2}, queue="later", delay=60)
     await client.enqueue("test.add", {"a": 1, "b": 2}, queue="marker")
-    assert await asyncio.wait_for(heard.get(), timeout=10) == "marker"
+    assert await asyncio.wait_for(rung.get(), timeout=10) == "marker"
     await doorbell.flush()
     async with pool.acquire() as conn:
         assert (
@@ -104,12 +90,12 @@ async def test_an_enqueue_in_its_own_transaction_rings_just_after_its_commit(
 
 
 async def test_close_rings_what_is_waiting_then_closes_the_pool(
-    db_dsn: str, heard: asyncio.Queue[str]
+    db_dsn: str, rung: asyncio.Queue[str]
 ) -> None:
     pool = await client.configure(db_dsn)
     await client.enqueue("test.add", {"a": 1, "b": 2}, queue="at-exit")
     await client.close()  # at once: the ring may not have gone out yet
-    assert await asyncio.wait_for(heard.get(), timeout=10) == "at-exit"
+    assert await asyncio.wait_for(rung.get(), timeout=10) == "at-exit"
     assert pool.is_closing()
     with pytest.raises(JobrunnerError):
         client.default_pool()
@@ -215,7 +201,7 @@ async def test_enqueue_many_ids_follow_the_given_order_and_the_database_clock(
 
 
 async def test_enqueue_many_delayed_is_scheduled_in_database_time_and_rings_nothing(
-    pool: Pool, heard: asyncio.Queue[str]
+    pool: Pool, rung: asyncio.Queue[str]
 ) -> None:
     async with pool.acquire() as conn:
         now = await conn.fetchval("SELECT now()")
@@ -226,12 +212,12 @@ async def test_enqueue_many_delayed_is_scheduled_in_database_time_and_rings_noth
         await tasks.add.enqueue_many([{"a": 1, "b": 2}], conn=conn, queue="q-now")
     assert {r["state"] for r in rows} == {"scheduled"}
     assert all(r["run_at"] >= now + timedelta(seconds=59) for r in rows)
-    assert await asyncio.wait_for(heard.get(), timeout=10) == "q-now"
-    assert heard.empty()
+    assert await asyncio.wait_for(rung.get(), timeout=10) == "q-now"
+    assert await rang_nothing(pool, rung)
 
 
 async def test_a_refused_enqueue_many_leaves_no_row_no_ring_and_the_callers_transaction(
-    pool: Pool, heard: asyncio.Queue[str]
+    pool: Pool, rung: asyncio.Queue[str]
 ) -> None:
     async with pool.acquire() as conn:
         async with conn.transaction():
@@ -242,8 +228,8 @@ async def test_a_refused_enqueue_many_leaves_no_row_no_ring_and_the_callers_tran
                 await tasks.fail_until.enqueue_many(rows, conn=conn, queue="q-refused")
         assert await conn.fetchval("SELECT array_agg(id) FROM jobrunner.jobs") == [kept.id]
         await client.enqueue("test.add", {"a": 1, "b": 2}, conn=conn, queue="q-after")
-    assert await asyncio.wait_for(heard.get(), timeout=10) == "q-kept"
-    assert await asyncio.wait_for(heard.get(), timeout=10) == "q-after"
+    assert await asyncio.wait_for(rung.get(), timeout=10) == "q-kept"
+    assert await asyncio.wait_for(rung.get(), timeout=10) == "q-after"
 
 
 async def test_enqueue_many_takes_run_at_and_timeout_as_enqueue_does(pool: Pool) -> None:

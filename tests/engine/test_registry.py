@@ -85,7 +85,7 @@ async def test_a_worker_whose_row_was_deleted_writes_it_again(
 async def test_the_list_counts_each_workers_running_jobs(
     start_worker: StartWorker, pool: Pool
 ) -> None:
-    worker = await start_worker(worker_id="w-busy")
+    await start_worker(worker_id="w-busy")
     async with pool.acquire() as conn:
         jobs = [await client.enqueue("test.sleep", {"seconds": 60}, conn=conn) for _ in range(2)]
 
@@ -97,7 +97,6 @@ async def test_the_list_counts_each_workers_running_jobs(
     async with pool.acquire() as conn:
         for job in jobs:
             await client.cancel_job(job.id, conn=conn)
-    assert worker.presence.registered.is_set()
 
 
 async def test_live_means_not_stopped_and_seen_within_the_timeout(pool: Pool) -> None:
@@ -132,6 +131,9 @@ async def test_queues_with_queued_jobs_and_no_live_worker_are_unserved(pool: Poo
             "nobody": 1,
             "orphan": 1,
         }
+        assert await queries.job_queues_waiting(conn, cap=10, skip=["served", "nobody"]) == {
+            "orphan": 2
+        }
 
 
 async def test_waiting_queues_are_found_by_probing_the_claim_index(db_dsn: str) -> None:
@@ -149,7 +151,9 @@ async def test_waiting_queues_are_found_by_probing_the_claim_index(db_dsn: str) 
             ANALYZE jobrunner.jobs;
             """
         )
-        rows = await conn.fetch("EXPLAIN " + queries.QUERIES["job_queues_waiting"], 100, 1000)
+        rows = await conn.fetch(
+            "EXPLAIN " + queries.QUERIES["job_queues_waiting"], 100, 1000, ["q9"]
+        )
         text = "\n".join(r[0] for r in rows)
         assert "jobs_claim_idx" in text, text
         assert "Seq Scan on jobs" not in text, text

@@ -8,6 +8,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, overload
 
+from jobrunner.db.pool import Pool
+
 T = TypeVar("T")
 
 
@@ -58,3 +60,12 @@ async def wait_for(
 async def equals(value: Awaitable[object], expected: object) -> bool:
     """For conditions: `wait_for(lambda: equals(db.count(...), 3), ...)`."""
     return await value == expected
+
+
+async def rang_nothing(pool: Pool, rung: asyncio.Queue[str]) -> bool:
+    """Whether nothing was rung on the doorbell channel before now: ring `barrier` and see
+    that it is the next name heard (notifications arrive in commit order). Checking that the
+    queue is empty would pass as well for a ring still on its way."""
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_notify('jobrunner_jobs', 'barrier')")
+    return await asyncio.wait_for(rung.get(), timeout=10) == "barrier"
