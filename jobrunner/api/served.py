@@ -9,8 +9,8 @@ doctor, the dashboard and `jobrunner up` warn them of unserved queues instead).
 
 A queue counts as served while a worker serving it was seen within
 JOBRUNNER_SERVED_QUEUE_WINDOW (seconds; 300 by default), stopped or not, rather than only
-while a worker is live: in a rolling restart the old workers stop before the new ones register, and users'
-submissions in that gap must go through.
+while a worker is live: in a rolling restart the old workers stop before the new ones
+register, and users' submissions in that gap must go through.
 """
 
 from __future__ import annotations
