@@ -451,6 +451,21 @@ class QueueControls:
     def paused(self) -> bool:
         return self.paused_at is not None
 
+    @property
+    def rate_per(self) -> str | None:
+        """The start rate's period as the API names it ('second', 'minute'), else None (no
+        rate, or a period set by hand in psql)."""
+        if self.rate_period is None:
+            return None
+        return {1.0: "second", 60.0: "minute"}.get(self.rate_period.total_seconds())
+
+    @property
+    def rate_text(self) -> str | None:
+        """The start rate as people read it, `600/minute`; None without one."""
+        if self.rate_limit is None or self.rate_period is None:
+            return None
+        return f"{self.rate_limit}/{self.rate_per or f'{self.rate_period.total_seconds():g}s'}"
+
     @classmethod
     def unset(cls, name: str) -> QueueControls:
         return cls(name, None, None, None, None, None, False, (), None, None)

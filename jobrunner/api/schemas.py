@@ -5,6 +5,7 @@ Bodies forbid unknown fields and non-finite numbers, so every bad input is a 422
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import replace
 from datetime import datetime
@@ -549,19 +550,7 @@ class WorkerPublic(BaseModel):
 
     @classmethod
     def of(cls, worker: WorkerInfo) -> WorkerPublic:
-        return cls(
-            id=worker.id,
-            host=worker.host,
-            pid=worker.pid,
-            queues=worker.queues,
-            tasks=worker.tasks,
-            concurrency=worker.concurrency,
-            started_at=worker.started_at,
-            last_seen_at=worker.last_seen_at,
-            stopped_at=worker.stopped_at,
-            live=worker.live,
-            running=worker.running,
-        )
+        return cls(**dataclasses.asdict(worker))  # the same fields, by name
 
 
 # ----- queues ---------------------------------------------------------------------------
@@ -646,7 +635,7 @@ class QueuePublic(BaseModel):
     @classmethod
     def of(cls, queue: QueueControls, counts: QueueCounts, *, admin: bool) -> QueuePublic:
         period = queue.rate_period.total_seconds() if queue.rate_period is not None else None
-        per = {1.0: "second", 60.0: "minute"}.get(period or 0.0)
+        per = queue.rate_per
         return cls(
             name=queue.name,
             paused=queue.paused,

@@ -60,11 +60,7 @@ def _changes(args: argparse.Namespace) -> QueueChanges:
 
 
 def _rate_text(queue: QueueControls) -> str:
-    if queue.rate_limit is None or queue.rate_period is None:
-        return "-"
-    seconds = queue.rate_period.total_seconds()
-    per = {1.0: "second", 60.0: "minute"}.get(seconds, f"{seconds:g}s")
-    return f"{queue.rate_limit}/{per}"
+    return queue.rate_text or "-"
 
 
 def _show(queue: QueueControls) -> str:

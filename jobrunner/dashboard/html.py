@@ -469,11 +469,7 @@ def limit(value: int | None) -> str:
 
 
 def rate(queue: QueueControls) -> str:
-    if queue.rate_limit is None or queue.rate_period is None:
-        return '<span class="muted">-</span>'
-    seconds = queue.rate_period.total_seconds()
-    per = {1.0: "second", 60.0: "minute"}.get(seconds, f"{seconds:g}s")
-    return h(f"{queue.rate_limit}/{per}")
+    return h(queue.rate_text) if queue.rate_text else '<span class="muted">-</span>'
 
 
 def queue_action(queue: QueueControls) -> str:
