@@ -205,20 +205,22 @@ async def with_parents(conn: Conn, claimed: list[ClaimedJob]) -> list[ClaimedJob
     jobs carry `parents=None`, and the executor puts them back without spending an attempt."""
     if not any(PARENTS_KEY in job.args for job in claimed):
         return claimed
-    wanted = {p for job in claimed for p in parent_ids(job.args)}
+    ids = {job.id: parent_ids(job.args) for job in claimed if PARENTS_KEY in job.args}
     found: dict[UUID, ParentResult] | None
     try:
-        found = await queries.job_parent_results(conn, list(wanted))
+        found = await queries.job_parent_results(conn, list({p for ps in ids.values() for p in ps}))
     except DB_ERRORS as exc:
         log.warning("parents' results not read; their children will be put back", error=str(exc))
         found = None
-    return [_with_parents(job, found) if PARENTS_KEY in job.args else job for job in claimed]
+    return [_with_parents(job, ids[job.id], found) if job.id in ids else job for job in claimed]
 
 
-def _with_parents(job: ClaimedJob, found: dict[UUID, ParentResult] | None) -> ClaimedJob:
+def _with_parents(
+    job: ClaimedJob, ids: Sequence[UUID], found: dict[UUID, ParentResult] | None
+) -> ClaimedJob:
     parents = None
     if found is not None:  # a parent pruned by hand is left out, not invented
-        parents = tuple(found[p] for p in parent_ids(job.args) if p in found)
+        parents = tuple(found[p] for p in ids if p in found)
     return dataclasses.replace(job, args=without_parents(job.args) or {}, parents=parents)
 
 
