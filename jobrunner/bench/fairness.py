@@ -1,7 +1,11 @@
 """The `fairness` group of `jobrunner bench` (issue 13's figures), each round back to back:
 
+- a hand-written asyncpg baseline: one connection claiming the oldest 250 queued jobs with
+  `UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)` and marking them done, no
+  handler, no fairness, no lease renewal: the floor of what any PostgreSQL queue pays;
 - throughput with one fairness key, then with 10 and with `owners` keys taking turns (the
-  claim walks a lane per key), each as a share of the first;
+  claim walks a lane per key), each as a share of the first, and the first as a share of
+  the baseline, all in the same round;
 - a small owner's wait: one owner has `big_backlog` no-op jobs queued and a worker (1 x
   concurrency) draining them; a second owner then enqueues `small_jobs`, one every 5 ms.
   Each wait is the handler's wall clock at its start minus the enqueuer's just before the
@@ -40,7 +44,9 @@ FEW_OWNERS = 10
 
 def fairness_figures(o: Options) -> list[Figure]:
     return [
+        Figure("baseline: hand-written asyncpg claim + finish", "jobs/s"),
         Figure(f"process, one owner (1 x {o.concurrency})", "jobs/s"),
+        Figure("  one owner as share of the baseline", "%"),
         Figure(f"process, {FEW_OWNERS} owners taking turns", "jobs/s"),
         Figure(f"  {FEW_OWNERS} owners as share of one", "%", 90.0),
         Figure(f"process, {o.owners:,} owners taking turns", "jobs/s"),
@@ -60,8 +66,11 @@ async def fairness_round(bench: Bench) -> list[float]:
         )
         rates.append(rate)
     waits = await small_owner_waits(bench)
+    baseline = await baseline_rate(bench)
     return [
+        baseline,
         rates[0],
+        rates[0] / baseline * 100,
         rates[1],
         rates[1] / rates[0] * 100,
         rates[2],
@@ -69,6 +78,20 @@ async def fairness_round(bench: Bench) -> list[float]:
         percentile(waits, 50),
         percentile(waits, 99),
     ]
+
+
+async def baseline_rate(bench: Bench) -> float:
+    """Jobs per second of the hand-written loop over the same 20,000 no-op jobs, filled the
+    same way, timed like the worker rounds (first start to last finish, database time)."""
+    o, conn = bench.opts, bench.conn
+    await bench_queries.bench_jobs_truncate(conn)
+    await fill(conn, o.jobs, JobOptions(queue=QUEUE))
+    while ids := await bench_queries.bench_baseline_claim(conn, limit=250, queue=QUEUE):
+        await bench_queries.bench_baseline_finish(conn, ids)
+    succeeded, _, seconds = await bench_queries.bench_jobs_span(conn, queue=QUEUE)
+    if succeeded != o.jobs:
+        raise BenchError(f"the baseline finished {succeeded} of {o.jobs} jobs")
+    return o.jobs / seconds
 
 
 async def small_owner_waits(bench: Bench) -> list[float]:

@@ -73,3 +73,11 @@ async def bench_jobs_run_spans(conn: Conn, *, queue: str) -> list[tuple[float, f
 
 async def bench_clock(conn: Conn) -> float:
     return float(await conn.fetchval(QUERIES["bench_clock"]))
+
+
+async def bench_baseline_claim(conn: Conn, *, limit: int, queue: str) -> list[UUID]:
+    return [r["id"] for r in await conn.fetch(QUERIES["bench_baseline_claim"], limit, queue)]
+
+
+async def bench_baseline_finish(conn: Conn, ids: list[UUID]) -> None:
+    await conn.execute(QUERIES["bench_baseline_finish"], ids)

@@ -80,3 +80,16 @@ ORDER BY started_at;
 
 -- name: bench_clock
 SELECT extract(epoch FROM clock_timestamp())::float8;
+
+-- name: bench_baseline_claim
+-- The hand-written baseline: what a bare PostgreSQL queue does per batch, and no more. No
+-- fairness, no controls, no lease, no attempt count: take the oldest $1 queued jobs.
+UPDATE jobrunner.jobs SET state = 'running', started_at = now(), worker_id = 'baseline',
+                          lease_expires_at = now() + interval '1 minute'
+WHERE id IN (SELECT id FROM jobrunner.jobs WHERE state = 'queued' AND queue = $2
+             ORDER BY priority DESC, fairness_key, run_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)
+RETURNING id;
+
+-- name: bench_baseline_finish
+UPDATE jobrunner.jobs SET state = 'succeeded', finished_at = now(), result = 'null'
+WHERE id = ANY($1::uuid[]);
