@@ -32,11 +32,14 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def template_db(pg_server: Server) -> str:
+def template_db(pg_server: Server) -> Iterator[str]:
     # One template per xdist worker: each test then copies it, migrated, in milliseconds.
-    name = f"jobrunner_template_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    # The pid keeps two test runs sharing one server (JOBRUNNER_TEST_DATABASE_URL) apart.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"jobrunner_template_{worker}_{os.getpid()}"
     create_template(pg_server, name)
-    return name
+    yield name
+    drop_database(pg_server, name)
 
 
 @pytest.fixture
