@@ -276,6 +276,11 @@ async def queue_limited_names(conn: Conn, queues: Sequence[str]) -> frozenset[st
     return frozenset(r["name"] for r in rows)
 
 
+# A state's text to its member: a dict lookup, where JobState(text) walks enum's __new__
+# (a microsecond a row on the outcome write's path).
+_STATES: dict[str, JobState] = {state.value: state for state in JobState}
+
+
 @dataclass(frozen=True, slots=True)
 class Recorded:
     """What an accepted outcome made of its job: its new state, when it runs next (for a
@@ -315,7 +320,7 @@ async def job_record_outcomes(
         with_children,
     )
     return {
-        r["id"]: Recorded(JobState(r["state"]), r["run_at"], r["attempt"], r["has_children"])
+        r["id"]: Recorded(_STATES[r["state"]], r["run_at"], r["attempt"], r["has_children"])
         for r in rows
     }
 

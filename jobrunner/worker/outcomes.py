@@ -156,10 +156,15 @@ class OutcomeWriter:
     def _settle(self, batch: list[Attempt], accepted: dict[UUID, queries.Recorded]) -> None:
         """Forget the written attempts, count them, and say what became of each job."""
         counts: dict[str, int] = {}
+        succeeded = JobState.SUCCEEDED
+        quiet = not log.is_enabled_for(logging.DEBUG)  # asked once a batch, not once a job
         for attempt in batch:
             self._written(attempt)
             recorded = accepted.get(attempt.job.id)
-            key = _log_outcome(attempt, recorded)
+            if quiet and recorded is not None and recorded.state is succeeded:
+                key = succeeded.value  # the common case: counted, no line of its own
+            else:
+                key = _log_outcome(attempt, recorded)
             counts[key] = counts.get(key, 0) + 1
         for key, count in counts.items():
             self.recorded[key] = self.recorded.get(key, 0) + count

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+from collections.abc import Iterable
 
 import structlog
 
@@ -13,6 +15,39 @@ log = structlog.get_logger("jobrunner.worker")
 # this many seconds: short jobs are claimed in big batches (few round trips), long ones are
 # never hoarded away from idle workers.
 PREFETCH_HORIZON = 0.005
+
+
+class Wakeup:
+    """When the fetch loop claims next: at once while more work may wait, else when woken
+    (a queue's doorbell, the listener reconnecting, a freed slot) or at the jittered poll.
+    `more_waiting`: the last claim, a doorbell or the poll says the queues may hold more."""
+
+    def __init__(self, queues: Iterable[str]) -> None:
+        self._queues = frozenset(queues)
+        self._event = asyncio.Event()
+        self.more_waiting = True
+
+    def ring(self) -> None:
+        self._event.set()
+
+    def on_doorbell(self, queue: str) -> None:
+        if queue in self._queues:
+            self.more_waiting = True
+            self._event.set()
+
+    def on_connected(self) -> None:
+        """The listener (re)connected: a notice may have been missed meanwhile."""
+        self.more_waiting = True
+        self._event.set()
+
+    async def wait(self, interval: float) -> None:
+        try:
+            # Jitter below the interval, never above it: a job waits at most one interval.
+            timeout = interval * random.uniform(0.8, 1.0)
+            await asyncio.wait_for(self._event.wait(), timeout=timeout)
+        except TimeoutError:
+            self.more_waiting = True  # the poll: look again whatever we were told
+        self._event.clear()
 
 
 class Prefetch:

@@ -11,6 +11,7 @@ Pieces, each on its own task or thread:
   written), and reports lost leases and cancel requests back;
 - maintenance, under an advisory lock, promotes due jobs, rescues leases and prunes;
 - presence.py keeps this worker's row in the registry (jobrunner.workers);
+- companions.py starts and stops the pieces that run beside the fetch loop;
 - shutdown.py drains and hands back what is left.
 
 An attempt is held from its claim until its outcome is written. A worker that dies holding
@@ -21,14 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import secrets
 import signal
 import socket
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
@@ -41,11 +40,9 @@ from jobrunner.settings import Settings
 from jobrunner.webhooks import delivery_rows
 from jobrunner.worker.attempts import Attempt, AttemptBook
 from jobrunner.worker.claimer import Claimer
-from jobrunner.worker.heartbeat import Heartbeat
-from jobrunner.worker.listener import Listener
-from jobrunner.worker.maintenance import Maintenance
+from jobrunner.worker.companions import Companions, Doorbell
 from jobrunner.worker.outcomes import HeldConnection, OutcomeWriter
-from jobrunner.worker.pacing import Prefetch, back_off
+from jobrunner.worker.pacing import Prefetch, Wakeup, back_off
 from jobrunner.worker.presence import Presence
 from jobrunner.worker.shutdown import drain, release_unfinished, stuck_handlers
 
@@ -115,14 +112,19 @@ class Worker:
         self._claimer = Claimer(
             self.queues, worker_id=self.worker_id, lease_seconds=settings.lease_seconds
         )
-        self._wake = asyncio.Event()
-        self._more_waiting = True
+        self._wakeup = Wakeup(self.queues)
         self._stopping = asyncio.Event()
         self._skip_drain = asyncio.Event()
-        self._background: list[asyncio.Task[Any]] = []
-        self._heartbeat: Heartbeat | None = None
         self._claim_conn: HeldConnection | None = None
         self.presence = Presence(self.worker_id, self.queues, self.concurrency, settings)
+        self._companions = Companions(
+            settings,
+            dsn=dsn,
+            worker_id=self.worker_id,
+            book=self._book,
+            writer=self._writer,
+            presence=self.presence,
+        )
 
     # ----- public surface -------------------------------------------------------------
 
@@ -139,7 +141,7 @@ class Worker:
             )
             self._stopping.set()
             self._book.paused = True  # claimed jobs that never started: shutdown releases them
-        self._wake.set()
+        self._wakeup.ring()
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -161,7 +163,13 @@ class Worker:
             burst=burst,
         )
         await self.presence.register(pool)
-        self._start_background(pool, burst)
+        self._companions.start(
+            pool,
+            Doorbell(on_jobs=self._wakeup.on_doorbell, on_connected=self._wakeup.on_connected),
+            listen=self.settings.listen and not burst,
+            maintenance=self._with_maintenance and not burst,
+            heartbeat=self._with_heartbeat,
+        )
         fetch = asyncio.create_task(self._fetch_loop(burst), name="jobrunner-fetch")
         try:
             await fetch
@@ -206,44 +214,8 @@ class Worker:
             )
         return self._pool
 
-    def _start_background(self, pool: Pool, burst: bool) -> None:
-        spawn = self._background.append
-        spawn(asyncio.create_task(self._writer.run(), name="jobrunner-flush"))
-        spawn(asyncio.create_task(self.presence.keep_seen(), name="jobrunner-presence"))
-        if self.settings.listen and not burst:
-            listener = Listener(
-                self.dsn,
-                on_jobs=self._on_doorbell,
-                on_cancel=self._book.on_cancel_notice,
-                on_connected=self._on_listener_connected,
-                check_interval=max(self.settings.poll_interval * 5, 1.0),
-                max_backoff=self.settings.reconnect_max_delay,
-            )
-            spawn(asyncio.create_task(listener.run(), name="jobrunner-listener"))
-        if self._with_maintenance and not burst:
-            maintenance = Maintenance(pool, self.settings)
-            spawn(asyncio.create_task(maintenance.run_forever(), name="jobrunner-maintenance"))
-        if self._with_heartbeat:
-            self._heartbeat = Heartbeat(
-                self.dsn,
-                worker_id=self.worker_id,
-                interval=self.settings.heartbeat_interval,
-                lease_seconds=self.settings.lease_seconds,
-                held=lambda: self._book.snapshot,
-                on_result=self._book.on_heartbeat,
-                liveness_file=self.settings.liveness_file,
-            )
-            spawn(asyncio.create_task(self._heartbeat.keep_alive(), name="jobrunner-alive"))
-            self._heartbeat.start()
-
     async def _close(self, fetch: asyncio.Task[None]) -> None:
-        fetch.cancel()
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(fetch, *self._background, return_exceptions=True)
-        await self.presence.stop()
-        if self._heartbeat is not None:
-            await asyncio.to_thread(self._heartbeat.stop)
+        await self._companions.stop(fetch)
         for held in (self._claim_conn, self._writer.conn):
             if held is not None:
                 await held.drop()
@@ -281,7 +253,7 @@ class Worker:
                 return
             if (
                 self._room() < self._prefetch.min_claim
-                or not self._more_waiting
+                or not self._wakeup.more_waiting
                 or self._backlogged()
             ):
                 await self._wait_for_wake(burst)
@@ -293,9 +265,9 @@ class Worker:
     def _on_slot_freed(self, seconds: float) -> None:
         self._prefetch.learn(seconds)
         # Under a concurrency limit a finished job may be what lets the next one start.
-        more = self._more_waiting or self._claimer.has_limits
+        more = self._wakeup.more_waiting or self._claimer.has_limits
         if more and self._room() >= self._prefetch.min_claim:
-            self._wake.set()
+            self._wakeup.ring()
 
     async def _claim(self, limit: int) -> list[ClaimedJob]:
         assert self._claim_conn is not None
@@ -304,7 +276,7 @@ class Worker:
         # A claim that took anything may have left more: a batch comes back short when one
         # owner's lane runs dry while others still hold jobs (each lane gets its share), or
         # a limit cut it. Only an empty claim says the queues have nothing for us now.
-        self._more_waiting = bool(claimed)
+        self._wakeup.more_waiting = bool(claimed)
         self.stats.claimed += len(claimed)
         self._book.add(claimed)
         return claimed
@@ -314,22 +286,7 @@ class Worker:
         return len(self._writer.pending) > 4 * self.concurrency + self.settings.claim_batch
 
     async def _wait_for_wake(self, burst: bool) -> None:
-        interval = 0.05 if burst else self.settings.poll_interval
-        try:
-            # Jitter below the interval, never above it: a job waits at most one interval.
-            await asyncio.wait_for(self._wake.wait(), timeout=interval * random.uniform(0.8, 1.0))
-        except TimeoutError:
-            self._more_waiting = True  # the poll: look again whatever we were told
-        self._wake.clear()
-
-    def _on_doorbell(self, queue: str) -> None:
-        if queue in self.queues:
-            self._more_waiting = True
-            self._wake.set()
-
-    def _on_listener_connected(self) -> None:
-        self._more_waiting = True
-        self._wake.set()
+        await self._wakeup.wait(0.05 if burst else self.settings.poll_interval)
 
     # ----- news about held attempts ---------------------------------------------------
 
@@ -338,5 +295,5 @@ class Worker:
 
     def _after_write(self) -> None:
         self._book.publish()
-        if self._more_waiting:
-            self._wake.set()  # the fetch loop may have paused while outcomes piled up
+        if self._wakeup.more_waiting:
+            self._wakeup.ring()  # the fetch loop may have paused while outcomes piled up
