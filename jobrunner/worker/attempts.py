@@ -51,6 +51,7 @@ class StopReason(enum.IntEnum):
 @dataclass(slots=True, eq=False)
 class Attempt:
     job: ClaimedJob
+    limit: float  # seconds its lease may be renewed from its start (timeout + grace, or cap)
     renew_until: float
     state: AttemptState = AttemptState.READY
     stop_reason: StopReason | None = None
@@ -97,7 +98,8 @@ class AttemptBook:
     def add(self, jobs: list[ClaimedJob]) -> None:
         now = time.monotonic()
         for job in jobs:
-            attempt = Attempt(job, renew_until=now + self._limit(job))
+            limit = self._limit(job)
+            attempt = Attempt(job, limit, renew_until=now + limit)
             self.held[job.id] = attempt
             self._ready.append(attempt)
         self.ready_count += len(jobs)
@@ -122,7 +124,7 @@ class AttemptBook:
         self.running_count += 1
         attempt.state = AttemptState.RUNNING
         attempt.started = time.monotonic()
-        attempt.renew_until = attempt.started + self._limit(attempt.job)
+        attempt.renew_until = attempt.started + attempt.limit
         task = asyncio.create_task(
             executor.run_attempt(
                 attempt.job, self._threads, unknown_task_delay=self._unknown_task_delay
@@ -132,9 +134,7 @@ class AttemptBook:
         task.add_done_callback(functools.partial(self._on_done, attempt))
         if attempt.job.timeout:
             loop = asyncio.get_running_loop()
-            attempt.overdue = loop.call_later(
-                attempt.job.timeout.total_seconds() + self._grace, self._abandon, attempt
-            )
+            attempt.overdue = loop.call_later(attempt.limit, self._abandon, attempt)
 
     # ----- ending -----------------------------------------------------------------------
 
@@ -198,7 +198,9 @@ class AttemptBook:
 
     def written(self, attempt: Attempt) -> None:
         """Its outcome is in the database (or was refused): the job is no longer ours."""
-        self._forget(attempt)
+        held, job_id = self.held, attempt.job.id  # _forget, inlined: once per job
+        if held.get(job_id) is attempt:
+            del held[job_id]
 
     # ----- stopping ---------------------------------------------------------------------
 

@@ -58,16 +58,14 @@ class Prefetch:
         self._claim_batch = claim_batch
         self._avg_duration = PREFETCH_HORIZON  # seconds per attempt, moving average
         self.ahead = concurrency
-
-    @property
-    def min_claim(self) -> int:
-        # Without prefetch, claim for any free slot; with it, wait for a decent batch.
-        return max(1, self.ahead // 2)
+        self.min_claim = max(1, concurrency // 2)
 
     def learn(self, seconds: float) -> None:
         self._avg_duration += (seconds - self._avg_duration) * 0.01
         expected = self._concurrency * PREFETCH_HORIZON / max(self._avg_duration, 1e-6)
         self.ahead = min(self._claim_batch, int(expected))
+        # Without prefetch, claim for any free slot; with it, wait for a decent batch.
+        self.min_claim = max(1, self.ahead // 2)
 
 
 async def back_off(
