@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     # serves. Longer than worker_seen_timeout on purpose: in a rolling restart the old
     # workers stop before the new ones register, and submissions in that gap must go through.
     served_queue_window: Seconds = 300.0
+    # doctor, the dashboard and /metrics warn when a snapshot older than this holds back the
+    # cleanup of dead rows (a long transaction anywhere on the server: claims slow down
+    # while it lasts; README "Long transactions").
+    snapshot_warn_seconds: Seconds = 120.0
 
     # HTTP API.
     host: str = "127.0.0.1"

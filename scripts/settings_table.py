@@ -67,6 +67,8 @@ DESCRIPTIONS = {
     "served_queue_window": "A user's submission to a queue no worker seen within this many "
     "seconds serves is refused (422). Longer than a rolling restart, so one does not refuse "
     "submissions.",
+    "snapshot_warn_seconds": "doctor and the admin dashboard warn when a snapshot older than "
+    "this holds back the cleanup of dead rows (README: Long transactions).",
     "host": "Address the API listens on.",
     "port": "Port the API listens on.",
     "jwt_secret": "Token signing secret, 32 bytes or more. Required unless dev mode.",

@@ -108,7 +108,9 @@ def _database_checks(settings: Settings, where: Location) -> list[doctor.Check]:
     try:
         with database(settings, location=where, migrated=False, say=False) as db:
             for check in doctor.run_database_checks(
-                db.dsn, seen_timeout=settings.worker_seen_timeout
+                db.dsn,
+                seen_timeout=settings.worker_seen_timeout,
+                snapshot_warn=settings.snapshot_warn_seconds,
             ):
                 _show(check)
                 found.append(check)

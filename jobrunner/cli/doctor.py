@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from jobrunner import client, fleet
+from jobrunner import client, fleet, horizon
 from jobrunner.cli.locate import Location, locate, redact
 from jobrunner.db import migrate as migrations
 from jobrunner.db import queries
@@ -123,7 +123,9 @@ def check_settings(settings: Settings) -> list[Check]:
 # ----- database -----------------------------------------------------------------------
 
 
-async def check_database(dsn: str, *, seen_timeout: float) -> list[Check]:
+async def check_database(
+    dsn: str, *, seen_timeout: float, snapshot_warn: float = 120.0
+) -> list[Check]:
     """Reachable, recent enough, migrated, and delivering notifications; stops at a failure.
     Then what the worker registry says (workers seen within `seen_timeout` are live)."""
     started = time.perf_counter()
@@ -165,6 +167,7 @@ async def check_database(dsn: str, *, seen_timeout: float) -> list[Check]:
             *checks,
             await check_workers(conn, workers),
             await check_unknown_tasks(conn, workers),
+            await check_horizon(conn, snapshot_warn),
         ]
     finally:
         await conn.close()
@@ -222,6 +225,24 @@ async def check_unknown_tasks(conn: Conn, workers: list[WorkerInfo]) -> Check:
     )
 
 
+async def check_horizon(conn: Conn, warn_after: float) -> Check:
+    """A snapshot held for minutes anywhere on the server keeps every finished job's dead
+    row and index entry in the claim's way (jobrunner.horizon)."""
+    found = await horizon.read(conn, warn_after=warn_after)
+    if found.holder is None:
+        return Check("long transactions", "ok", "no snapshot holds back cleanup")
+    if not found.too_old:
+        held = horizon.duration(found.held_seconds)
+        return Check("long transactions", "ok", f"the oldest snapshot is {held} old")
+    return Check(
+        "long transactions",
+        "warn",
+        horizon.describe(found.holder)
+        + "; until it ends, dead job rows stay and every claim steps over them",
+        horizon.remedy(found.holder),
+    )
+
+
 async def check_notify(sender: Conn, dsn: str) -> Check:
     """LISTEN on a dedicated connection, NOTIFY from another, and time the delivery."""
     channel = f"jobrunner_doctor_{secrets.token_hex(4)}"
@@ -259,5 +280,7 @@ async def _within(awaitable: Awaitable[str], timeout: float) -> str | None:
         return None
 
 
-def run_database_checks(dsn: str, *, seen_timeout: float) -> list[Check]:
-    return asyncio.run(check_database(dsn, seen_timeout=seen_timeout))
+def run_database_checks(
+    dsn: str, *, seen_timeout: float, snapshot_warn: float = 120.0
+) -> list[Check]:
+    return asyncio.run(check_database(dsn, seen_timeout=seen_timeout, snapshot_warn=snapshot_warn))

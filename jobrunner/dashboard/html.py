@@ -180,6 +180,15 @@ def unserved_queues(unserved: Mapping[str, int]) -> str:
     return note + table(["queue", "jobs queued"], rows, "")
 
 
+def held_snapshot(description: str, remedy: str) -> str:
+    """A long transaction somewhere on the server holds back cleanup (jobrunner.horizon)."""
+    return (
+        f'<p class="error">{h(description)}. Until it ends, PostgreSQL keeps the dead rows of '
+        "every job finished since it began, and every claim steps over them: pickup slows "
+        f"and the queue can fall behind.</p><p>{h(remedy)}.</p>"
+    )
+
+
 def workers(found: Sequence[WorkerInfo]) -> str:
     """The worker registry: live workers first, then those stopped or gone."""
     rows = [

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from jobrunner import accounts, client, fleet
+from jobrunner import accounts, client, fleet, horizon
 from jobrunner.accounts import AccountDisabled, LoginFailed, Principal, TokenPair
 from jobrunner.api import limits
 from jobrunner.api.deps import CodecDep, ConnDep, SettingsDep
@@ -230,6 +230,10 @@ async def _fleet_warnings(
     if unknown:
         body = view.unknown_tasks(unknown, known_now=fleet.known_tasks(workers))
         parts.append(view.section("Tasks no worker knew", body, attrs='id="unknown"'))
+    held = await horizon.read(conn, warn_after=settings.snapshot_warn_seconds)
+    if held.holder is not None and held.too_old:
+        body = view.held_snapshot(horizon.describe(held.holder), horizon.remedy(held.holder))
+        parts.append(view.section("Cleanup held back", body, attrs='id="horizon"'))
     return parts
 
 

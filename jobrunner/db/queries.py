@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import resources
 from typing import TYPE_CHECKING, Any, LiteralString
 from uuid import UUID
@@ -552,6 +552,39 @@ async def server_info(conn: Conn) -> ServerInfo:
     row = await conn.fetchrow(QUERIES["server_info"])
     assert row is not None
     return ServerInfo(row["version"], row["version_num"], row["database"])
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotHolder:
+    """Who holds the server's oldest snapshot: a session (its pid) or a prepared transaction
+    (its gid as application_name), and for how long."""
+
+    holder: str  # 'session' | 'prepared transaction'
+    pid: int | None
+    user: str | None
+    application_name: str | None
+    client_addr: str | None
+    state: str | None
+    query: str | None  # None where this role may not read it
+    held_for: timedelta
+    xmin_age: int  # transactions begun since its snapshot
+
+
+async def server_oldest_snapshot(conn: Conn) -> SnapshotHolder | None:
+    row = await conn.fetchrow(QUERIES["server_oldest_snapshot"])
+    if row is None:
+        return None
+    return SnapshotHolder(
+        holder=row["holder"],
+        pid=row["pid"],
+        user=row["usename"],
+        application_name=row["application_name"] or None,
+        client_addr=row["client_addr"],
+        state=row["state"],
+        query=row["query"],
+        held_for=row["held_for"],
+        xmin_age=row["xmin_age"],
+    )
 
 
 async def notify_send(conn: Conn, *, channel: str, payload: str) -> None:

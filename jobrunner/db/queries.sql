@@ -1504,6 +1504,29 @@ SELECT current_setting('server_version') AS version,
        current_setting('server_version_num')::int AS version_num,
        current_database() AS database;
 
+-- name: server_oldest_snapshot
+-- What holds back cleanup of dead rows the longest: the oldest snapshot (xmin) still held by
+-- a session of any database of this server, or by a prepared transaction. While it lasts,
+-- no row version that died after it began can be removed, so every claim steps over the
+-- index entries of jobs finished since (README "Long transactions"). Sessions of other roles
+-- show their query only to a role with pg_read_all_stats (pg_monitor); their xmin shows
+-- to all. held_for: since the transaction began (a prepared one: since it was prepared).
+SELECT holder, pid, usename, application_name, client_addr, state, query, held_for, xmin_age
+FROM (
+    SELECT 'session' AS holder, pid, usename::text, application_name,
+           host(client_addr) AS client_addr, state, left(query, 200) AS query,
+           now() - coalesce(xact_start, query_start, backend_start) AS held_for,
+           age(backend_xmin) AS xmin_age
+    FROM pg_stat_activity
+    WHERE backend_xmin IS NOT NULL AND pid <> pg_backend_pid()
+    UNION ALL
+    SELECT 'prepared transaction', NULL, owner::text, gid, NULL, 'prepared', NULL,
+           now() - prepared, age(transaction)
+    FROM pg_prepared_xacts
+) AS holders
+ORDER BY xmin_age DESC, held_for DESC
+LIMIT 1;
+
 -- name: notify_send
 -- Send payload $2 on channel $1: `jobrunner doctor`'s LISTEN/NOTIFY round trip.
 SELECT pg_notify($1, $2);

@@ -15,6 +15,7 @@ from jobrunner.models import JobState
 from jobrunner.testing import drain
 from tests.support.cli import Cli
 from tests.support.rows import insert_deferred_job, insert_worker
+from tests.support.snapshots import held_snapshot
 from tests.support.waiting import wait_for
 
 COMMANDS = [
@@ -177,9 +178,21 @@ def test_doctor_passes_on_a_healthy_setup(cli: Cli) -> None:
         "LISTEN/NOTIFY",
         "workers",
         "unknown tasks",
+        "long transactions",
     ):
         assert f"OK    {name}:" in result.out
     assert "FAIL" not in result.out
+
+
+async def test_doctor_warns_of_a_snapshot_holding_back_cleanup(
+    cli: Cli, db_dsn: str, pool: Pool
+) -> None:
+    quick = Cli({**cli.env, "JOBRUNNER_SNAPSHOT_WARN_SECONDS": "0.5"})
+    async with held_snapshot(db_dsn, pool, for_at_least=0.5) as pid:
+        result = quick.run("doctor")
+    assert result.code == 0, result.out + result.err  # a warning, not a failure
+    assert f"WARN  long transactions: session pid {pid}" in result.out
+    assert f"pg_terminate_backend({pid})" in result.out
 
 
 async def test_doctor_warns_of_jobs_whose_task_no_worker_knew(cli: Cli, pool: Pool) -> None:
