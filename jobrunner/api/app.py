@@ -126,6 +126,10 @@ def create_app(settings: Settings) -> FastAPI:
         swagger_ui_parameters={"persistAuthorization": True},
         docs_url=None,  # docs.install serves them without a CDN
         redoc_url=None,
+        # FastAPI's own OpenTelemetry: request spans when a tracer provider is set up. Its
+        # metrics and logs are off (/metrics and structlog do those), and with them two of
+        # the three "is a provider configured?" checks it made on every request.
+        telemetry={"metrics": False, "logs": False},
     )
     app.state.settings, app.state.codec = settings, codec
     app.state.metrics = RequestMetrics()
