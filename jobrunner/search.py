@@ -65,28 +65,37 @@ def check_args_filter(value: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(value, Mapping):
         raise InvalidFilter('args filter is a JSON object, such as {"user_id": 42}')
-    if _depth(value) > MAX_ARGS_FILTER_DEPTH:
-        raise InvalidFilter(f"args filter nests at most {MAX_ARGS_FILTER_DEPTH} levels")
+    _check_json(value)
     try:
         size = len(json.dumps(value, allow_nan=False).encode())
     except ValueError:
         raise InvalidFilter("args filter holds a number JSON cannot carry") from None
     if size > MAX_ARGS_FILTER_BYTES:
         raise InvalidFilter(f"args filter is at most {MAX_ARGS_FILTER_BYTES} bytes of JSON")
-    if "\\u0000" in json.dumps(value):
-        raise InvalidFilter("args filter must not contain NUL characters")
     return dict(value)
 
 
-def _depth(value: Any) -> int:
-    # Iterative, so a hostile nesting cannot exhaust the stack before it is refused.
-    deepest, stack = 0, [(value, 1)]
+def _check_json(value: Any) -> None:
+    """Depth, and text PostgreSQL's jsonb cannot hold (NUL, lone surrogates). Iterative, so a
+    hostile nesting is refused before it can exhaust the stack."""
+    stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, Mapping | list):
-            deepest = max(deepest, depth)
-            if deepest > MAX_ARGS_FILTER_DEPTH:
-                return deepest
+        if isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, Mapping | list):
+            if depth > MAX_ARGS_FILTER_DEPTH:
+                raise InvalidFilter(f"args filter nests at most {MAX_ARGS_FILTER_DEPTH} levels")
+            if isinstance(item, Mapping):
+                stack.extend((key, depth) for key in item)
             children = item.values() if isinstance(item, Mapping) else item
             stack.extend((child, depth + 1) for child in children)
-    return deepest
+
+
+def _check_text(text: str) -> None:
+    if "\x00" in text:
+        raise InvalidFilter("args filter must not contain NUL characters")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise InvalidFilter("args filter must be valid Unicode") from None

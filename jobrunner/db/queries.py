@@ -1008,3 +1008,72 @@ async def queue_access_get(conn: Conn | Pool, *, username: str, queue: str) -> U
     if row is None:
         return None
     return UserAccess(admin=row["admin"], max_priority=row["max_priority"], open=row["open"])
+
+
+# ----- bulk actions (jobrunner.bulk) ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BulkScope:
+    """Which jobs a bulk statement reads: `where` among those `user` may touch (every user's
+    for `admin`), in `states` (the action's, met with the filter's own state)."""
+
+    user: str | None
+    admin: bool
+    states: Sequence[JobState]
+    where: JobFilter
+
+    def params(self) -> list[Any]:
+        w = self.where
+        return [
+            self.user, self.admin, [s.value for s in self.states], w.task, w.queue,
+            w.created_after, w.created_before, *w.search_params(),
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class BulkBatch:
+    """What one batch did: the jobs it changed, the id the next batch starts after, and how
+    many jobs it read (fewer than asked: it was the last)."""
+
+    changed: list[Settled]
+    last_id: UUID | None
+    scanned: int
+
+
+BULK_STATEMENTS: dict[str, LiteralString] = {
+    "cancel": QUERIES["job_bulk_cancel"],
+    "retry": QUERIES["job_bulk_retry"],
+    "delete": QUERIES["job_bulk_delete"],
+}
+
+
+async def job_bulk_count(conn: Conn, scope: BulkScope) -> int:
+    statement = await fresh_statement(conn, QUERIES["job_bulk_count"])
+    count: int = await statement.fetchval(*scope.params())
+    return count
+
+
+async def job_bulk_act(
+    conn: Conn, action: str, scope: BulkScope, *, after: UUID | None, limit: int
+) -> BulkBatch:
+    """One batch of a bulk action (`action` one of BULK_STATEMENTS), in its own statement."""
+    statement = await fresh_statement(conn, BULK_STATEMENTS[action])
+    rows = await statement.fetch(*scope.params(), after, limit)
+    changed = [
+        Settled(r["id"], JobState(r["state"]), r["has_children"])
+        for r in rows
+        if r["id"] is not None
+    ]
+    return BulkBatch(changed, rows[0]["last_id"], rows[0]["scanned"])
+
+
+async def bulk_action_insert(
+    conn: Conn, *, actor: str, action: str, dry_run: bool, filter: dict[str, Any], jobs: int,
+    complete: bool,
+) -> tuple[int, datetime]:  # fmt: skip
+    row = await conn.fetchrow(
+        QUERIES["bulk_action_insert"], actor, action, dry_run, dump_json(filter), jobs, complete
+    )
+    assert row is not None
+    return row["id"], row["at"]

@@ -779,6 +779,148 @@ FROM waiting
 WHERE waiting.queue IS NOT NULL AND waiting.queue <> ALL($3::text[])
 ORDER BY waiting.queue;
 
+-- ===== Bulk actions: cancel, retry, delete by filter (jobrunner.bulk) =====
+-- Every statement here takes the same filter: user $1 (admins, $2, act on every user's jobs),
+-- states $3 (those the action applies to, met with the caller's state filter), task $4, queue
+-- $5, created from $6 and before $7, tags $8 (all of them), args containing $9. A batch also
+-- takes the id it starts after ($10: keyset, oldest first) and its size ($11), and answers
+-- one row per job it changed plus last_id (the cursor for the next batch) and scanned; a
+-- batch that changed nothing answers one row with a NULL id. Each is run planned for its own
+-- values (queries.fresh_statement), so a rare tag or args value reads its GIN index and a
+-- user's jobs are walked along jobs_owner_idx. Each write is fenced as its single-job
+-- statement is: the state (and owner) test is made again on the row as it is when written.
+
+-- name: job_bulk_count
+-- How many jobs the filter matches (a dry run's answer).
+SELECT count(*) FROM jobrunner.jobs
+WHERE ($2::bool OR owner = $1)
+  AND state = ANY($3::jobrunner.job_state[])
+  AND ($4::text IS NULL OR task = $4)
+  AND ($5::text IS NULL OR queue = $5)
+  AND ($6::timestamptz IS NULL OR created_at >= $6)
+  AND ($7::timestamptz IS NULL OR created_at < $7)
+  AND ($8::text[] IS NULL OR tags @> $8)
+  AND ($9::jsonb IS NULL OR args @> $9);
+
+-- name: job_bulk_cancel
+-- Cancel a batch as job_cancel does each job: at once unless running; a running one is asked
+-- to stop (cancel channel and heartbeat). Those cancelled at once with children are settled
+-- by the caller, same transaction.
+WITH batch AS MATERIALIZED (
+    SELECT id, child_added_at FROM jobrunner.jobs
+    WHERE ($2::bool OR owner = $1)
+      AND state = ANY($3::jobrunner.job_state[])
+      AND ($4::text IS NULL OR task = $4)
+      AND ($5::text IS NULL OR queue = $5)
+      AND ($6::timestamptz IS NULL OR created_at >= $6)
+      AND ($7::timestamptz IS NULL OR created_at < $7)
+      AND ($8::text[] IS NULL OR tags @> $8)
+      AND ($9::jsonb IS NULL OR args @> $9)
+      AND id > coalesce($10::uuid, '00000000-0000-0000-0000-000000000000')
+    ORDER BY id
+    LIMIT $11
+), scanned AS (  -- no max(uuid) before PostgreSQL 18
+    SELECT (SELECT id FROM batch ORDER BY id DESC LIMIT 1) AS last_id,
+           (SELECT count(*) FROM batch) AS scanned
+), cancelled AS (
+    UPDATE jobrunner.jobs AS j
+    SET state = CASE WHEN j.state = 'running' THEN 'running' ELSE 'cancelled' END::jobrunner.job_state,
+        finished_at = CASE WHEN j.state = 'running' THEN NULL ELSE now() END,
+        cancel_requested_at = now()
+    WHERE j.id = ANY(ARRAY(SELECT id FROM batch)) AND ($2::bool OR j.owner = $1)
+      AND j.state NOT IN ('succeeded', 'failed', 'cancelled')
+    RETURNING j.id, j.state, j.child_added_at IS NOT NULL AS has_children
+)
+SELECT cancelled.id, cancelled.state, cancelled.has_children, scanned.last_id, scanned.scanned
+FROM scanned
+LEFT JOIN cancelled ON true
+LEFT JOIN LATERAL (
+    SELECT pg_notify('jobrunner_cancel', cancelled.id::text) WHERE cancelled.state = 'running'
+) AS bell ON true;
+
+-- name: job_bulk_retry
+-- Put a batch of failed or cancelled jobs back in their queues as job_retry does each, and
+-- ring each queue once.
+WITH batch AS MATERIALIZED (
+    SELECT id, child_added_at FROM jobrunner.jobs
+    WHERE ($2::bool OR owner = $1)
+      AND state = ANY($3::jobrunner.job_state[])
+      AND ($4::text IS NULL OR task = $4)
+      AND ($5::text IS NULL OR queue = $5)
+      AND ($6::timestamptz IS NULL OR created_at >= $6)
+      AND ($7::timestamptz IS NULL OR created_at < $7)
+      AND ($8::text[] IS NULL OR tags @> $8)
+      AND ($9::jsonb IS NULL OR args @> $9)
+      AND id > coalesce($10::uuid, '00000000-0000-0000-0000-000000000000')
+    ORDER BY id
+    LIMIT $11
+), scanned AS (  -- no max(uuid) before PostgreSQL 18
+    SELECT (SELECT id FROM batch ORDER BY id DESC LIMIT 1) AS last_id,
+           (SELECT count(*) FROM batch) AS scanned
+), retried AS (
+    UPDATE jobrunner.jobs AS j
+    SET state = 'queued', run_at = now(), finished_at = NULL, result = NULL,
+        cancel_requested_at = NULL, max_attempts = greatest(j.max_attempts, j.attempt + 1)
+    WHERE j.id = ANY(ARRAY(SELECT id FROM batch)) AND ($2::bool OR j.owner = $1)
+      AND j.state IN ('failed', 'cancelled')
+    RETURNING j.id, j.state, j.queue
+), rung AS (
+    SELECT count(pg_notify('jobrunner_jobs', queue)) FROM (SELECT DISTINCT queue FROM retried) AS q
+)
+SELECT retried.id, retried.state, false AS has_children, scanned.last_id, scanned.scanned
+FROM scanned CROSS JOIN rung
+LEFT JOIN retried ON true;
+
+-- name: job_bulk_delete
+-- Delete a batch of finished jobs and their rows in job_dependencies, keeping (as job_prune
+-- does) a parent while a child of it is unfinished. A child added after this statement's
+-- snapshot changes its parent's child_added_at, and the row is then kept: the test is made
+-- again on the row as it is when deleted.
+WITH batch AS MATERIALIZED (
+    SELECT id, child_added_at FROM jobrunner.jobs
+    WHERE ($2::bool OR owner = $1)
+      AND state = ANY($3::jobrunner.job_state[])
+      AND ($4::text IS NULL OR task = $4)
+      AND ($5::text IS NULL OR queue = $5)
+      AND ($6::timestamptz IS NULL OR created_at >= $6)
+      AND ($7::timestamptz IS NULL OR created_at < $7)
+      AND ($8::text[] IS NULL OR tags @> $8)
+      AND ($9::jsonb IS NULL OR args @> $9)
+      AND id > coalesce($10::uuid, '00000000-0000-0000-0000-000000000000')
+    ORDER BY id
+    LIMIT $11
+), scanned AS (  -- no max(uuid) before PostgreSQL 18
+    SELECT (SELECT id FROM batch ORDER BY id DESC LIMIT 1) AS last_id,
+           (SELECT count(*) FROM batch) AS scanned
+), deleted AS (
+    DELETE FROM jobrunner.jobs AS j
+    USING batch AS b
+    WHERE j.id = b.id AND j.child_added_at IS NOT DISTINCT FROM b.child_added_at
+      AND ($2::bool OR j.owner = $1)
+      AND j.state IN ('succeeded', 'failed', 'cancelled')
+      AND (j.child_added_at IS NULL OR NOT EXISTS (
+          SELECT 1 FROM jobrunner.job_dependencies AS d
+          JOIN jobrunner.jobs AS c ON c.id = d.child_id
+          WHERE d.parent_id = j.id AND c.state NOT IN ('succeeded', 'failed', 'cancelled')))
+    RETURNING j.id, j.state, j.pending_parents IS NOT NULL AS has_parents,
+              j.child_added_at IS NOT NULL AS has_children
+), unlinked AS (
+    DELETE FROM jobrunner.job_dependencies AS d
+    USING deleted
+    WHERE (d.child_id = deleted.id AND deleted.has_parents)
+       OR (d.parent_id = deleted.id AND deleted.has_children)
+)
+SELECT deleted.id, deleted.state, false AS has_children, scanned.last_id, scanned.scanned
+FROM scanned
+LEFT JOIN deleted ON true;
+
+-- name: bulk_action_insert
+-- The audit row of a bulk action: who ($1), what ($2), a dry run or not ($3), the filter
+-- ($4), how many jobs ($5), and whether it went through every match ($6).
+INSERT INTO jobrunner.bulk_actions (actor, action, dry_run, filter, jobs, complete)
+VALUES ($1, $2, $3, $4::jsonb, $5, $6)
+RETURNING id, at;
+
 -- ===== Dependencies: jobs that wait for jobs (jobrunner.dependencies) =====
 
 -- name: job_dependencies_add
