@@ -60,3 +60,26 @@ async def test_a_common_tag_walks_the_primary_key_and_stops_at_the_page(filled: 
         plan = await _plan(conn, "job_list_all", [*NONE6, 51, False, False, ["common"], None])
     assert "Index Scan Backward" in plan and "Seq Scan" not in plan, plan
     assert "rows=51 " in plan or "rows=51)" in plan, plan
+
+
+async def test_a_bulk_batch_by_a_rare_tag_reads_its_gin_index(filled: Pool) -> None:
+    """A batch of a bulk action finds its jobs as a search does, and a user's batch by no
+    search at all walks an index in id order (here the primary key: half the jobs are
+    alice's), stopping at the batch: no sort of the table. EXPLAIN only: nothing changes."""
+    queued = [["queued"]]
+    async with filled.acquire() as conn:
+        rare = await _explain(
+            conn, "job_bulk_cancel", [None, True, *queued, *[None] * 4, ["rare"], None, None, 1000]
+        )
+        owned = await _explain(
+            conn, "job_bulk_cancel", ["alice", False, *queued, *[None] * 6, None, 1000]
+        )
+    assert "jobs_tags_idx" in rare and "Seq Scan" not in rare, rare
+    finding = owned.split("CTE cancelled")[0]  # later, only the batch itself is sorted
+    assert "Limit" in finding and "Seq Scan" not in owned and "Sort" not in finding, owned
+    assert "jobs_owner_idx" in owned or "jobs_pkey" in owned, owned
+
+
+async def _explain(conn: Conn, name: str, args: list[Any]) -> str:
+    explain = await conn.prepare("EXPLAIN (COSTS OFF) " + QUERIES[name])
+    return "\n".join(row[0] for row in await explain.fetch(*args))
