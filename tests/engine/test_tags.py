@@ -18,10 +18,11 @@ from tests.support import tasks
 
 
 async def _tags(conn: Conn, ids: list[UUID]) -> list[list[str]]:
-    rows = await conn.fetch(
-        "SELECT tags FROM jobrunner.jobs WHERE id = ANY($1::uuid[]) ORDER BY id", ids
-    )
-    return [list(r["tags"]) for r in rows]
+    """The stored tags of each job, in the order of `ids` (ids made in one millisecond are
+    not ordered among themselves)."""
+    rows = await conn.fetch("SELECT id, tags FROM jobrunner.jobs WHERE id = ANY($1::uuid[])", ids)
+    stored = {r["id"]: list(r["tags"]) for r in rows}
+    return [stored[i] for i in ids]
 
 
 async def test_every_insert_form_writes_the_tags(pool: Pool) -> None:
