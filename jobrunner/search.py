@@ -19,7 +19,7 @@ from jobrunner.errors import JobrunnerError
 MAX_TAGS = 16  # per job (the column's CHECK says the same)
 MAX_TAG_LENGTH = 64
 # Letters, digits and a few separators, so a tag reads plainly in a URL, a shell and psql.
-TAG = re.compile(r"^[A-Za-z0-9_.:=/-]{1,64}$")
+TAG = re.compile(rf"^[A-Za-z0-9_.:=/-]{{1,{MAX_TAG_LENGTH}}}$")
 TAG_RULE = "1-64 characters of letters, digits and _ . : = / -"
 
 MAX_FILTER_TAGS = MAX_TAGS
