@@ -11,6 +11,7 @@ not this one (a unit test walks the subclasses and fails on any missing from thi
     ├── JobStateConflict     the job is not in a state that allows the change
     ├── UnknownParent        depends_on names a job that is gone, or not the owner's
     ├── InvalidGraph         (graph) a graph of jobs has a cycle, a bad name, or is too big
+    ├── InvalidFilter        (search) tags or an args filter break the bounds
     ├── DatabaseUnavailable  PostgreSQL cannot be reached right now
     ├── InvalidQueueControls a queue's limits are out of bounds
     ├── UserExists           (accounts) that username is taken

@@ -51,6 +51,7 @@ JOB_EXAMPLE: dict[str, Any] = {
     "backoff_cap_seconds": None,
     "pending_parents": None,
     "on_parent_failure": None,
+    "tags": ["report", "customer:42"],
 }
 
 
@@ -92,6 +93,7 @@ class JobPublic(BaseModel):
         description="With parents: `cancel` (a parent that fails or is cancelled cancels "
         "this job) or `run` (it runs anyway).",
     )
+    tags: list[str] = Field(default_factory=list, description="Set when the job was made.")
 
     @classmethod
     def of(cls, job: Job, *, args: bool = True, result: bool = True) -> JobPublic:
@@ -124,6 +126,7 @@ class JobPublic(BaseModel):
             backoff_cap_seconds=_seconds(job.backoff_cap),
             pending_parents=job.pending_parents,
             on_parent_failure=job.on_parent_failure,
+            tags=list(job.tags),
             **bulky,
         )
 

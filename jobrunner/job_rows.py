@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from jobrunner import dependencies
+from jobrunner import dependencies, search
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, ensure_codecs
 from jobrunner.doorbell import Doorbell
@@ -60,6 +60,7 @@ class JobRows:
     callback_url: str | None = None
     parents: tuple[UUID, ...] = ()  # it waits for these (their ids are in its args too)
     on_parent_failure: ParentFailure = "cancel"
+    tags: tuple[str, ...] = ()
 
     def waiting_for(self, parents: Sequence[UUID], on_parent_failure: ParentFailure) -> JobRows:
         """These jobs, waiting for `parents` besides any they wait for already. The ids go in
@@ -84,6 +85,7 @@ def make_rows(
     checked = [task.validate_args(plain[0])] if len(plain) == 1 else task.validate_many(plain)
     _check(task, options, many=len(plain) != 1)
     parents = _check_parents(task.name, options)
+    tags = _check_tags(task.name, options)
     backoff = options.backoff or task.backoff
     rows = JobRows(
         task=task.name,
@@ -100,6 +102,7 @@ def make_rows(
         owner=options.owner,
         fairness_key=_fairness_key(options),
         callback_url=options.callback_url,
+        tags=tags,
     )
     return rows.waiting_for(parents, options.on_parent_failure or "cancel") if parents else rows
 
@@ -129,6 +132,13 @@ def _check_parents(task: str, options: JobOptions) -> tuple[UUID, ...]:
         # A duplicate would hand back a job that waits for other parents, or for none.
         raise _options_error(task, "dedup_key does not go with depends_on")
     return parse_parents(task, depends_on)
+
+
+def _check_tags(task: str, options: JobOptions) -> tuple[str, ...]:
+    try:
+        return search.check_tags(options.tags)
+    except search.InvalidFilter as exc:
+        raise _options_error(task, str(exc)) from None
 
 
 def check_parent_failure(task: str, value: str) -> None:

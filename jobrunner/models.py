@@ -73,6 +73,7 @@ class Job:
     pending_parents: int | None = None  # None: a job without parents
     on_parent_failure: ParentFailure | None = None
     child_added_at: datetime | None = None  # None: it never had a child
+    tags: tuple[str, ...] = ()
 
     @classmethod
     def from_record(cls, row: Row) -> Job:
@@ -103,6 +104,7 @@ class Job:
             pending_parents=row["pending_parents"],
             on_parent_failure=row["on_parent_failure"],
             child_added_at=row["child_added_at"],
+            tags=tuple(row["tags"]),
         )
 
     @property

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from jobrunner.api import (
     admin_routes,
     auth_routes,
+    bulk_routes,
     docs,
     housekeeping,
     jobs_routes,
@@ -142,6 +143,7 @@ def create_app(settings: Settings) -> FastAPI:
     )  # fmt: skip
     for module in (*routers, dashboard, queue_pages):
         app.include_router(module.router)
+    app.include_router(bulk_routes.router)  # POST /jobs/bulk (issue 16)
     app.add_middleware(
         ApiMiddleware,
         max_body_bytes=settings.max_body_bytes,
