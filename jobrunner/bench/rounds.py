@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -271,10 +271,6 @@ async def enqueue_round(pool: Pool, opts: Options) -> float:
     started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(opts.enqueue_callers)))
     return per_caller * opts.enqueue_callers / (time.perf_counter() - started)
-
-
-async def enqueue_one_caller_round(pool: Pool, opts: Options) -> float:
-    return await enqueue_round(pool, replace(opts, enqueue_callers=1, enqueue=opts.enqueue // 2))
 
 
 async def enqueue_many_round(pool: Pool, opts: Options) -> float:

@@ -24,6 +24,7 @@ from typing import Any
 
 from jobrunner.bench import queries as bench_queries
 from jobrunner.bench.controls import controls_figures, controls_round
+from jobrunner.bench.enqueue import chunk_figures, chunk_round, one_caller_figures, one_caller_round
 from jobrunner.bench.fairness import fairness_figures, fairness_round
 from jobrunner.bench.graph import graph_figures, graph_round
 from jobrunner.bench.rounds import (
@@ -35,7 +36,6 @@ from jobrunner.bench.rounds import (
     Figure,
     Options,
     enqueue_many_round,
-    enqueue_one_caller_round,
     enqueue_round,
     fill,
     percentile,
@@ -73,14 +73,12 @@ class Bench:
             [Figure(f"enqueue, one per call ({o.enqueue_callers} callers)", "jobs/s", 3000)],
             lambda: _one(enqueue_round(self.pool, o)),
         )
-        await self.measure(
-            [Figure("enqueue, one per call (1 caller)", "jobs/s")],
-            lambda: _one(enqueue_one_caller_round(self.pool, o)),
-        )
+        await self.measure(one_caller_figures(), lambda: one_caller_round(self.pool, o))
         await self.measure(
             [Figure(f"enqueue_many ({o.batch} per call)", "jobs/s", 100_000)],
             lambda: _one(enqueue_many_round(self.pool, o)),
         )
+        await self.measure(chunk_figures(), lambda: chunk_round(self.pool, o))
 
     async def process(self) -> None:
         o = self.opts
