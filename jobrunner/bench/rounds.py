@@ -32,7 +32,7 @@ BACKLOG_QUEUE = "bench_backlog"
 CPU_CHECK_STEPS = 10_000_000
 GROUPS = (
     "enqueue", "process", "latency", "backlog", "memory", "fairness", "controls", "graph",
-    "http",
+    "http", "e2e", "start",
 )  # fmt: skip
 
 
@@ -60,6 +60,8 @@ class Options:
     small_jobs: int = 100
     rate_seconds: float = 60.0
     graph_jobs: int = 10_000
+    e2e_jobs: int = 200
+    e2e_every: float = 0.02
     groups: tuple[str, ...] = GROUPS
 
 
@@ -78,6 +80,7 @@ QUICK = Options(
     small_jobs=20,
     rate_seconds=3.0,
     graph_jobs=1_000,
+    e2e_jobs=25,
 )
 
 
