@@ -188,8 +188,9 @@ def _interval(value: timedelta | float | None) -> timedelta | None:
 
 async def insert_one(conn: Conn, rows: JobRows, *, ring_after: Doorbell | None = None) -> Job:
     """Insert one job; a live job holding the same dedup key is returned instead. Without
-    `ring_after` its queue is rung in the same transaction (heard at commit); with it, the
-    doorbell rings after (the caller promises `conn` is in no transaction). A job with
+    `ring_after` its queue is rung in the same transaction (heard at commit); with it (the
+    caller promises `conn` is in no transaction), in the same statement when the doorbell has
+    nothing else under way, else by the doorbell just after (jobrunner.doorbell). A job with
     parents is linked to them in the same transaction, which rings for it if it is ready."""
     await ensure_codecs(conn)
     if rows.parents:
@@ -201,19 +202,29 @@ async def insert_one(conn: Conn, rows: JobRows, *, ring_after: Doorbell | None =
 
         [job] = await dependencies.insert_linked(conn, [rows], insert)
         return job
+    if ring_after is None:
+        job, _ = await _insert_deduplicated(conn, rows, ring=True)
+        return job
+    with ring_after.inserting() as alone:
+        job, new = await _insert_deduplicated(conn, rows, ring=alone)
+    if new and not alone and job.state is JobState.QUEUED:
+        ring_after.ring(job.queue)
+    return job
+
+
+async def _insert_deduplicated(conn: Conn, rows: JobRows, *, ring: bool) -> tuple[Job, bool]:
+    """The new job and True, or the live one holding its dedup key and False."""
     # A live duplicate can finish between our insert and our read; then insert again.
     for _ in range(5):
-        inserted = await queries.job_insert(conn, rows, ring=ring_after is None)
+        inserted = await queries.job_insert(conn, rows, ring=ring)
         if inserted is not None:
-            if ring_after is not None and inserted.state is JobState.QUEUED:
-                ring_after.ring(inserted.queue)
-            return inserted
+            return inserted, True
         assert rows.dedup_key is not None
         existing = await queries.job_get_live_by_dedup_key(
             conn, task=rows.task, dedup_key=rows.dedup_key
         )
         if existing is not None:
-            return existing
+            return existing, False
     raise JobStateConflict(f"dedup key {rows.dedup_key!r} kept changing hands; try again")
 
 

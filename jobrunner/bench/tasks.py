@@ -13,3 +13,13 @@ PICKUP = "jobrunner.bench_pickup"
 async def bench_pickup() -> float:
     """Return the wall clock at the handler's start, for the pickup latency figure."""
     return time.time()
+
+
+ADD = "jobrunner.bench_add"
+
+
+@task(name=ADD, max_attempts=1)
+async def bench_add(x: int) -> int:
+    """One argument to validate and store: what the enqueue figures send, one job at a time
+    and in chunks (a no-op takes none, and would leave validation out of the figure)."""
+    return x
