@@ -37,6 +37,7 @@ from jobrunner.models import (
     WebhookDelivery,
     WorkerInfo,
 )
+from jobrunner.progress import Progress, ProgressReport, progress_of
 
 if TYPE_CHECKING:
     from jobrunner.job_rows import JobRows
@@ -974,3 +975,28 @@ async def queue_access_get(conn: Conn | Pool, *, username: str, queue: str) -> U
     if row is None:
         return None
     return UserAccess(admin=row["admin"], max_priority=row["max_priority"], open=row["open"])
+
+
+# ----- progress -------------------------------------------------------------------------
+
+
+async def progress_write_many(
+    conn: Conn, reports: Sequence[ProgressReport], *, worker_id: str
+) -> list[UUID]:
+    """Write each attempt's latest progress; returns the jobs skipped (locked) but still held."""
+    rows = await conn.fetch(
+        QUERIES["progress_write_many"],
+        [r.job_id for r in reports],
+        [r.attempt for r in reports],
+        [r.fraction for r in reports],
+        [r.message for r in reports],
+        [r.data_json for r in reports],
+        worker_id,
+    )
+    return [r["id"] for r in rows]
+
+
+async def progress_read_many(conn: Conn, ids: Sequence[UUID]) -> dict[UUID, Progress]:
+    """The progress of those of `ids` that ever reported."""
+    rows = await conn.fetch(QUERIES["progress_read_many"], list(ids))
+    return {r["id"]: progress for r in rows if (progress := progress_of(r)) is not None}
