@@ -8,7 +8,7 @@
 -- table while holding its exclusive lock. Validated below, in its own transaction, under a
 -- lock that lets workers go on. Safe to run twice (see jobrunner/db/migrate.py).
 ALTER TABLE jobrunner.jobs
-    ADD COLUMN IF NOT EXISTS progress real,
+    ADD COLUMN IF NOT EXISTS progress double precision,
     ADD COLUMN IF NOT EXISTS progress_message text,
     ADD COLUMN IF NOT EXISTS progress_data jsonb,
     ADD COLUMN IF NOT EXISTS progress_at timestamptz,

@@ -962,7 +962,7 @@ ORDER BY c.id;
 -- skipped, not waited for. Returns the skipped ones still held, to be tried again.
 WITH reported AS (
     SELECT *
-    FROM unnest($1::uuid[], $2::int4[], $3::float4[], $4::text[], $5::text[],
+    FROM unnest($1::uuid[], $2::int4[], $3::float8[], $4::text[], $5::text[],
                 array_fill($6::text, ARRAY[cardinality($1::uuid[])]))
          AS r(id, attempt, fraction, message, data, worker)
 ), mine AS (
