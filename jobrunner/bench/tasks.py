@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import time
 
+from jobrunner.context import JobContext
 from jobrunner.tasks import task
 
 PICKUP = "jobrunner.bench_pickup"
+PROGRESS = "jobrunner.bench_progress"
+PROGRESS_REPORTS = 10
 
 
 @task(name=PICKUP, max_attempts=1)
 async def bench_pickup() -> float:
     """Return the wall clock at the handler's start, for the pickup latency figure."""
     return time.time()
+
+
+@task(name=PROGRESS, max_attempts=1)
+async def bench_progress(job: JobContext) -> None:
+    """A no-op that reports its progress PROGRESS_REPORTS times, as a handler's loop would."""
+    for step in range(1, PROGRESS_REPORTS + 1):
+        job.progress(step / PROGRESS_REPORTS, f"step {step} of {PROGRESS_REPORTS}")
