@@ -12,8 +12,9 @@ InvalidProgress on anything else, at the handler's own line. It does no I/O: the
 on the worker's `ProgressBoard`, where a later report of the same attempt replaces it, and
 jobrunner.worker.progress writes what is on the board about once a second, in one statement
 for all of the worker's jobs. So a handler may report in a tight loop; only the last report
-of each second reaches the database. The last report before a handler ends is written
-before its outcome.
+of each second reaches the database. An attempt whose progress was written (it ran past a
+round) has its last report written before its outcome; one that ends before its first round
+stores none: nobody saw it run, and writing it would double the writes of every short job.
 
 A new attempt starts with no progress (the claim clears it): what a failed attempt had done
 is not what the next one has. Until then a retrying job keeps the failed attempt's progress.
@@ -27,7 +28,7 @@ import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from jobrunner.errors import InvalidProgress
@@ -36,9 +37,9 @@ MESSAGE_MAX_CHARS = 200
 DATA_MAX_BYTES = 2048
 
 
-@dataclass(frozen=True, slots=True)
-class ProgressReport:
-    """One report of one attempt, checked and encoded, waiting to be written."""
+class ProgressReport(NamedTuple):
+    """One report of one attempt, checked and encoded, waiting to be written. A named tuple:
+    made on every call, and it builds in a third of a frozen dataclass's time (timeit)."""
 
     job_id: UUID
     attempt: int  # fences the write: a later attempt's row is never touched

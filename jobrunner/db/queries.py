@@ -982,8 +982,9 @@ async def queue_access_get(conn: Conn | Pool, *, username: str, queue: str) -> U
 
 async def progress_write_many(
     conn: Conn, reports: Sequence[ProgressReport], *, worker_id: str
-) -> list[UUID]:
-    """Write each attempt's latest progress; returns the jobs skipped (locked) but still held."""
+) -> dict[UUID, bool]:
+    """Write each attempt's latest progress: job id -> True if written, False if skipped
+    (locked) but still held; the rest were fenced off (no longer that attempt's)."""
     rows = await conn.fetch(
         QUERIES["progress_write_many"],
         [r.job_id for r in reports],
@@ -993,7 +994,7 @@ async def progress_write_many(
         [r.data_json for r in reports],
         worker_id,
     )
-    return [r["id"] for r in rows]
+    return {r["id"]: r["written"] for r in rows}
 
 
 async def progress_read_many(conn: Conn, ids: Sequence[UUID]) -> dict[UUID, Progress]:

@@ -959,7 +959,8 @@ ORDER BY c.id;
 -- The latest progress of attempts worker $6 runs (job $1, attempt $2: fraction $3, message
 -- $4, data $5), in one statement, fenced like job_heartbeat: only a row that attempt still
 -- holds is written, and a row another transaction has locked (the heartbeat, an outcome) is
--- skipped, not waited for. Returns the skipped ones still held, to be tried again.
+-- skipped, not waited for. Returns the rows written (written: true) and the skipped ones
+-- still held (false), to be tried again.
 WITH reported AS (
     SELECT *
     FROM unnest($1::uuid[], $2::int4[], $3::float8[], $4::text[], $5::text[],
@@ -979,7 +980,9 @@ WITH reported AS (
     WHERE j.id = mine.id
     RETURNING j.id
 )
-SELECT r.id
+SELECT id, true AS written FROM written
+UNION ALL
+SELECT r.id, false
 FROM reported AS r
 JOIN jobrunner.jobs AS j ON j.id = r.id AND j.attempt = r.attempt AND j.worker_id = r.worker
 WHERE j.state = 'running' AND r.id NOT IN (SELECT id FROM written);

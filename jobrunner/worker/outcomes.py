@@ -136,7 +136,7 @@ class OutcomeWriter:
         assert self.conn is not None
         conn = await self.conn.get()
         if self.progress is not None and self.progress.busy():
-            await self.progress.write_before_outcomes(conn, [o.id for o in outcomes])
+            await self.progress.write_before_outcomes(conn, [(o.id, o.attempt) for o in outcomes])
         recorded = await queries.job_record_outcomes(
             conn, outcomes, worker_id=self._worker_id, policy=self._policy
         )

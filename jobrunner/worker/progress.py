@@ -11,6 +11,8 @@ An attempt's last report must land before its outcome, which ends the fence. The
 writer calls `write_before_outcomes` first; the lock makes it wait for a round in flight,
 which may carry those very reports. It skips a locked row like the rounds do, so a report
 may be lost only when the heartbeat holds that row in the millisecond before the outcome.
+Only attempts a round has shown get that last write: one that ends before its first round
+(most short jobs) drops its reports, rather than pay an UPDATE for a progress nobody saw.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class ProgressWriter:
         self._worker_id = worker_id
         self._interval = interval
         self._lock = asyncio.Lock()
+        # Attempts (job id, attempt) a round wrote: their last report is written before their
+        # outcome, and they leave with it; one whose lease was lost stays (rare, and small).
+        self._shown: set[tuple[UUID, int]] = set()
         self.writes = 0  # statements run: what tests and the bench count
 
     async def run(self) -> None:
@@ -61,13 +66,19 @@ class ProgressWriter:
             await self._write(conn, self.board.take(), retry_skipped=True)
 
     def busy(self) -> bool:
-        """Reports are waiting, or a round is being written: outcomes must wait for them."""
-        return bool(self.board) or self._lock.locked()
+        """Reports wait, attempts were shown, or a round is being written: outcomes must
+        pass here first. False all along for a worker whose handlers never report."""
+        return bool(self.board) or bool(self._shown) or self._lock.locked()
 
-    async def write_before_outcomes(self, conn: Conn, job_ids: Collection[UUID]) -> None:
-        """Write the waiting reports of these attempts, on the outcome writer's connection."""
+    async def write_before_outcomes(
+        self, conn: Conn, attempts: Collection[tuple[UUID, int]]
+    ) -> None:
+        """Write the waiting reports of these attempts (shown ones only), on the outcome
+        writer's connection."""
         async with self._lock:
-            reports = self.board.take(job_ids)
+            taken = self.board.take([job_id for job_id, _ in attempts])
+            reports = [r for r in taken if (r.job_id, r.attempt) in self._shown]
+            self._shown.difference_update(attempts)
             if reports:
                 await self._write(conn, reports, retry_skipped=False)
 
@@ -75,7 +86,7 @@ class ProgressWriter:
         self, conn: Conn, reports: list[ProgressReport], *, retry_skipped: bool
     ) -> None:
         try:
-            skipped = await queries.progress_write_many(conn, reports, worker_id=self._worker_id)
+            answer = await queries.progress_write_many(conn, reports, worker_id=self._worker_id)
         except TRANSIENT_ERRORS:
             self.board.put_back(reports)  # the database is away: newer reports still win
             raise
@@ -83,6 +94,8 @@ class ProgressWriter:
             log.error("progress refused by the database", error=str(exc), count=len(reports))
             return
         self.writes += 1
-        if skipped and retry_skipped:
-            again = set(skipped)
-            self.board.put_back([r for r in reports if r.job_id in again])
+        if retry_skipped:
+            self._shown.update((r.job_id, r.attempt) for r in reports if answer.get(r.job_id))
+            skipped = [r for r in reports if answer.get(r.job_id) is False]
+            if skipped:
+                self.board.put_back(skipped)

@@ -49,7 +49,7 @@ async def _claim(pool: Pool) -> ClaimedJob:
 async def _report(pool: Pool, job: ClaimedJob, fraction: float, message: str) -> None:
     report = ProgressReport(job.id, job.attempt, fraction, message, '{"rows": 40}')
     async with pool.acquire() as conn:
-        assert await queries.progress_write_many(conn, [report], worker_id=WORKER) == []
+        assert await queries.progress_write_many(conn, [report], worker_id=WORKER) == {job.id: True}
 
 
 async def test_progress_is_shown_by_get_and_streamed_before_the_end(

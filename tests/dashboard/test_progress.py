@@ -25,7 +25,9 @@ async def test_the_job_page_shows_progress_once_reported(
         report = ProgressReport(
             claimed.id, claimed.attempt, 0.427, "resized <b>42</b> of 100", '{"last": "a.png"}'
         )
-        assert await queries.progress_write_many(conn, [report], worker_id=WORKER) == []
+        assert await queries.progress_write_many(conn, [report], worker_id=WORKER) == {
+            claimed.id: True
+        }
     page = await admin.get(f"/dashboard/jobs/{job.id}")
     assert page.status_code == 200
     assert '<progress max="100" value="42">' in page.text
