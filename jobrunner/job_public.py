@@ -13,6 +13,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobrunner.models import Job, JobState
+from jobrunner.progress import Progress
 
 
 class AttemptError(BaseModel):
@@ -24,6 +25,21 @@ class AttemptError(BaseModel):
     worker: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+
+class ProgressPublic(BaseModel):
+    """What the job's handler last reported of the running (or last) attempt."""
+
+    fraction: float = Field(description="How far it got, from 0 to 1.")
+    message: str | None
+    data: dict[str, Any] | None
+    at: datetime = Field(description="When it was written (at most about a second late).")
+
+    @classmethod
+    def of(cls, progress: Progress) -> ProgressPublic:
+        return cls(
+            fraction=progress.fraction, message=progress.message, data=progress.data, at=progress.at
+        )
 
 
 JOB_ID = "01a207cc-cba6-722f-a0ab-9006fa64fcfc"
@@ -94,6 +110,11 @@ class JobPublic(BaseModel):
         "this job) or `run` (it runs anyway).",
     )
     tags: list[str] = Field(default_factory=list, description="Set when the job was made.")
+    progress: ProgressPublic | None = Field(
+        default=None,
+        description="What its handler last reported through `job.progress(...)`; null: "
+        "nothing yet this attempt (a new attempt starts with none). Not in lists.",
+    )
 
     @classmethod
     def of(cls, job: Job, *, args: bool = True, result: bool = True) -> JobPublic:
@@ -104,6 +125,8 @@ class JobPublic(BaseModel):
             bulky["args"] = job.user_args  # its parents' ids are not arguments
         if result:
             bulky["result"] = job.result
+        if job.progress is not None:  # left unset otherwise: lists do not read it
+            bulky["progress"] = ProgressPublic.of(job.progress)
         return cls(
             id=job.id,
             queue=job.queue,

@@ -299,7 +299,14 @@ async def fill_owners(conn: Conn, count: int, owners: int, chunk: int = 5_000) -
 
 
 async def process_round(
-    dsn: str, conn: Conn, opts: Options, *, processes: int, concurrency: int, owners: int = 1
+    dsn: str,
+    conn: Conn,
+    opts: Options,
+    *,
+    processes: int,
+    concurrency: int,
+    owners: int = 1,
+    task: str = "noop",
 ) -> tuple[float, float]:
     """Fill the queue with no-op jobs (of one fairness key, or `owners`), ring once, time
     them to the last finish.
@@ -311,7 +318,7 @@ async def process_round(
         await workers.ready(conn)
         async with conn.transaction():
             if owners == 1:
-                await fill(conn, opts.jobs, JobOptions(queue=QUEUE))
+                await fill(conn, opts.jobs, JobOptions(queue=QUEUE), task=task)
             else:
                 await fill_owners(conn, opts.jobs, owners)
             await queries.doorbell_ring(conn, [QUEUE])

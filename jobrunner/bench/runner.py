@@ -44,6 +44,7 @@ from jobrunner.bench.rounds import (
     process_round,
     scratch_database,
 )
+from jobrunner.bench.tasks import PROGRESS, PROGRESS_REPORTS
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, Pool, connect, create_pool
 from jobrunner.options import JobOptions
@@ -91,6 +92,18 @@ class Bench:
             [Figure(f"process, {o.processes} workers x {o.concurrency}", "jobs/s")],
             lambda: self._process(processes=o.processes, concurrency=o.concurrency),
         )
+        # Handlers that report progress (jobrunner.progress): the cost of the reports and
+        # of writing them, against the first figure.
+        await self.measure(
+            [
+                Figure(
+                    f"process with progress, 1 worker x {o.concurrency} "
+                    f"({PROGRESS_REPORTS} reports a job)",
+                    "jobs/s",
+                )
+            ],
+            lambda: self._process(processes=1, concurrency=o.concurrency, task=PROGRESS),
+        )
 
     async def memory(self) -> None:
         await self.measure(
@@ -102,11 +115,11 @@ class Bench:
         )
 
     async def _process(
-        self, *, processes: int, concurrency: int, with_rss: bool = False
+        self, *, processes: int, concurrency: int, with_rss: bool = False, task: str = "noop"
     ) -> list[float]:
         await bench_queries.bench_jobs_truncate(self.conn)
         rate, rss = await process_round(
-            self.dsn, self.conn, self.opts, processes=processes, concurrency=concurrency
+            self.dsn, self.conn, self.opts, processes=processes, concurrency=concurrency, task=task
         )
         return [rate, rss] if with_rss else [rate]
 

@@ -37,6 +37,7 @@ from jobrunner.models import (
     WebhookDelivery,
     WorkerInfo,
 )
+from jobrunner.progress import Progress, ProgressReport, progress_of
 
 if TYPE_CHECKING:
     from asyncpg.prepared_stmt import PreparedStatement
@@ -1115,3 +1116,29 @@ async def bulk_action_insert(
     )
     assert row is not None
     return row["id"], row["at"]
+
+
+# ----- progress -------------------------------------------------------------------------
+
+
+async def progress_write_many(
+    conn: Conn, reports: Sequence[ProgressReport], *, worker_id: str
+) -> dict[UUID, bool]:
+    """Write each attempt's latest progress: job id -> True if written, False if skipped
+    (locked) but still held; the rest were fenced off (no longer that attempt's)."""
+    rows = await conn.fetch(
+        QUERIES["progress_write_many"],
+        [r.job_id for r in reports],
+        [r.attempt for r in reports],
+        [r.fraction for r in reports],
+        [r.message for r in reports],
+        [r.data_json for r in reports],
+        worker_id,
+    )
+    return {r["id"]: r["written"] for r in rows}
+
+
+async def progress_read_many(conn: Conn, ids: Sequence[UUID]) -> dict[UUID, Progress]:
+    """The progress of those of `ids` that ever reported."""
+    rows = await conn.fetch(QUERIES["progress_read_many"], list(ids))
+    return {r["id"]: progress for r in rows if (progress := progress_of(r)) is not None}

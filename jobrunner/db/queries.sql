@@ -261,7 +261,9 @@ WITH RECURSIVE wanted AS (
         attempt = j.attempt + 1,
         worker_id = $2,
         started_at = statement_timestamp(),
-        lease_expires_at = statement_timestamp() + make_interval(secs => $4::float8)
+        lease_expires_at = statement_timestamp() + make_interval(secs => $4::float8),
+        -- A new attempt starts with no progress (jobrunner.progress).
+        progress = NULL, progress_message = NULL, progress_data = NULL, progress_at = NULL
     WHERE j.id = ANY(ARRAY(SELECT id FROM chosen))
     RETURNING j.id, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.timeout, j.priority,
               j.fairness_key
@@ -649,7 +651,7 @@ SELECT * FROM jobrunner.jobs WHERE id = ANY($1::uuid[]);
 -- changes state. An error entry is only ever added as a job leaves `running`, so a job
 -- whose motion is unchanged has no new entry, and job_progress_many (which reads the
 -- errors column, however many attempts and tracebacks it holds) runs for the moved only.
-SELECT id, state, attempt, started_at, finished_at
+SELECT id, state, attempt, started_at, finished_at, progress_at
 FROM jobrunner.jobs
 WHERE id = ANY($1::uuid[]);
 
@@ -660,6 +662,7 @@ WHERE id = ANY($1::uuid[]);
 -- traceback). A poll's cost per job is bounded whatever the job carries.
 SELECT j.id, j.state, j.attempt, j.run_at, j.created_at, j.started_at, j.finished_at,
        j.pending_parents IS NOT NULL AS has_parents,
+       j.progress, j.progress_message, j.progress_data, j.progress_at,
        coalesce((
            SELECT jsonb_agg(jsonb_build_object(
                       'attempt', e -> 'attempt', 'outcome', e -> 'outcome',
@@ -1101,6 +1104,47 @@ WHERE c.id = ANY(ARRAY(
 ))
   AND ($3::bool OR c.owner = $2)
 ORDER BY c.id;
+
+-- ===== Progress: what running handlers report (jobrunner.progress) =====
+
+-- name: progress_write_many
+-- The latest progress of attempts worker $6 runs (job $1, attempt $2: fraction $3, message
+-- $4, data $5), in one statement, fenced like job_heartbeat: only a row that attempt still
+-- holds is written, and a row another transaction has locked (the heartbeat, an outcome) is
+-- skipped, not waited for. Returns the rows written (written: true) and the skipped ones
+-- still held (false), to be tried again.
+WITH reported AS (
+    SELECT *
+    FROM unnest($1::uuid[], $2::int4[], $3::float8[], $4::text[], $5::text[],
+                array_fill($6::text, ARRAY[cardinality($1::uuid[])]))
+         AS r(id, attempt, fraction, message, data, worker)
+), mine AS (
+    SELECT j.id
+    FROM jobrunner.jobs AS j
+    JOIN reported AS r ON j.id = r.id AND j.attempt = r.attempt AND j.worker_id = r.worker
+    WHERE j.state = 'running'
+    FOR UPDATE OF j SKIP LOCKED
+), written AS (
+    UPDATE jobrunner.jobs AS j
+    SET progress = r.fraction, progress_message = r.message, progress_data = r.data::jsonb,
+        progress_at = now()
+    FROM mine JOIN reported AS r ON r.id = mine.id
+    WHERE j.id = mine.id
+    RETURNING j.id
+)
+SELECT id, true AS written FROM written
+UNION ALL
+SELECT r.id, false
+FROM reported AS r
+JOIN jobrunner.jobs AS j ON j.id = r.id AND j.attempt = r.attempt AND j.worker_id = r.worker
+WHERE j.state = 'running' AND r.id NOT IN (SELECT id FROM written);
+
+-- name: progress_read_many
+-- The progress of the jobs $1 whose progress_at moved while their state did not (the event
+-- streams' poll, jobrunner.api.events): these four columns only.
+SELECT id, progress, progress_message, progress_data, progress_at
+FROM jobrunner.jobs
+WHERE id = ANY($1::uuid[]) AND progress_at IS NOT NULL;
 
 -- ===== Queue controls, as the claim reads them =====
 

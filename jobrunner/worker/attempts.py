@@ -27,6 +27,7 @@ from uuid import UUID
 import structlog
 
 from jobrunner.models import ClaimedJob, Outcome
+from jobrunner.progress import ProgressBoard
 from jobrunner.settings import Settings
 from jobrunner.worker import executor
 
@@ -74,8 +75,10 @@ class AttemptBook:
         concurrency: int,
         report: Callable[[Attempt], None],
         on_slot_freed: Callable[[float], None],
+        progress: ProgressBoard | None = None,
     ) -> None:
         self._threads = threads
+        self._post_progress = progress.post if progress is not None else None
         self._concurrency = concurrency
         self._grace = settings.timeout_grace
         self._cap = settings.blocked_loop_renew_cap
@@ -127,7 +130,10 @@ class AttemptBook:
         attempt.renew_until = attempt.started + attempt.limit
         task = asyncio.create_task(
             executor.run_attempt(
-                attempt.job, self._threads, unknown_task_delay=self._unknown_task_delay
+                attempt.job,
+                self._threads,
+                unknown_task_delay=self._unknown_task_delay,
+                report_progress=self._post_progress,
             )
         )
         attempt.task = task

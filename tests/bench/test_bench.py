@@ -36,6 +36,7 @@ def test_quick_bench_reports_every_figure(db_dsn: str) -> None:
         "enqueue_many",
         "process, 1 worker",
         "process, 2 workers",
+        "process with progress",
         "pickup p99, LISTEN",
         "pickup p99, polling",
         "process beside",
