@@ -10,7 +10,7 @@ no lock for long and no statement runs for long; each write is fenced like its s
 statement (only jobs still in a state the action applies to are changed). An action stops
 after `max_jobs` jobs read and answers the id to go on after (the API caps each call so one
 user's action does not hold a connection for minutes); `allowance` lets the caller bound
-each batch (a user's retries are charged as submissions: jobrunner.api.bulk_routes).
+each batch (a user's retries are charged as submissions: jobrunner.api.bulk_rules).
 """
 
 from __future__ import annotations

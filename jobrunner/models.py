@@ -313,12 +313,14 @@ class HistoryEntry:
     last_error: str | None
     parents: tuple[UUID, ...] = ()  # in the order the job named them
     has_children: bool = False
+    tags: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, row: Row) -> HistoryEntry:
         values = {name: row[name] for name in cls.__slots__}
         values["state"] = JobState(row["state"])
         values["parents"] = tuple(UUID(str(p)) for p in row["parents"] or ())
+        values["tags"] = tuple(row["tags"])
         return cls(**values)
 
 

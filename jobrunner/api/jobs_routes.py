@@ -202,12 +202,14 @@ async def history(
     limit: Limit = 50,
     cursor: str | None = None,
     include: IncludeParam = None,
+    tag: TagParam = None,
+    args: ArgsParam = None,
 ) -> HistoriesPublic:
     """Finished jobs, most recently finished first, from the `jobrunner.history` view. Items
-    leave out the result unless `include=result`."""
+    leave out the result unless `include=result`; `tag` and `args` search as GET /jobs's do."""
     if state is not None and state not in TERMINAL_STATES:
         raise ApiProblem(422, "history holds only succeeded, failed and cancelled jobs")
-    where = JobFilter(state, task, queue, created_after, created_before)
+    where = JobFilter(state, task, queue, created_after, created_before, *search_filter(tag, args))
     parts = _include(include, ("result",))
     entries, cut = await client.list_history(
         conn=conn,

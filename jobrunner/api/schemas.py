@@ -485,6 +485,7 @@ class HistoryPublic(BaseModel):
     has_children: bool = Field(
         default=False, description="Jobs waited for it: `GET /jobs/{id}` lists them."
     )
+    tags: list[str] = Field(default_factory=list, description="Set when the job was made.")
 
     @classmethod
     def of(cls, entry: HistoryEntry, include: Include) -> HistoryPublic:
@@ -505,6 +506,7 @@ class HistoryPublic(BaseModel):
             last_error=entry.last_error,
             parents=list(entry.parents),
             has_children=entry.has_children,
+            tags=list(entry.tags),
             **bulky,
         )
 

@@ -114,13 +114,14 @@ def job_row(job: Job) -> list[object]:
         job.state,
         job.task,
         job.queue,
+        ",".join(job.tags) or "-",  # a tag holds no comma (jobrunner.search.TAG)
         f"{job.attempt}/{job.max_attempts}",
         _when(job.created_at),
         job.worker_id or "-",
     ]
 
 
-JOB_HEADERS = ["ID", "STATE", "TASK", "QUEUE", "ATTEMPT", "CREATED", "WORKER"]
+JOB_HEADERS = ["ID", "STATE", "TASK", "QUEUE", "TAGS", "ATTEMPT", "CREATED", "WORKER"]
 
 
 @contextmanager

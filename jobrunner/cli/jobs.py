@@ -16,6 +16,7 @@ from jobrunner.cli.common import err, out, settings_from, task_database
 from jobrunner.db import queries
 from jobrunner.errors import ConfigError
 from jobrunner.models import Job, JobState
+from jobrunner.search import check_tags, parse_args_filter
 
 # ----- enqueue --------------------------------------------------------------------------
 
@@ -107,11 +108,11 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
 # ----- jobs -----------------------------------------------------------------------------
 
 
-async def _jobs(dsn: str, args: argparse.Namespace) -> int:
+async def _jobs(dsn: str, args: argparse.Namespace, where: queries.JobFilter) -> int:
     pool = await client.configure(dsn)
     try:
         if args.jobs_command == "ls":
-            jobs = await _list_jobs(args)
+            jobs = await _list_jobs(args, where)
             if args.json:
                 for job in jobs:
                     out(console.job_json(job, indent=None))
@@ -131,8 +132,19 @@ async def _jobs(dsn: str, args: argparse.Namespace) -> int:
         await pool.close()
 
 
-async def _list_jobs(args: argparse.Namespace) -> list[Job]:
-    where = queries.JobFilter(state=args.state, task=args.task, queue=args.queue)
+def _ls_filter(args: argparse.Namespace) -> queries.JobFilter:
+    """`jobs ls`'s flags, checked before any database is started (InvalidFilter: one line
+    and a failure, as `jobs bulk` has it)."""
+    return queries.JobFilter(
+        state=args.state,
+        task=args.task,
+        queue=args.queue,
+        tags=check_tags(args.tag),
+        args=parse_args_filter(args.args),
+    )
+
+
+async def _list_jobs(args: argparse.Namespace, where: queries.JobFilter) -> list[Job]:
     # The table shows neither args nor results: only --json reads them.
     include = queries.Include(args=True, result=True) if args.json else queries.Include()
     return await client.list_jobs(where=where, limit=args.limit, include=include)
@@ -146,5 +158,6 @@ def _job_id(text: str) -> UUID:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
+    where = _ls_filter(args) if args.jobs_command == "ls" else queries.JobFilter()
     with task_database(settings_from({})) as db:
-        return asyncio.run(_jobs(db.dsn, args))
+        return asyncio.run(_jobs(db.dsn, args, where))

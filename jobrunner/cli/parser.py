@@ -139,6 +139,8 @@ def _add_jobs(sub: Subparsers[argparse.ArgumentParser]) -> None:
     ls.add_argument("--state", choices=[s.value for s in JobState], help="only this state")
     ls.add_argument("--task", help="only this task")
     ls.add_argument("--queue", help="only this queue")
+    ls.add_argument("--tag", action="append", help="only jobs with this tag (repeat: all of them)")
+    ls.add_argument("--args", help='only jobs whose args contain this JSON object, e.g. {"a": 1}')
     ls.add_argument("--limit", type=int, default=20, help="how many (default 20)")
     ls.add_argument("--json", action="store_true", help="one JSON object per line")
     for name, text in [

@@ -309,7 +309,9 @@ def job_list(jobs: Sequence[Job], now: datetime, *, table_id: str = "jobs") -> s
     script; `data-sort` holds each cell's sortable value)."""
     if not jobs:
         return '<p class="muted">No jobs match.</p>'
-    headers = ["job", "state", "task", "queue", "attempt", "created", "ran", "result", "owner"]
+    headers = [
+        "job", "state", "task", "queue", "tags", "attempt", "created", "ran", "result", "owner",
+    ]  # fmt: skip
     rows = []
     for j in jobs:
         ran, took = duration(j, now)
@@ -322,6 +324,7 @@ def job_list(jobs: Sequence[Job], now: datetime, *, table_id: str = "jobs") -> s
             (state(j.state), j.state.value),
             (h(j.task), j.task),
             (h(j.queue), j.queue),
+            (tag_links(j.tags), " ".join(j.tags)),
             (f"{j.attempt}/{j.max_attempts}", str(j.attempt)),
             (when(j.created_at), j.created_at.isoformat()),
             (ran, "" if took is None else f"{took:.6f}"),
@@ -340,6 +343,13 @@ def job_list(jobs: Sequence[Job], now: datetime, *, table_id: str = "jobs") -> s
     return (
         f'<table class="sortable" id="{h(table_id)}"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def tag_links(tags: Sequence[str]) -> str:
+    """Each tag as a link to the jobs that carry it."""
+    return " ".join(
+        f'<a class="tag" href="/dashboard/jobs?{h(urlencode({"tag": t}))}">{h(t)}</a>' for t in tags
     )
 
 
@@ -372,6 +382,7 @@ def job_page(
         ("attempt", f"{job.attempt} of {job.max_attempts}"),
         ("retry backoff", backoff(job)),
         ("owner", h(job.owner or "-")),
+        ("tags", tag_links(job.tags) or '<span class="muted">-</span>'),
         ("args", f"<code>{h(json.dumps(job.user_args))}</code>"),
         ("created", when(job.created_at)),
         ("run at", when(job.run_at)),

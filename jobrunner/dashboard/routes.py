@@ -17,7 +17,7 @@ from typing import Annotated, cast
 from urllib.parse import urlencode, urlsplit
 from uuid import UUID
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
@@ -31,6 +31,8 @@ from jobrunner.api.served import QueueUnserved
 from jobrunner.api.submit import INTERNAL_TASK_PREFIX, Submitter, submit_job
 from jobrunner.auth import InvalidToken
 from jobrunner.dashboard import html as view
+from jobrunner.dashboard import search_html
+from jobrunner.dashboard.job_filter import ListFilter
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn
 from jobrunner.errors import (
@@ -44,6 +46,7 @@ from jobrunner.errors import (
 from jobrunner.models import WorkerInfo
 from jobrunner.queues import QueueAccessDenied
 from jobrunner.registry import registered_tasks
+from jobrunner.search import InvalidFilter
 from jobrunner.settings import Settings
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -263,16 +266,27 @@ async def search(
     state: str | None = None,
     queue: str | None = None,
     before: UUID | None = None,
+    tag: Annotated[list[str] | None, Query()] = None,
+    args: str = "",
 ) -> Response:
     """Jobs newest first, a page at a time (`before`: the last id of the page before). `q`
-    is a job id, the start of one (the short ids the lists show), or a task name."""
+    is a job id, the start of one (the short ids the lists show), or a task name; `tag` and
+    `args` search as GET /jobs does. The bulk form acts on the jobs the filter matches."""
     q = q.strip().rstrip("…").strip()
     with contextlib.suppress(ValueError):
         return RedirectResponse(f"/dashboard/jobs/{UUID(q)}", status_code=303)
     if q and (only := await _only_job_starting(request, conn, codec, settings, q)):
         return RedirectResponse(f"/dashboard/jobs/{only}", status_code=303)
-    state = state if state in view.STATES else None
-    params = {"q": q, "state": state or "", "queue": queue or ""}
+    listing = ListFilter.of(q, state, queue, tag or [], args)
+    state, params = listing.state or None, listing.params()
+    try:
+        where = listing.job_filter()
+    except InvalidFilter as exc:  # the form comes back as typed, with what is wrong
+        refused = search_html.filter_form(listing, f"Not a filter: {exc}.")
+        return await _render(
+            request, conn, codec, settings, "Jobs", _static("<h1>Jobs</h1>" + refused),
+            live=False, status=422,
+        )  # fmt: skip
 
     async def build(conn: Conn, me: Principal) -> str:
         found = await client.find_by_id_prefix(
@@ -282,7 +296,6 @@ async def search(
             title = f"Jobs whose id starts with {q}"
             listed = view.job_list(found, await queries.clock_now(conn))
             return f"<h1>{view.h(title)}</h1>" + view.section("Newest first", listed)
-        where = queries.JobFilter(task=q or None, queue=queue or None, state=state)
         jobs, cut = await client.list_jobs_page(
             conn=conn,
             user=me.username,
@@ -302,10 +315,19 @@ async def search(
         return (
             f"<h1>{view.h(title)}</h1>"
             + view.state_tabs(state, params)
+            + search_html.filter_form(listing)
             + view.section(f"{state or 'all states'}, {page}", listed + older)
+            + search_html.bulk_form(listing)
         )
 
     return await _render(request, conn, codec, settings, "Jobs", build)
+
+
+def _static(main: str) -> Build:
+    async def build(conn: Conn, me: Principal) -> str:
+        return main
+
+    return build
 
 
 async def _only_job_starting(

@@ -901,10 +901,12 @@ async def history_list(
         page.limit,
         page.include.result,
     ]
+    search, fresh = where.search_params(), where.searches
     if owner is None:
-        rows, cut = await _fetch_page(conn, QUERIES["history_list_all"], params, page)
+        sql, params = QUERIES["history_list_all"], [*params, *search]
     else:
-        rows, cut = await _fetch_page(conn, QUERIES["history_list_owned"], [*params, owner], page)
+        sql, params = QUERIES["history_list_owned"], [*params, owner, *search]
+    rows, cut = await _fetch_page(conn, sql, params, page, fresh=fresh)
     return [HistoryEntry.from_row(r) for r in rows], cut
 
 

@@ -1389,13 +1389,14 @@ SELECT pg_advisory_unlock(hashtext('jobrunner.maintenance')),
 -- ===== The history of finished jobs =====
 
 -- name: history_list_all
--- Finished jobs, newest first, after the cursor ($1 finished_at, $2 id); optionally filtered.
--- Read from the jobrunner.history view (migration 0001); with the LIMIT the planner still
+-- Finished jobs, newest first, after the cursor ($1 finished_at, $2 id); optionally filtered,
+-- by tags ($10) and args containment ($11) too, as job_list_all is (and planned the same way).
+-- Read from the jobrunner.history view (migration 0018); with the LIMIT the planner still
 -- walks jobs_finished_idx backwards (tests/api/test_plans.py). The result only when $9: a
 -- column not output is never read from its TOAST (payload_bytes: see job_list_all).
 SELECT id, queue, task, state, attempt, max_attempts, owner, created_at, started_at,
        finished_at, run_duration, total_duration, CASE WHEN $9::bool THEN result END AS result,
-       last_error, parents, has_children,
+       last_error, parents, has_children, tags,
        CASE WHEN $9::bool THEN coalesce(octet_length(result::text), 0) ELSE 0 END
            AS payload_bytes
 FROM jobrunner.history
@@ -1405,14 +1406,17 @@ WHERE ($1::timestamptz IS NULL OR (finished_at, id) < ($1, $2::uuid))
   AND ($5::text IS NULL OR queue = $5)
   AND ($6::timestamptz IS NULL OR created_at >= $6)
   AND ($7::timestamptz IS NULL OR created_at < $7)
+  AND ($10::text[] IS NULL OR tags @> $10)
+  AND ($11::jsonb IS NULL OR args @> $11)
 ORDER BY finished_at DESC, id DESC
 LIMIT $8;
 
 -- name: history_list_owned
--- Like history_list_all, only user $10's jobs (jobs_owner_finished_idx, read backwards).
+-- Like history_list_all, only user $10's jobs (jobs_owner_finished_idx, read backwards); tags
+-- $11 and args $12 as history_list_all's $10 and $11.
 SELECT id, queue, task, state, attempt, max_attempts, owner, created_at, started_at,
        finished_at, run_duration, total_duration, CASE WHEN $9::bool THEN result END AS result,
-       last_error, parents, has_children,
+       last_error, parents, has_children, tags,
        CASE WHEN $9::bool THEN coalesce(octet_length(result::text), 0) ELSE 0 END
            AS payload_bytes
 FROM jobrunner.history
@@ -1423,6 +1427,8 @@ WHERE owner = $10
   AND ($5::text IS NULL OR queue = $5)
   AND ($6::timestamptz IS NULL OR created_at >= $6)
   AND ($7::timestamptz IS NULL OR created_at < $7)
+  AND ($11::text[] IS NULL OR tags @> $11)
+  AND ($12::jsonb IS NULL OR args @> $12)
 ORDER BY finished_at DESC, id DESC
 LIMIT $8;
 

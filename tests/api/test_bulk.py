@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from jobrunner.api import bulk_routes
+from jobrunner.api import bulk_rules
 from jobrunner.db.pool import Pool
 from tests.support.api import Account, Login
 from tests.support.bulk import count_jobs, insert_jobs
@@ -105,7 +105,7 @@ async def test_a_parent_with_an_unfinished_child_is_not_deleted(
 async def test_args_filters_and_a_continuation_past_the_per_call_cap(
     http: httpx.AsyncClient, alice: Account, pool: Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bulk_routes, "MAX_JOBS_PER_CALL", 1500)
+    monkeypatch.setattr(bulk_rules, "MAX_JOBS_PER_CALL", 1500)
     await insert_jobs(pool, 2000, owner="alice", state="failed")
     only = await _bulk(http, alice, action="delete", filter={"args": {"n": 7}})
     assert only["jobs"] == 1

@@ -83,3 +83,40 @@ async def test_a_bulk_batch_by_a_rare_tag_reads_its_gin_index(filled: Pool) -> N
 async def _explain(conn: Conn, name: str, args: list[Any]) -> str:
     explain = await conn.prepare("EXPLAIN (COSTS OFF) " + QUERIES[name])
     return "\n".join(row[0] for row in await explain.fetch(*args))
+
+
+@pytest.fixture
+async def finished(pool: Pool) -> Pool:
+    """The `filled` jobs' tags and args, on 100,000 finished jobs (what /history reads)."""
+    async with pool.acquire() as conn:
+        for name in ("alice", "bob"):
+            await accounts.create_user(conn, username=name, password="x" * 8)
+        await conn.execute(f"""
+            INSERT INTO jobrunner.jobs
+                (task, owner, state, attempt, started_at, finished_at, tags, args)
+            SELECT 'echo', CASE WHEN g % 2 = 0 THEN 'alice' ELSE 'bob' END, 'succeeded', 1,
+                   now() - interval '1 hour' + g * interval '10 ms',
+                   now() - interval '1 hour' + g * interval '20 ms',
+                   CASE WHEN g % 2000 = 0 THEN ARRAY['common', 'rare'] ELSE ARRAY['common'] END,
+                   CASE WHEN g % 10 = 0 THEN jsonb_build_object('customer', 'c' || g % 1000)
+                        ELSE jsonb_build_object('n', g) END
+            FROM generate_series(1, {ROWS}) AS g""")
+        await conn.execute("ANALYZE jobrunner.jobs")
+    return pool
+
+
+@pytest.mark.parametrize(
+    ("name", "owner"), [("history_list_all", []), ("history_list_owned", ["alice"])]
+)
+async def test_a_history_search_by_a_rare_tag_or_args_value_reads_its_gin_index(
+    finished: Pool, name: str, owner: list[str]
+) -> None:
+    """/history's tag= and args= (migration 0018's view columns) plan as GET /jobs's do."""
+    page = [*NONE6, None, 51, False, *owner]
+    async with finished.acquire() as conn:
+        by_tag = await _plan(conn, name, [*page, ["rare"], None])
+        by_args = await _plan(conn, name, [*page, None, {"customer": "c10"}])
+        common = await _plan(conn, name, [*page, ["common"], None])
+    assert "jobs_tags_idx" in by_tag and "Seq Scan" not in by_tag, by_tag
+    assert "jobs_args_idx" in by_args and "Seq Scan" not in by_args, by_args
+    assert "Seq Scan" not in common and "rows=51" in common, common

@@ -1,7 +1,9 @@
 """`jobrunner jobs bulk`: a dry run counts, a real run acts on every match, bad filters are
-one line and a non-zero exit."""
+one line and a non-zero exit; `jobs ls` searches by the same tag and args flags."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -49,3 +51,20 @@ def test_bad_filters_are_one_line_and_a_failure(cli: Cli, flags: list[str], mess
     result = cli.run("jobs", "bulk", "delete", *flags)
     assert result.code != 0 and message in result.err, (result.out, result.err)
     assert "Traceback" not in result.err
+
+
+async def test_jobs_ls_filters_by_tag_and_args_and_shows_tags(cli: Cli, pool: Pool) -> None:
+    async with pool.acquire() as conn:
+        await accounts.create_user(conn, username="alice", password="x" * 8)
+    await insert_jobs(pool, 3, owner="alice", tags=["nightly", "eu"])
+    await insert_jobs(pool, 2, owner="alice", tags=["hourly"])
+
+    table = cli.run("jobs", "ls", "--tag", "nightly", "--tag", "eu")
+    assert table.code == 0, table.err
+    head, *rows = table.out.splitlines()
+    assert head.split() == ["ID", "STATE", "TASK", "QUEUE", "TAGS", "ATTEMPT", "CREATED", "WORKER"]
+    assert len(rows) == 3 and all(row.split()[4] == "nightly,eu" for row in rows)
+    one = cli.run("jobs", "ls", "--args", '{"n": 2}', "--tag", "hourly", "--json")
+    assert [json.loads(line)["tags"] for line in one.out.splitlines()] == [["hourly"]]
+    bad = cli.run("jobs", "ls", "--args", "[1]")
+    assert bad.code != 0 and "JSON object" in bad.err and "Traceback" not in bad.err

@@ -52,7 +52,7 @@ async def test_a_user_sees_their_recent_and_succeeded_jobs(
     head = re.search(r'<table class="sortable" id="jobs"><thead><tr>(.*?)</tr>', succeeded.text)
     assert head is not None
     assert re.findall(r">(\w+)</th>", head[1]) == [
-        "job", "state", "task", "queue", "attempt", "created", "ran", "result", "owner",
+        "job", "state", "task", "queue", "tags", "attempt", "created", "ran", "result", "owner",
     ]  # fmt: skip
     assert re.search(r'<td data-sort="\d+\.\d+">\d+ ms</td>', succeeded.text)  # its run time
 
