@@ -113,6 +113,7 @@ async def job_insert(conn: Conn, rows: JobRows, *, ring: bool = True) -> Job | N
         ring,
         rows.fairness_key,
         bool(rows.parents),
+        _trace_json(rows),
     )
     return Job.from_record(row) if row is not None else None
 
@@ -136,8 +137,14 @@ async def job_insert_each(conn: Conn, batch: Sequence[JobRows], *, ring: bool) -
         ring,
         [r.fairness_key for r in batch],
         [bool(r.parents) for r in batch],
+        [_trace_json(r) for r in batch],
     )
     return [Job.from_record(row) for row in rows]
+
+
+def _trace_json(rows: JobRows) -> str | None:
+    # As text, as the args are: any asyncpg connection sends that, whatever its codecs.
+    return dump_json(rows.trace_context) if rows.trace_context is not None else None
 
 
 async def session_live_many(conn: Conn, sessions: Sequence[tuple[UUID, str]]) -> list[bool]:
@@ -184,7 +191,7 @@ _JOB_COPY = CopyTarget.parse(QUERIES["job_copy"])
 # would fill the wrong ones (queue and task are both text), so it is refused at import.
 _JOB_COPY_ROW = (
     "id", "queue", "task", "args", "priority", "state", "max_attempts", "run_at", "timeout",
-    "owner", "backoff_base", "backoff_cap", "fairness_key",
+    "owner", "backoff_base", "backoff_cap", "fairness_key", "trace_context",
 )  # fmt: skip
 if _JOB_COPY.columns != _JOB_COPY_ROW:
     raise RuntimeError(f"job_copy's columns {_JOB_COPY.columns} are not {_JOB_COPY_ROW}")
@@ -216,7 +223,7 @@ async def job_insert_many(conn: Conn, jobs: JobRows) -> list[UUID]:
             records=[
                 (job_id, jobs.queue, jobs.task, args, jobs.priority, state, jobs.max_attempts,
                  run_at, jobs.timeout, jobs.owner, jobs.backoff_base, jobs.backoff_cap,
-                 jobs.fairness_key)
+                 jobs.fairness_key, jobs.trace_context)
                 for job_id, args in zip(ids, jobs.args, strict=True)
             ],
         )  # fmt: skip
@@ -257,6 +264,7 @@ async def job_claim(
             timeout=r["timeout"],
             priority=r["priority"],
             fairness_key=r["fairness_key"],
+            trace_context=r["trace_context"],
         )
         for r in rows
     ]
