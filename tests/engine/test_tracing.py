@@ -11,7 +11,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from jobrunner import client
+from jobrunner import client, tracing
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, Pool
 from jobrunner.job_rows import insert_each, make_rows
@@ -167,3 +167,31 @@ async def test_deliveries_after_an_outcome_and_a_rescue_keep_the_jobs_trace(
         done.id: {"traceparent": traceparent(done_span)},
         lost.id: {"traceparent": traceparent(lost_span)},
     }
+
+
+async def test_jobs_a_handler_makes_are_children_of_its_attempt(
+    pool: Pool, spans: InMemorySpanExporter
+) -> None:
+    """The attempt's span is current while its handler runs (here a coroutine standing in
+    for executor.run_attempt), so what the handler enqueues joins the trace under it."""
+    with trace.get_tracer("tests").start_as_current_span("request") as request:
+        async with pool.acquire() as conn:
+            await client.enqueue("echo", {}, conn=conn)
+    async with pool.acquire() as conn:
+        [claimed] = await queries.job_claim(
+            conn, queues=["default"], worker_id="w", limit=1, lease_seconds=30
+        )
+
+        async def handler() -> Outcome:
+            child = await client.enqueue("test.add", {"a": 1, "b": 1}, conn=conn)
+            made.append(await _trace_context(conn, child.id))
+            return Outcome(claimed.id, claimed.attempt, OutcomeKind.SUCCEEDED, result_json="1")
+
+        made: list[Any] = []
+        await tracing.traced_attempt(claimed, handler())
+    [run] = named(spans.get_finished_spans(), "jobrunner.run echo")
+    assert run.context is not None and run.parent is not None
+    assert run.parent.span_id == request.get_span_context().span_id
+    context = run.context
+    expected = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    assert made == [{"traceparent": expected}]
