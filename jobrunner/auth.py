@@ -11,6 +11,7 @@ access token or the other way round. Both carry `sid`, the login session they be
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -33,8 +34,14 @@ VERIFIED_TOKENS_KEPT = 4096
 
 _hasher = PasswordHasher()  # argon2id with argon2-cffi's recommended (RFC 9106) parameters
 _hash_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jobrunner-argon2")
-# Verified against when the user does not exist, so both paths take the same time.
-_DUMMY_HASH = _hasher.hash("jobrunner: no such user")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so both paths take the same time.
+    Made at the first such login, not at import: a hash costs ~0.1 s, and every process that
+    imports this module (a worker, the CLI) would pay it at start."""
+    return _hasher.hash("jobrunner: no such user")
 
 
 class InvalidToken(JobrunnerError):
@@ -49,14 +56,12 @@ async def hash_password(password: str) -> str:
 async def verify_password(password: str, password_hash: str | None) -> bool:
     """True if the password matches; a missing hash still costs one verification."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(
-        _hash_threads, _verify, password, password_hash or _DUMMY_HASH, password_hash is not None
-    )
+    return await loop.run_in_executor(_hash_threads, _verify, password, password_hash)
 
 
-def _verify(password: str, password_hash: str, real: bool) -> bool:
+def _verify(password: str, password_hash: str | None) -> bool:
     try:
-        return _hasher.verify(password_hash, password) and real
+        return _hasher.verify(password_hash or _dummy_hash(), password) and bool(password_hash)
     except (VerificationError, InvalidHashError):
         return False
 

@@ -8,6 +8,7 @@ A handler reaches it two ways, as procrastinate's and River's do:
     async def report(day: str, job: JobContext) -> None:    # a parameter typed JobContext
         job.log.info("building", day=day)                     # ... job_id, task, attempt bound
         if job.attempt == job.max_attempts: ...
+        job.progress(0.5, "half the rows read", data={"rows": 5000})  # see jobrunner.progress
 
     @task(name="other")
     def other() -> None:
@@ -23,14 +24,17 @@ the logger is bound only when first used.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 import structlog
 from structlog.typing import FilteringBoundLogger
 
 from jobrunner.errors import JobrunnerError
+from jobrunner.progress import ProgressReport, checked
 
 log = structlog.get_logger("jobrunner.job")
 
@@ -49,6 +53,12 @@ class JobContext:
     attempt: int  # 1 on the first run
     max_attempts: int
     queue: str
+    # Where reports go: the worker's ProgressBoard; None in a handler's own tests, which can
+    # read `last_progress` instead.
+    report_to: Callable[[ProgressReport], None] | None = field(
+        default=None, repr=False, compare=False
+    )
+    last_progress: ProgressReport | None = field(default=None, init=False, compare=False)
     _log: FilteringBoundLogger | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -58,6 +68,17 @@ class JobContext:
             bound = log.bind(job_id=str(self.id), task=self.task, attempt=self.attempt)
             self._log = bound  # bound once, on first use
         return self._log
+
+    def progress(
+        self, fraction: float, message: str | None = None, *, data: Mapping[str, Any] | None = None
+    ) -> None:
+        """Say how far this attempt got: `fraction` from 0 to 1, a short message, a small
+        JSON object. Raises InvalidProgress on anything out of bounds. Costs no I/O: the
+        worker writes the latest report about once a second (jobrunner.progress)."""
+        report = checked(self.id, self.attempt, fraction, message, data)
+        self.last_progress = report
+        if self.report_to is not None:
+            self.report_to(report)
 
     @property
     def is_last_attempt(self) -> bool:

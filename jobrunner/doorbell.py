@@ -14,6 +14,8 @@ A ring lost with a dying process costs at most a poll interval: the row is the t
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import structlog
 
@@ -29,6 +31,19 @@ class Doorbell:
         self._pool = pool
         self._waiting: set[str] = set()
         self._ringing: asyncio.Task[None] | None = None
+        self._inserting = 0  # inserts under way that may ring through this doorbell
+
+    @contextmanager
+    def inserting(self) -> Iterator[bool]:
+        """Around one insert that commits on its own: yields True when the insert should ring
+        in its own statement (nothing else of this doorbell's under way), False when it
+        should call `ring` after its commit instead."""
+        alone = self._inserting == 0 and self.idle()
+        self._inserting += 1
+        try:
+            yield alone
+        finally:
+            self._inserting -= 1
 
     def ring(self, queue: str) -> None:
         self._waiting.add(queue)
@@ -44,6 +59,10 @@ class Doorbell:
                     await queries.doorbell_ring(conn, queues)
             except DB_ERRORS as exc:  # workers will find the jobs at their next poll
                 log.warning("could not ring doorbells", queues=queues, error=str(exc))
+
+    def idle(self) -> bool:
+        """Whether no ring is waiting or under way."""
+        return not self._waiting and (self._ringing is None or self._ringing.done())
 
     async def flush(self) -> None:
         """Wait until every ring so far has gone out (tests, and before closing the pool)."""

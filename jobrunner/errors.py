@@ -11,8 +11,10 @@ not this one (a unit test walks the subclasses and fails on any missing from thi
     ├── JobStateConflict     the job is not in a state that allows the change
     ├── UnknownParent        depends_on names a job that is gone, or not the owner's
     ├── InvalidGraph         (graph) a graph of jobs has a cycle, a bad name, or is too big
+    ├── InvalidFilter        (search) tags or an args filter break the bounds
     ├── DatabaseUnavailable  PostgreSQL cannot be reached right now
     ├── InvalidQueueControls a queue's limits are out of bounds
+    ├── InvalidProgress      a handler's progress report is out of bounds (also a ValueError)
     ├── UserExists           (accounts) that username is taken
     ├── InvalidAccount       (accounts) a username or password does not meet the rules
     ├── LoginFailed          (accounts) wrong username or password
@@ -100,6 +102,10 @@ class DatabaseUnavailable(JobrunnerError):
 
 class InvalidQueueControls(JobrunnerError):
     pass
+
+
+class InvalidProgress(JobrunnerError, ValueError):
+    """Raised at the handler's `job.progress(...)` call, whose arguments are at fault."""
 
 
 class Retry(Exception):

@@ -13,6 +13,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobrunner.models import Job, JobState
+from jobrunner.progress import Progress
 
 
 class AttemptError(BaseModel):
@@ -24,6 +25,21 @@ class AttemptError(BaseModel):
     worker: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+
+class ProgressPublic(BaseModel):
+    """What the job's handler last reported of the running (or last) attempt."""
+
+    fraction: float = Field(description="How far it got, from 0 to 1.")
+    message: str | None
+    data: dict[str, Any] | None
+    at: datetime = Field(description="When it was written (at most about a second late).")
+
+    @classmethod
+    def of(cls, progress: Progress) -> ProgressPublic:
+        return cls(
+            fraction=progress.fraction, message=progress.message, data=progress.data, at=progress.at
+        )
 
 
 JOB_ID = "01a207cc-cba6-722f-a0ab-9006fa64fcfc"
@@ -51,6 +67,7 @@ JOB_EXAMPLE: dict[str, Any] = {
     "backoff_cap_seconds": None,
     "pending_parents": None,
     "on_parent_failure": None,
+    "tags": ["report", "customer:42"],
 }
 
 
@@ -92,6 +109,12 @@ class JobPublic(BaseModel):
         description="With parents: `cancel` (a parent that fails or is cancelled cancels "
         "this job) or `run` (it runs anyway).",
     )
+    tags: list[str] = Field(default_factory=list, description="Set when the job was made.")
+    progress: ProgressPublic | None = Field(
+        default=None,
+        description="What its handler last reported through `job.progress(...)`; null: "
+        "nothing yet this attempt (a new attempt starts with none). Not in lists.",
+    )
 
     @classmethod
     def of(cls, job: Job, *, args: bool = True, result: bool = True) -> JobPublic:
@@ -102,6 +125,8 @@ class JobPublic(BaseModel):
             bulky["args"] = job.user_args  # its parents' ids are not arguments
         if result:
             bulky["result"] = job.result
+        if job.progress is not None:  # left unset otherwise: lists do not read it
+            bulky["progress"] = ProgressPublic.of(job.progress)
         return cls(
             id=job.id,
             queue=job.queue,
@@ -124,6 +149,7 @@ class JobPublic(BaseModel):
             backoff_cap_seconds=_seconds(job.backoff_cap),
             pending_parents=job.pending_parents,
             on_parent_failure=job.on_parent_failure,
+            tags=list(job.tags),
             **bulky,
         )
 

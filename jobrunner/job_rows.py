@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from jobrunner import dependencies, tracing
+from jobrunner import dependencies, search, tracing
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, ensure_codecs
 from jobrunner.doorbell import Doorbell
@@ -61,6 +61,7 @@ class JobRows:
     callback_url: str | None = None
     parents: tuple[UUID, ...] = ()  # it waits for these (their ids are in its args too)
     on_parent_failure: ParentFailure = "cancel"
+    tags: tuple[str, ...] = ()
     trace_context: dict[str, str] | None = None  # the trace they are made in (tracing.carrier)
 
     def waiting_for(self, parents: Sequence[UUID], on_parent_failure: ParentFailure) -> JobRows:
@@ -86,6 +87,7 @@ def make_rows(
     checked = [task.validate_args(plain[0])] if len(plain) == 1 else task.validate_many(plain)
     _check(task, options, many=len(plain) != 1)
     parents = _check_parents(task.name, options)
+    tags = _check_tags(task.name, options)
     backoff = options.backoff or task.backoff
     rows = JobRows(
         task=task.name,
@@ -102,6 +104,7 @@ def make_rows(
         owner=options.owner,
         fairness_key=_fairness_key(options),
         callback_url=options.callback_url,
+        tags=tags,
         trace_context=tracing.carrier(),
     )
     return rows.waiting_for(parents, options.on_parent_failure or "cancel") if parents else rows
@@ -132,6 +135,13 @@ def _check_parents(task: str, options: JobOptions) -> tuple[UUID, ...]:
         # A duplicate would hand back a job that waits for other parents, or for none.
         raise _options_error(task, "dedup_key does not go with depends_on")
     return parse_parents(task, depends_on)
+
+
+def _check_tags(task: str, options: JobOptions) -> tuple[str, ...]:
+    try:
+        return search.check_tags(options.tags)
+    except search.InvalidFilter as exc:
+        raise _options_error(task, str(exc)) from None
 
 
 def check_parent_failure(task: str, value: str) -> None:
@@ -181,8 +191,9 @@ def _interval(value: timedelta | float | None) -> timedelta | None:
 
 async def insert_one(conn: Conn, rows: JobRows, *, ring_after: Doorbell | None = None) -> Job:
     """Insert one job; a live job holding the same dedup key is returned instead. Without
-    `ring_after` its queue is rung in the same transaction (heard at commit); with it, the
-    doorbell rings after (the caller promises `conn` is in no transaction). A job with
+    `ring_after` its queue is rung in the same transaction (heard at commit); with it (the
+    caller promises `conn` is in no transaction), in the same statement when the doorbell has
+    nothing else under way, else by the doorbell just after (jobrunner.doorbell). A job with
     parents is linked to them in the same transaction, which rings for it if it is ready."""
     await ensure_codecs(conn)
     if rows.parents:
@@ -194,19 +205,29 @@ async def insert_one(conn: Conn, rows: JobRows, *, ring_after: Doorbell | None =
 
         [job] = await dependencies.insert_linked(conn, [rows], insert)
         return job
+    if ring_after is None:
+        job, _ = await _insert_deduplicated(conn, rows, ring=True)
+        return job
+    with ring_after.inserting() as alone:
+        job, new = await _insert_deduplicated(conn, rows, ring=alone)
+    if new and not alone and job.state is JobState.QUEUED:
+        ring_after.ring(job.queue)
+    return job
+
+
+async def _insert_deduplicated(conn: Conn, rows: JobRows, *, ring: bool) -> tuple[Job, bool]:
+    """The new job and True, or the live one holding its dedup key and False."""
     # A live duplicate can finish between our insert and our read; then insert again.
     for _ in range(5):
-        inserted = await queries.job_insert(conn, rows, ring=ring_after is None)
+        inserted = await queries.job_insert(conn, rows, ring=ring)
         if inserted is not None:
-            if ring_after is not None and inserted.state is JobState.QUEUED:
-                ring_after.ring(inserted.queue)
-            return inserted
+            return inserted, True
         assert rows.dedup_key is not None
         existing = await queries.job_get_live_by_dedup_key(
             conn, task=rows.task, dedup_key=rows.dedup_key
         )
         if existing is not None:
-            return existing
+            return existing, False
     raise JobStateConflict(f"dedup key {rows.dedup_key!r} kept changing hands; try again")
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 from uuid import UUID
 
 from jobrunner.errors import InvalidQueueControls
+from jobrunner.progress import Progress, progress_of
 
 
 class Row(Protocol):
@@ -73,6 +74,8 @@ class Job:
     pending_parents: int | None = None  # None: a job without parents
     on_parent_failure: ParentFailure | None = None
     child_added_at: datetime | None = None  # None: it never had a child
+    tags: tuple[str, ...] = ()
+    progress: Progress | None = None  # None: never reported (or a listing, which skips it)
 
     @classmethod
     def from_record(cls, row: Row) -> Job:
@@ -103,6 +106,8 @@ class Job:
             pending_parents=row["pending_parents"],
             on_parent_failure=row["on_parent_failure"],
             child_added_at=row["child_added_at"],
+            tags=tuple(row["tags"]),
+            progress=progress_of(row),
         )
 
     @property
@@ -151,6 +156,7 @@ class JobProgress:
     finished_at: datetime | None
     errors: list[dict[str, Any]]
     has_parents: bool = False  # its life starts `waiting`
+    progress: Progress | None = None  # what its handler last reported (jobrunner.progress)
 
     @classmethod
     def from_record(cls, row: Row) -> JobProgress:
@@ -164,13 +170,14 @@ class JobProgress:
             finished_at=row["finished_at"],
             errors=row["errors"],
             has_parents=row["has_parents"],
+            progress=progress_of(row),
         )
 
     @classmethod
     def of(cls, job: Job) -> JobProgress:
         return cls(
             job.id, job.state, job.attempt, job.run_at, job.created_at, job.started_at,
-            job.finished_at, job.errors, job.has_parents,
+            job.finished_at, job.errors, job.has_parents, job.progress,
         )  # fmt: skip
 
 
@@ -184,17 +191,21 @@ class JobMotion:
     attempt: int
     started_at: datetime | None
     finished_at: datetime | None
+    # When its progress was last written. Not compared: a progress report is no change of
+    # state, and the event stream reads it apart (jobrunner.api.events).
+    progress_at: datetime | None = field(default=None, compare=False)
 
     @classmethod
     def from_record(cls, row: Row) -> JobMotion:
         return cls(
             row["id"], JobState(row["state"]), row["attempt"], row["started_at"],
-            row["finished_at"],
+            row["finished_at"], row["progress_at"],
         )  # fmt: skip
 
     @classmethod
     def of(cls, job: Job | JobProgress) -> JobMotion:
-        return cls(job.id, job.state, job.attempt, job.started_at, job.finished_at)
+        at = job.progress.at if job.progress is not None else None
+        return cls(job.id, job.state, job.attempt, job.started_at, job.finished_at, at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ class EnqueueOptions(TypedDict, total=False):
     callback_url: str | None
     depends_on: Sequence[Parent] | None
     on_parent_failure: ParentFailure | None
+    tags: Sequence[str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,8 @@ class JobOptions:
     owners (a tenant id, say); default the owner, else one shared group. callback_url: where
     its outcome is posted (webhooks). depends_on: jobs that must succeed before it runs (it
     waits meanwhile); on_parent_failure: 'cancel' (the default) when one of them fails for
-    good or is cancelled, or 'run' anyway (jobrunner.dependencies)."""
+    good or is cancelled, or 'run' anyway (jobrunner.dependencies). tags: labels to find
+    the jobs by (lists and bulk actions filter on them); jobrunner.search bounds them."""
 
     queue: str | None = None
     priority: int | None = None
@@ -71,6 +73,7 @@ class JobOptions:
     callback_url: str | None = None
     depends_on: Sequence[Parent] | None = None
     on_parent_failure: ParentFailure | None = None
+    tags: Sequence[str] | None = None
 
 
 OPTION_NAMES = frozenset(f.name for f in fields(JobOptions))

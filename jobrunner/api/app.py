@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from jobrunner.api import (
     admin_routes,
     auth_routes,
+    bulk_routes,
     docs,
     housekeeping,
     jobs_routes,
@@ -126,6 +127,10 @@ def create_app(settings: Settings) -> FastAPI:
         swagger_ui_parameters={"persistAuthorization": True},
         docs_url=None,  # docs.install serves them without a CDN
         redoc_url=None,
+        # FastAPI's own OpenTelemetry: request spans when a tracer provider is set up. Its
+        # metrics and logs are off (/metrics and structlog do those), and with them two of
+        # the three "is a provider configured?" checks it made on every request.
+        telemetry={"metrics": False, "logs": False},
     )
     app.state.settings, app.state.codec = settings, codec
     app.state.metrics = RequestMetrics()
@@ -138,6 +143,7 @@ def create_app(settings: Settings) -> FastAPI:
     )  # fmt: skip
     for module in (*routers, dashboard, queue_pages):
         app.include_router(module.router)
+    app.include_router(bulk_routes.router)  # POST /jobs/bulk (issue 16)
     app.add_middleware(
         ApiMiddleware,
         max_body_bytes=settings.max_body_bytes,

@@ -3,6 +3,8 @@
 A job's events are derived from its row alone: queued (or scheduled) at creation; for each
 attempt, `running` and then its outcome from the `errors` entry; a final `succeeded`. The id of
 an event is its index in that list, so `Last-Event-ID` resumes exactly where a stream broke off.
+Between them, a `progress` event each time the handler's progress is written (jobrunner.progress;
+about once a second at most), without an id.
 
 One `EventHub` per process polls every watched job in one query (`id = ANY($1)`) and wakes
 the streams whose job changed: a thousand open streams share one pooled connection. The poll
@@ -22,7 +24,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -32,9 +34,11 @@ import structlog
 from jobrunner import client
 from jobrunner.accounts import Principal
 from jobrunner.api.problems import too_many
+from jobrunner.api.progress_events import in_time_order
 from jobrunner.db import queries
 from jobrunner.db.pool import Pool
 from jobrunner.models import Job, JobMotion, JobProgress, JobState
+from jobrunner.progress import Progress
 from jobrunner.settings import Settings
 
 log = structlog.get_logger("jobrunner.api.events")
@@ -167,6 +171,10 @@ class EventHub:
         """Jobs watched (each read once per poll, however many streams follow it)."""
         return len(self._watches)
 
+    def latest(self, job_id: UUID) -> JobProgress | None:
+        """What the streams of a job last learnt of it; None when none watches it."""
+        return next((w.latest for w in self._watches.get(job_id, ())), None)
+
     @property
     def streams(self) -> int:
         return self._open
@@ -187,22 +195,42 @@ class EventHub:
 
     async def poll_once(self) -> None:
         """One narrow read of every watched job; their attempt histories (the errors column,
-        which may be large) are read only for the jobs that moved."""
+        which may be large) are read only for the jobs that moved, and the progress of those
+        whose handler reported only for those (written at most about once a second)."""
         async with self.pool.acquire() as conn:
             motions = await client.get_motion(list(self._watches), conn=conn)
             moved = [m.id for m in motions if self._moved(m)]
-            if not moved:
+            reported = [m.id for m in motions if m.id not in moved and self._reported(m)]
+            if not moved and not reported:
                 return
-            jobs = await client.get_progress(moved, conn=conn, error_chars=ERROR_CHARS)
+            jobs = (
+                await client.get_progress(moved, conn=conn, error_chars=ERROR_CHARS)
+                if moved
+                else []
+            )
+            progress = await queries.progress_read_many(conn, reported) if reported else {}
         for job in jobs:
             motion = JobMotion.of(job)
             for watch in self._watches.get(job.id, ()):
-                if motion != JobMotion.of(watch.latest):
+                if motion != JobMotion.of(watch.latest) or job.progress != watch.latest.progress:
                     watch.latest = job
+                    watch.changed.set()
+        for job_id, latest in progress.items():
+            for watch in self._watches.get(job_id, ()):
+                if latest != watch.latest.progress:
+                    watch.latest = replace(watch.latest, progress=latest)
                     watch.changed.set()
 
     def _moved(self, motion: JobMotion) -> bool:
         return any(motion != JobMotion.of(w.latest) for w in self._watches.get(motion.id, ()))
+
+    def _reported(self, motion: JobMotion) -> bool:
+        """Its progress was written since a stream of it last saw (compared apart: a
+        progress report is no change of state)."""
+        return motion.progress_at is not None and any(
+            w.latest.progress is None or w.latest.progress.at != motion.progress_at
+            for w in self._watches.get(motion.id, ())
+        )
 
     async def check_sessions(self) -> None:
         """End the streams whose session ended, and free those admitted but never started."""
@@ -265,13 +293,16 @@ class EventHub:
         watch.started = True
         deadline = watch.opened_at + self.limits.max_seconds
         sent = -1 if last_event_id is None else last_event_id
+        progress_sent: Progress | None = None  # resumed streams get the latest again
         try:
             while not watch.ended:
                 current = watch.latest
-                for event in derive_events(current):
-                    if event.index > sent:
-                        yield event.render(current.id)
-                        sent = event.index
+                progress = current.progress if current.progress != progress_sent else None
+                new = [e for e in derive_events(current) if e.index > sent]
+                for text in in_time_order(current, new, progress):
+                    yield text
+                sent = new[-1].index if new else sent
+                progress_sent = current.progress
                 if current.state.is_terminal:
                     return
                 watch.changed.clear()

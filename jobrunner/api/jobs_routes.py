@@ -32,6 +32,7 @@ from jobrunner.api.submit import submit_job
 from jobrunner.api.submit_graph import submit_graph
 from jobrunner.db.queries import Include, JobFilter, Page
 from jobrunner.models import TERMINAL_STATES, Job, JobState
+from jobrunner.search import MAX_ARGS_FILTER_BYTES, MAX_FILTER_TAGS, check_tags, parse_args_filter
 
 router = APIRouter(tags=["jobs"])
 
@@ -130,6 +131,26 @@ def _include(text: str | None, allowed: tuple[str, ...]) -> Include:
     return Include(args="args" in asked, result="result" in asked)
 
 
+TagParam = Annotated[
+    list[str] | None,
+    Query(
+        max_length=MAX_FILTER_TAGS, description="Jobs carrying this tag; repeat for all of several."
+    ),
+]
+ArgsParam = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_ARGS_FILTER_BYTES,
+        description='Jobs whose args contain this JSON object, e.g. `{"user_id": 42}`.',
+    ),
+]
+
+
+def search_filter(tags: list[str] | None, args: str | None) -> tuple[tuple[str, ...], Any]:
+    """The tags and args filter of a query string, checked (InvalidFilter: a 422)."""
+    return check_tags(tags), parse_args_filter(args)
+
+
 @router.get("/jobs", response_model_exclude_unset=True)
 async def list_jobs(
     me: PrincipalDep,
@@ -143,11 +164,13 @@ async def list_jobs(
     limit: Limit = 50,
     cursor: str | None = None,
     include: IncludeParam = None,
+    tag: TagParam = None,
+    args: ArgsParam = None,
 ) -> JobsPublic:
     """Your jobs (every job, for admins), newest first. Pages stay correct while jobs are
     added: pass `next_cursor` back as `cursor`. Items leave out args and result unless
     `include` names them; `GET /jobs/{id}` always has everything."""
-    where = JobFilter(state, task, queue, created_after, created_before)
+    where = JobFilter(state, task, queue, created_after, created_before, *search_filter(tag, args))
     parts = _include(include, ("args", "result"))
     jobs, cut = await client.list_jobs_page(
         conn=conn,

@@ -38,6 +38,7 @@ from jobrunner.errors import (
 )
 from jobrunner.graph import InvalidGraph
 from jobrunner.queues import GrantNotFound, QueueAccessDenied
+from jobrunner.search import InvalidFilter
 
 log = structlog.get_logger("jobrunner.api")
 
@@ -85,6 +86,7 @@ _STATUS: list[tuple[type[BaseException], int]] = [
     (UnknownTask, 422),
     (UnknownParent, 422),  # nothing written: the parents named are not the user's to name
     (InvalidGraph, 422),
+    (InvalidFilter, 422),
     (InvalidAccount, 422),
     (LoginFailed, 401),
     (DatabaseUnavailable, 503),

@@ -40,6 +40,7 @@ from jobrunner.models import (
     WorkerInfo,
 )
 from jobrunner.options import Backoff, JobOptions
+from jobrunner.search import MAX_TAGS, TAG, TAG_RULE
 
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 MAX_JSON_DEPTH = 32
@@ -89,6 +90,7 @@ Username = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{3,64}$", examples=["al
 Password = Annotated[str, Field(min_length=8, max_length=1024, examples=["correct horse battery"])]
 QueueName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
 CallbackUrl = Annotated[str, Field(max_length=2048), AfterValidator(_http_url)]
+Tag = Annotated[str, Field(pattern=TAG.pattern, examples=["customer:42"])]
 
 
 # ----- accounts -------------------------------------------------------------------------
@@ -219,6 +221,11 @@ class JobFields(BaseModel):
         Annotated[float, Field(gt=0, le=MAX_BACKOFF_SECONDS, strict=True)] | None
     ) = Field(default=None, description="The longest retry delay; with backoff_base_seconds.")
     callback_url: CallbackUrl | None = None
+    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None = Field(
+        default=None,
+        description=f"Labels to find the job by (GET /jobs?tag=, bulk actions): at most "
+        f"{MAX_TAGS}, each {TAG_RULE}.",
+    )
     on_parent_failure: Literal["cancel", "run"] | None = Field(
         default=None,
         description="With depends_on: when one of them fails for good or is cancelled, "
@@ -263,6 +270,7 @@ class JobFields(BaseModel):
             callback_url=self.callback_url,
             depends_on=depends_on,
             on_parent_failure=on_failure,
+            tags=self.tags,
         )
 
 

@@ -81,3 +81,27 @@ async def bench_baseline_claim(conn: Conn, *, limit: int, queue: str) -> list[UU
 
 async def bench_baseline_finish(conn: Conn, ids: list[UUID]) -> None:
     await conn.execute(QUERIES["bench_baseline_finish"], ids)
+
+
+BASELINE_CHANNEL = "jobrunner_bench_baseline"  # bench_baseline_enqueue's pg_notify channel
+
+
+async def bench_baseline_insert(conn: Conn, *, queue: str, task: str, args_json: str) -> UUID:
+    job_id: UUID = await conn.fetchval(QUERIES["bench_baseline_insert"], queue, task, args_json)
+    return job_id
+
+
+async def bench_baseline_insert_many(
+    conn: Conn, *, queue: str, task: str, args_json: list[str]
+) -> list[UUID]:
+    rows = await conn.fetch(QUERIES["bench_baseline_insert_many"], queue, task, args_json)
+    return [r["id"] for r in rows]
+
+
+async def bench_baseline_enqueue(conn: Conn, *, queue: str, task: str) -> UUID:
+    job_id: UUID = await conn.fetchval(QUERIES["bench_baseline_enqueue"], queue, task)
+    return job_id
+
+
+async def bench_baseline_finish_started(conn: Conn, ids: list[UUID], started: list[float]) -> None:
+    await conn.execute(QUERIES["bench_baseline_finish_started"], ids, started)

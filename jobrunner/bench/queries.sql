@@ -93,3 +93,31 @@ RETURNING id;
 -- name: bench_baseline_finish
 UPDATE jobrunner.jobs SET state = 'succeeded', finished_at = now(), result = 'null'
 WHERE id = ANY($1::uuid[]);
+
+-- ===== Hand-written enqueue baselines (jobrunner.bench.enqueue, jobrunner.bench.e2e) =====
+-- What application code writing its own PostgreSQL queue with asyncpg would send: only the
+-- columns it must give, the table's defaults for the rest, and no more than it reads back.
+
+-- name: bench_baseline_insert
+-- One job, its own transaction: the one-at-a-time baseline.
+INSERT INTO jobrunner.jobs (queue, task, args) VALUES ($1, $2, $3::text::jsonb) RETURNING id;
+
+-- name: bench_baseline_insert_many
+-- One job per element of $3 (JSON texts), one statement: the chunked baseline.
+INSERT INTO jobrunner.jobs (queue, task, args)
+SELECT $1, $2, args::jsonb FROM unnest($3::text[]) AS args
+RETURNING id;
+
+-- name: bench_baseline_enqueue
+-- One job and its doorbell in one statement: the hand-written LISTEN/NOTIFY queue's enqueue.
+WITH job AS (
+    INSERT INTO jobrunner.jobs (queue, task, args) VALUES ($1, $2, '{}') RETURNING id
+)
+SELECT job.id FROM job, pg_notify('jobrunner_bench_baseline', $1);
+
+-- name: bench_baseline_finish_started
+-- The hand-written consumer's jobs done, each with the wall clock its handler started at.
+UPDATE jobrunner.jobs AS j
+SET state = 'succeeded', finished_at = now(), result = to_jsonb(done.started)
+FROM unnest($1::uuid[], $2::float8[]) AS done(id, started)
+WHERE j.id = done.id;

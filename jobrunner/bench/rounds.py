@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -32,7 +32,7 @@ BACKLOG_QUEUE = "bench_backlog"
 CPU_CHECK_STEPS = 10_000_000
 GROUPS = (
     "enqueue", "process", "latency", "backlog", "memory", "fairness", "controls", "graph",
-    "http",
+    "http", "e2e", "start",
 )  # fmt: skip
 
 
@@ -60,6 +60,8 @@ class Options:
     small_jobs: int = 100
     rate_seconds: float = 60.0
     graph_jobs: int = 10_000
+    e2e_jobs: int = 200
+    e2e_every: float = 0.02
     groups: tuple[str, ...] = GROUPS
 
 
@@ -78,6 +80,7 @@ QUICK = Options(
     small_jobs=20,
     rate_seconds=3.0,
     graph_jobs=1_000,
+    e2e_jobs=25,
 )
 
 
@@ -273,10 +276,6 @@ async def enqueue_round(pool: Pool, opts: Options) -> float:
     return per_caller * opts.enqueue_callers / (time.perf_counter() - started)
 
 
-async def enqueue_one_caller_round(pool: Pool, opts: Options) -> float:
-    return await enqueue_round(pool, replace(opts, enqueue_callers=1, enqueue=opts.enqueue // 2))
-
-
 async def enqueue_many_round(pool: Pool, opts: Options) -> float:
     args: list[dict[str, Any]] = [{} for _ in range(opts.batch)]
     calls = max(1, opts.enqueue_many // opts.batch)
@@ -300,7 +299,14 @@ async def fill_owners(conn: Conn, count: int, owners: int, chunk: int = 5_000) -
 
 
 async def process_round(
-    dsn: str, conn: Conn, opts: Options, *, processes: int, concurrency: int, owners: int = 1
+    dsn: str,
+    conn: Conn,
+    opts: Options,
+    *,
+    processes: int,
+    concurrency: int,
+    owners: int = 1,
+    task: str = "noop",
 ) -> tuple[float, float]:
     """Fill the queue with no-op jobs (of one fairness key, or `owners`), ring once, time
     them to the last finish.
@@ -312,7 +318,7 @@ async def process_round(
         await workers.ready(conn)
         async with conn.transaction():
             if owners == 1:
-                await fill(conn, opts.jobs, JobOptions(queue=QUEUE))
+                await fill(conn, opts.jobs, JobOptions(queue=QUEUE), task=task)
             else:
                 await fill_owners(conn, opts.jobs, owners)
             await queries.doorbell_ring(conn, [QUEUE])

@@ -24,6 +24,8 @@ from typing import Any
 
 from jobrunner.bench import queries as bench_queries
 from jobrunner.bench.controls import controls_figures, controls_round
+from jobrunner.bench.e2e import e2e_figures, e2e_round, start_figures, start_round
+from jobrunner.bench.enqueue import chunk_figures, chunk_round, one_caller_figures, one_caller_round
 from jobrunner.bench.fairness import fairness_figures, fairness_round
 from jobrunner.bench.graph import graph_figures, graph_round
 from jobrunner.bench.rounds import (
@@ -35,7 +37,6 @@ from jobrunner.bench.rounds import (
     Figure,
     Options,
     enqueue_many_round,
-    enqueue_one_caller_round,
     enqueue_round,
     fill,
     percentile,
@@ -43,6 +44,7 @@ from jobrunner.bench.rounds import (
     process_round,
     scratch_database,
 )
+from jobrunner.bench.tasks import PROGRESS, PROGRESS_REPORTS
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, Pool, connect, create_pool
 from jobrunner.options import JobOptions
@@ -73,14 +75,12 @@ class Bench:
             [Figure(f"enqueue, one per call ({o.enqueue_callers} callers)", "jobs/s", 3000)],
             lambda: _one(enqueue_round(self.pool, o)),
         )
-        await self.measure(
-            [Figure("enqueue, one per call (1 caller)", "jobs/s")],
-            lambda: _one(enqueue_one_caller_round(self.pool, o)),
-        )
+        await self.measure(one_caller_figures(), lambda: one_caller_round(self.pool, o))
         await self.measure(
             [Figure(f"enqueue_many ({o.batch} per call)", "jobs/s", 100_000)],
             lambda: _one(enqueue_many_round(self.pool, o)),
         )
+        await self.measure(chunk_figures(), lambda: chunk_round(self.pool, o))
 
     async def process(self) -> None:
         o = self.opts
@@ -91,6 +91,18 @@ class Bench:
         await self.measure(
             [Figure(f"process, {o.processes} workers x {o.concurrency}", "jobs/s")],
             lambda: self._process(processes=o.processes, concurrency=o.concurrency),
+        )
+        # Handlers that report progress (jobrunner.progress): the cost of the reports and
+        # of writing them, against the first figure.
+        await self.measure(
+            [
+                Figure(
+                    f"process with progress, 1 worker x {o.concurrency} "
+                    f"({PROGRESS_REPORTS} reports a job)",
+                    "jobs/s",
+                )
+            ],
+            lambda: self._process(processes=1, concurrency=o.concurrency, task=PROGRESS),
         )
 
     async def memory(self) -> None:
@@ -103,11 +115,11 @@ class Bench:
         )
 
     async def _process(
-        self, *, processes: int, concurrency: int, with_rss: bool = False
+        self, *, processes: int, concurrency: int, with_rss: bool = False, task: str = "noop"
     ) -> list[float]:
         await bench_queries.bench_jobs_truncate(self.conn)
         rate, rss = await process_round(
-            self.dsn, self.conn, self.opts, processes=processes, concurrency=concurrency
+            self.dsn, self.conn, self.opts, processes=processes, concurrency=concurrency, task=task
         )
         return [rate, rss] if with_rss else [rate]
 
@@ -166,6 +178,12 @@ class Bench:
 
     async def graph(self) -> None:
         await self.measure(graph_figures(self.opts), lambda: graph_round(self))
+
+    async def e2e(self) -> None:
+        await self.measure(e2e_figures(self.opts), lambda: e2e_round(self))
+
+    async def start(self) -> None:
+        await self.measure(start_figures(), lambda: start_round(self))
 
     async def http(self) -> None:
         if importlib.util.find_spec("jobrunner.api.app") is None:
@@ -320,4 +338,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--small-jobs", type=int, help="the small owner's jobs (fairness)")
     p.add_argument("--rate-seconds", type=float, help="how long the start-rate figure runs (60)")
     p.add_argument("--graph-jobs", type=int, help="jobs in the fan-out/fan-in graph (graph)")
+    p.add_argument("--e2e-jobs", type=int, help="jobs per end-to-end latency round (e2e)")
+    p.add_argument("--e2e-every", type=float, help="seconds between them (e2e, default 0.02)")
     p.set_defaults(func=cmd_bench)

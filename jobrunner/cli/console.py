@@ -19,6 +19,7 @@ from uuid import UUID
 
 from jobrunner.job_public import job_payload
 from jobrunner.models import Job
+from jobrunner.progress import Progress
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
@@ -60,6 +61,7 @@ def job_details(job: Job) -> str:
         f"queue         {job.queue}   priority {job.priority}",
         f"state         {job.state}",
         f"attempt       {job.attempt} of {job.max_attempts}",
+        *([f"progress      {progress_text(job.progress)}"] if job.progress else []),
         f"args          {to_json(job.user_args, indent=None)}",
         f"created       {_when(job.created_at)}",
         f"run at        {_when(job.run_at)}",
@@ -87,6 +89,13 @@ def job_details(job: Job) -> str:
         if traceback:
             lines.append("    " + str(traceback).rstrip().replace("\n", "\n    "))
     return "\n".join(lines)
+
+
+def progress_text(progress: Progress) -> str:
+    """`42%  resized 42 of 100  {"last": "a.png"}  (at 12:00:01)`"""
+    words = f"  {progress.message}" if progress.message else ""
+    data = f"  {to_json(progress.data, indent=None)}" if progress.data else ""
+    return f"{progress.percent}%{words}{data}  (at {_when(progress.at)})"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -67,7 +67,10 @@ async def _follow(job: Job, timeout: float | None) -> Job:
             elapsed = time.monotonic() - started
             if timeout is not None and elapsed > timeout:
                 raise TimeoutError(f"job {job.id} is still {job.state} after {timeout:g}s")
-            status.show(f"{job.state}  attempt {job.attempt}/{job.max_attempts}  {elapsed:.1f}s")
+            at = f"  {job.progress.percent}%" if job.progress else ""
+            status.show(
+                f"{job.state}  attempt {job.attempt}/{job.max_attempts}{at}  {elapsed:.1f}s"
+            )
             await asyncio.sleep(interval)
             interval = min(interval * 1.5, 0.5)
             job = await client.get_job(job.id)

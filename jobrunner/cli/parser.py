@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 import pydantic
 
 from jobrunner.cli.admin import cmd_doctor, cmd_users
+from jobrunner.cli.bulk import add_bulk_parser
 from jobrunner.cli.common import err, settings_from
 from jobrunner.cli.jobs import cmd_enqueue, cmd_jobs, json_object
 from jobrunner.cli.queues import cmd_queues, limit, rate
@@ -148,6 +149,7 @@ def _add_jobs(sub: Subparsers[argparse.ArgumentParser]) -> None:
         action = jobs.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         action.add_argument("id", metavar="ID", help="the job's id")
         action.add_argument("--json", action="store_true", help="print the job as JSON")
+    add_bulk_parser(jobs)  # jobs bulk cancel|retry|delete (issue 16)
     p.set_defaults(func=cmd_jobs)
 
 

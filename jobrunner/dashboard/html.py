@@ -26,6 +26,7 @@ from jobrunner.models import (
     WebhookDelivery,
     WorkerInfo,
 )
+from jobrunner.progress import Progress
 
 STATES = [s.value for s in JobState]
 
@@ -385,6 +386,9 @@ def job_page(
         fields.append(("webhook", webhook(delivery)))
     if job.has_parents:
         fields.append(("waits for", waits_for(job)))
+    if job.progress is not None:
+        after_attempt = [name for name, _ in fields].index("attempt") + 1
+        fields.insert(after_attempt, ("progress", progress(job.progress)))
     detail = "".join(f"<tr><th>{h(k)}</th><td>{v}</td></tr>" for k, v in fields)
     buttons = ""
     if not job.state.is_terminal:
@@ -397,6 +401,18 @@ def job_page(
         + section("Job", f"<table>{detail}</table><p>{buttons}</p>", attrs='id="job"')
         + graph(links or JobLinks())
         + section("Attempts", attempts(job), attrs='id="attempts"')
+    )
+
+
+def progress(reported: Progress) -> str:
+    """A bar, the percentage and the handler's words (the page refreshes every two seconds;
+    the progress it shows is at most about a second older)."""
+    words = f" {h(reported.message)}" if reported.message else ""
+    data = f" <code>{h(short_json(reported.data))}</code>" if reported.data else ""
+    return (
+        f'<progress max="100" value="{reported.percent}">{reported.percent}%</progress> '
+        f'<span class="progress-percent">{reported.percent}%</span>{words}{data}'
+        f' <span class="hint">{when(reported.at)}</span>'
     )
 
 

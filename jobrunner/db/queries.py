@@ -37,8 +37,11 @@ from jobrunner.models import (
     WebhookDelivery,
     WorkerInfo,
 )
+from jobrunner.progress import Progress, ProgressReport, progress_of
 
 if TYPE_CHECKING:
+    from asyncpg.prepared_stmt import PreparedStatement
+
     from jobrunner.job_rows import JobRows
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
@@ -113,6 +116,7 @@ async def job_insert(conn: Conn, rows: JobRows, *, ring: bool = True) -> Job | N
         ring,
         rows.fairness_key,
         bool(rows.parents),
+        list(rows.tags),
         _trace_json(rows),
     )
     return Job.from_record(row) if row is not None else None
@@ -137,6 +141,7 @@ async def job_insert_each(conn: Conn, batch: Sequence[JobRows], *, ring: bool) -
         ring,
         [r.fairness_key for r in batch],
         [bool(r.parents) for r in batch],
+        [dump_json(list(r.tags)) if r.tags else None for r in batch],
         [_trace_json(r) for r in batch],
     )
     return [Job.from_record(row) for row in rows]
@@ -191,7 +196,7 @@ _JOB_COPY = CopyTarget.parse(QUERIES["job_copy"])
 # would fill the wrong ones (queue and task are both text), so it is refused at import.
 _JOB_COPY_ROW = (
     "id", "queue", "task", "args", "priority", "state", "max_attempts", "run_at", "timeout",
-    "owner", "backoff_base", "backoff_cap", "fairness_key", "trace_context",
+    "owner", "backoff_base", "backoff_cap", "fairness_key", "tags", "trace_context",
 )  # fmt: skip
 if _JOB_COPY.columns != _JOB_COPY_ROW:
     raise RuntimeError(f"job_copy's columns {_JOB_COPY.columns} are not {_JOB_COPY_ROW}")
@@ -215,7 +220,7 @@ async def job_insert_many(conn: Conn, jobs: JobRows) -> list[UUID]:
         )
         assert start is not None
         ids = time_ordered_ids(start["id_ms"], len(jobs.args))
-        state, run_at = start["state"], start["run_at"]
+        state, run_at, tags = start["state"], start["run_at"], list(jobs.tags)
         await conn.copy_records_to_table(
             _JOB_COPY.table,
             schema_name=_JOB_COPY.schema,
@@ -223,7 +228,7 @@ async def job_insert_many(conn: Conn, jobs: JobRows) -> list[UUID]:
             records=[
                 (job_id, jobs.queue, jobs.task, args, jobs.priority, state, jobs.max_attempts,
                  run_at, jobs.timeout, jobs.owner, jobs.backoff_base, jobs.backoff_cap,
-                 jobs.fairness_key, jobs.trace_context)
+                 jobs.fairness_key, tags, jobs.trace_context)
                 for job_id, args in zip(ids, jobs.args, strict=True)
             ],
         )  # fmt: skip
@@ -613,6 +618,16 @@ class JobFilter:
     queue: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    tags: tuple[str, ...] = ()  # the jobs carry every one of these (jobrunner.search)
+    args: dict[str, Any] | None = None  # the jobs' args contain this object
+
+    @property
+    def searches(self) -> bool:
+        """Whether it filters by tags or args, which GIN indexes answer when rare."""
+        return bool(self.tags) or self.args is not None
+
+    def search_params(self) -> list[Any]:
+        return [list(self.tags) or None, self.args]
 
 
 async def user_insert(
@@ -813,16 +828,25 @@ CURSOR_PREFETCH = 16  # rows asyncpg holds at once while a byte-capped page is r
 
 
 async def _fetch_page(
-    conn: Conn, sql: LiteralString, params: list[Any], page: Page
+    conn: Conn, sql: LiteralString, params: list[Any], page: Page, *, fresh: bool = False
 ) -> tuple[list[Any], bool]:
     """The rows of `sql`, and whether the byte cap cut the page short. Under a cap the rows
-    come through a cursor a few at a time, so the rows past the cap are never read."""
+    come through a cursor a few at a time, so the rows past the cap are never read. `fresh`:
+    planned for these values (see fresh_statement)."""
+    statement = await fresh_statement(conn, sql) if fresh else None
     if page.max_bytes is None or not (page.include.args or page.include.result):
+        if statement is not None:
+            return list(await statement.fetch(*params)), False
         return list(await conn.fetch(sql, *params)), False
     kept: list[Any] = []
     size = 0
     async with conn.transaction():
-        async for row in conn.cursor(sql, *params, prefetch=CURSOR_PREFETCH):
+        rows = (
+            statement.cursor(*params, prefetch=CURSOR_PREFETCH)
+            if statement is not None
+            else conn.cursor(sql, *params, prefetch=CURSOR_PREFETCH)
+        )
+        async for row in rows:
             size += row["payload_bytes"]
             if kept and size > page.max_bytes:
                 return kept, True
@@ -846,11 +870,22 @@ async def job_list(
         page.include.args,
         page.include.result,
     ]
+    search, fresh = where.search_params(), where.searches
     if owner is None:
-        rows, cut = await _fetch_page(conn, QUERIES["job_list_all"], params, page)
+        sql, params = QUERIES["job_list_all"], [*params, *search]
     else:
-        rows, cut = await _fetch_page(conn, QUERIES["job_list_owned"], [*params, owner], page)
+        sql, params = QUERIES["job_list_owned"], [*params, owner, *search]
+    rows, cut = await _fetch_page(conn, sql, params, page, fresh=fresh)
     return [Job.from_record(r) for r in rows], cut
+
+
+async def fresh_statement(conn: Conn, sql: LiteralString) -> PreparedStatement:
+    """`sql` prepared anew, so it is planned for the values it runs with. PostgreSQL plans a
+    prepared statement's first five runs for their values and may then settle on a generic
+    plan; a search's best plan depends on its values (a rare tag reads jobs_tags_idx, a
+    common one walks the primary key), and a generic plan cannot use a GIN index behind
+    `($n IS NULL OR ...)` at all. Costs the parse a cached statement saves (~0.1 ms)."""
+    return await conn.prepare(sql)
 
 
 async def history_list(
@@ -1020,3 +1055,98 @@ async def queue_access_get(conn: Conn | Pool, *, username: str, queue: str) -> U
     if row is None:
         return None
     return UserAccess(admin=row["admin"], max_priority=row["max_priority"], open=row["open"])
+
+
+# ----- bulk actions (jobrunner.bulk) ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BulkScope:
+    """Which jobs a bulk statement reads: `where` among those `user` may touch (every user's
+    for `admin`), in `states` (the action's, met with the filter's own state)."""
+
+    user: str | None
+    admin: bool
+    states: Sequence[JobState]
+    where: JobFilter
+
+    def params(self) -> list[Any]:
+        w = self.where
+        return [
+            self.user, self.admin, [s.value for s in self.states], w.task, w.queue,
+            w.created_after, w.created_before, *w.search_params(),
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class BulkBatch:
+    """What one batch did: the jobs it changed, the id the next batch starts after, and how
+    many jobs it read (fewer than asked: it was the last)."""
+
+    changed: list[Settled]
+    last_id: UUID | None
+    scanned: int
+
+
+BULK_STATEMENTS: dict[str, LiteralString] = {
+    "cancel": QUERIES["job_bulk_cancel"],
+    "retry": QUERIES["job_bulk_retry"],
+    "delete": QUERIES["job_bulk_delete"],
+}
+
+
+async def job_bulk_count(conn: Conn, scope: BulkScope) -> int:
+    statement = await fresh_statement(conn, QUERIES["job_bulk_count"])
+    count: int = await statement.fetchval(*scope.params())
+    return count
+
+
+async def job_bulk_act(
+    conn: Conn, action: str, scope: BulkScope, *, after: UUID | None, limit: int
+) -> BulkBatch:
+    """One batch of a bulk action (`action` one of BULK_STATEMENTS), in its own statement."""
+    statement = await fresh_statement(conn, BULK_STATEMENTS[action])
+    rows = await statement.fetch(*scope.params(), after, limit)
+    changed = [
+        Settled(r["id"], JobState(r["state"]), r["has_children"])
+        for r in rows
+        if r["id"] is not None
+    ]
+    return BulkBatch(changed, rows[0]["last_id"], rows[0]["scanned"])
+
+
+async def bulk_action_insert(
+    conn: Conn, *, actor: str, action: str, dry_run: bool, filter: dict[str, Any], jobs: int,
+    complete: bool,
+) -> tuple[int, datetime]:  # fmt: skip
+    row = await conn.fetchrow(
+        QUERIES["bulk_action_insert"], actor, action, dry_run, dump_json(filter), jobs, complete
+    )
+    assert row is not None
+    return row["id"], row["at"]
+
+
+# ----- progress -------------------------------------------------------------------------
+
+
+async def progress_write_many(
+    conn: Conn, reports: Sequence[ProgressReport], *, worker_id: str
+) -> dict[UUID, bool]:
+    """Write each attempt's latest progress: job id -> True if written, False if skipped
+    (locked) but still held; the rest were fenced off (no longer that attempt's)."""
+    rows = await conn.fetch(
+        QUERIES["progress_write_many"],
+        [r.job_id for r in reports],
+        [r.attempt for r in reports],
+        [r.fraction for r in reports],
+        [r.message for r in reports],
+        [r.data_json for r in reports],
+        worker_id,
+    )
+    return {r["id"]: r["written"] for r in rows}
+
+
+async def progress_read_many(conn: Conn, ids: Sequence[UUID]) -> dict[UUID, Progress]:
+    """The progress of those of `ids` that ever reported."""
+    rows = await conn.fetch(QUERIES["progress_read_many"], list(ids))
+    return {r["id"]: progress for r in rows if (progress := progress_of(r)) is not None}

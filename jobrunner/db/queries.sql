@@ -9,18 +9,18 @@
 -- the same transaction. It runs at $5 (run_at), or $11 seconds from now (delay), or now;
 -- always in the database's time. A live job with the same (task, dedup_key) makes this return
 -- no row. $3 arrives as JSON text, so any asyncpg connection can send it. With $16 it waits
--- for parents (job_dependencies_add, same transaction, decides when it runs). $17: the trace
--- it was made in (JSON text, or NULL; jobrunner.tracing).
+-- for parents (job_dependencies_add, same transaction, decides when it runs). $17: its tags.
+-- $18: the trace it was made in (JSON text, or NULL; jobrunner.tracing).
 WITH timing AS (
     SELECT jobrunner.start_time($5::timestamptz, $11::float8) AS run_at
 ), inserted AS (
     INSERT INTO jobrunner.jobs AS j
         (queue, task, args, priority, state, max_attempts, run_at, timeout, dedup_key, owner,
-         callback_url, backoff_base, backoff_cap, fairness_key, trace_context)
+         callback_url, backoff_base, backoff_cap, fairness_key, tags, trace_context)
     SELECT $1, $2, $3::text::jsonb, $4,
            CASE WHEN $16::bool THEN 'waiting' WHEN timing.run_at > now() THEN 'scheduled'
                 ELSE 'queued' END::jobrunner.job_state,
-           $6, timing.run_at, $7, $8, $9, $10, $12, $13, $15, $17::text::jsonb
+           $6, timing.run_at, $7, $8, $9, $10, $12, $13, $15, $17::text[], $18::text::jsonb
     FROM timing
     ON CONFLICT (task, dedup_key)
         WHERE dedup_key IS NOT NULL AND state NOT IN ('succeeded', 'failed', 'cancelled')
@@ -37,28 +37,30 @@ LEFT JOIN LATERAL (
 -- Insert one job per element of the arrays (jobrunner.job_rows.insert_each: the API's
 -- batched submissions, webhook deliveries, a graph's jobs), in their order, and when $13 ring
 -- the queues of those ready in the same transaction. Start times as job_insert; no dedup keys;
--- those $15 marks wait for parents (as job_insert's $16); $16, their traces (as job_insert's
--- $17). Each row comes back with `n`, its element's place in the arrays (from 1).
+-- those $15 marks wait for parents (as job_insert's $16). Each row comes back with `n`, its
+-- element's place in the arrays (from 1). $16: each job's tags as a JSON array (NULL: none),
+-- since an array of arrays must be rectangular. $17: their traces (as job_insert's $18).
 WITH given AS MATERIALIZED (
     SELECT jobrunner.uuid_v7() AS id, rows.*,
            jobrunner.start_time(rows.run_at, rows.delay_seconds) AS starts_at
     FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::timestamptz[],
                 $7::float8[], $8::interval[], $9::text[], $10::text[], $11::interval[],
-                $12::interval[], $14::text[], $15::bool[], $16::text[])
+                $12::interval[], $14::text[], $15::bool[], $16::text[], $17::text[])
          WITH ORDINALITY
          AS rows(queue, task, args, priority, max_attempts, run_at, delay_seconds, timeout,
-                 owner, callback_url, backoff_base, backoff_cap, fairness_key, waits,
+                 owner, callback_url, backoff_base, backoff_cap, fairness_key, waits, tag_list,
                  trace_context, n)
     ORDER BY n
 ), inserted AS (
     INSERT INTO jobrunner.jobs AS j
         (id, queue, task, args, priority, state, max_attempts, run_at, timeout, owner,
-         callback_url, backoff_base, backoff_cap, fairness_key, trace_context)
+         callback_url, backoff_base, backoff_cap, fairness_key, tags, trace_context)
     SELECT id, queue, task, args::jsonb, priority,
            CASE WHEN waits THEN 'waiting' WHEN starts_at > now() THEN 'scheduled'
                 ELSE 'queued' END::jobrunner.job_state,
            max_attempts, starts_at, timeout, owner, callback_url, backoff_base, backoff_cap,
-           fairness_key, trace_context::jsonb
+           fairness_key, ARRAY(SELECT jsonb_array_elements_text(tag_list::jsonb)),
+           trace_context::jsonb
     FROM given
     RETURNING j.*
 )
@@ -99,7 +101,7 @@ FROM timing;
 -- default is called per row and PostgreSQL writes them a page at a time. asyncpg's
 -- copy_records_to_table sends it, rebuilt from the table and columns read here.
 COPY jobrunner.jobs (id, queue, task, args, priority, state, max_attempts, run_at, timeout, owner,
-                    backoff_base, backoff_cap, fairness_key, trace_context)
+                    backoff_base, backoff_cap, fairness_key, tags, trace_context)
 FROM STDIN (FORMAT binary);
 
 -- name: job_claim
@@ -261,7 +263,9 @@ WITH RECURSIVE wanted AS (
         attempt = j.attempt + 1,
         worker_id = $2,
         started_at = statement_timestamp(),
-        lease_expires_at = statement_timestamp() + make_interval(secs => $4::float8)
+        lease_expires_at = statement_timestamp() + make_interval(secs => $4::float8),
+        -- A new attempt starts with no progress (jobrunner.progress).
+        progress = NULL, progress_message = NULL, progress_data = NULL, progress_at = NULL
     WHERE j.id = ANY(ARRAY(SELECT id FROM chosen))
     RETURNING j.id, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.timeout, j.priority,
               j.fairness_key, j.trace_context
@@ -592,7 +596,10 @@ SELECT count(*) FROM (
 ) AS unfinished;
 
 -- name: job_list_all
--- Newest first from before cursor $1 (an id; ids are time-ordered), optionally filtered.
+-- Newest first from before cursor $1 (an id; ids are time-ordered), optionally filtered,
+-- by tags ($10: the job carries all of them) and args containment ($11) too. A search by
+-- those is planned for its own values (queries.job_list), so it reads jobs_tags_idx or
+-- jobs_args_idx when they are rare, and walks the primary key when they are common.
 -- args only when $8 and result only when $9: a column not output is never read from its
 -- TOAST, so a page of jobs with megabytes of args each costs no more than any other.
 -- payload_bytes (the JSON text of what was included) lets the caller cap a page's size.
@@ -600,7 +607,7 @@ SELECT id, queue, task, CASE WHEN $8::bool THEN args END AS args, priority, stat
        max_attempts, run_at, created_at, started_at, finished_at, worker_id, lease_expires_at,
        timeout, cancel_requested_at, CASE WHEN $9::bool THEN result END AS result, errors,
        dedup_key, owner, callback_url, backoff_base, backoff_cap, pending_parents,
-       on_parent_failure, child_added_at,
+       on_parent_failure, child_added_at, tags,
        CASE WHEN $8::bool THEN octet_length(args::text) ELSE 0 END
        + CASE WHEN $9::bool THEN coalesce(octet_length(result::text), 0) ELSE 0 END
            AS payload_bytes
@@ -611,16 +618,19 @@ WHERE id < coalesce($1::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
   AND ($4::text IS NULL OR queue = $4)
   AND ($5::timestamptz IS NULL OR created_at >= $5)
   AND ($6::timestamptz IS NULL OR created_at < $6)
+  AND ($10::text[] IS NULL OR tags @> $10)
+  AND ($11::jsonb IS NULL OR args @> $11)
 ORDER BY id DESC
 LIMIT $7;
 
 -- name: job_list_owned
--- Like job_list_all, only user $10's jobs (jobs_owner_idx, read backwards).
+-- Like job_list_all, only user $10's jobs (jobs_owner_idx, read backwards); tags $11 and
+-- args $12 as job_list_all's $10 and $11.
 SELECT id, queue, task, CASE WHEN $8::bool THEN args END AS args, priority, state, attempt,
        max_attempts, run_at, created_at, started_at, finished_at, worker_id, lease_expires_at,
        timeout, cancel_requested_at, CASE WHEN $9::bool THEN result END AS result, errors,
        dedup_key, owner, callback_url, backoff_base, backoff_cap, pending_parents,
-       on_parent_failure, child_added_at,
+       on_parent_failure, child_added_at, tags,
        CASE WHEN $8::bool THEN octet_length(args::text) ELSE 0 END
        + CASE WHEN $9::bool THEN coalesce(octet_length(result::text), 0) ELSE 0 END
            AS payload_bytes
@@ -632,6 +642,8 @@ WHERE owner = $10
   AND ($4::text IS NULL OR queue = $4)
   AND ($5::timestamptz IS NULL OR created_at >= $5)
   AND ($6::timestamptz IS NULL OR created_at < $6)
+  AND ($11::text[] IS NULL OR tags @> $11)
+  AND ($12::jsonb IS NULL OR args @> $12)
 ORDER BY id DESC
 LIMIT $7;
 
@@ -644,7 +656,7 @@ SELECT * FROM jobrunner.jobs WHERE id = ANY($1::uuid[]);
 -- changes state. An error entry is only ever added as a job leaves `running`, so a job
 -- whose motion is unchanged has no new entry, and job_progress_many (which reads the
 -- errors column, however many attempts and tracebacks it holds) runs for the moved only.
-SELECT id, state, attempt, started_at, finished_at
+SELECT id, state, attempt, started_at, finished_at, progress_at
 FROM jobrunner.jobs
 WHERE id = ANY($1::uuid[]);
 
@@ -655,6 +667,7 @@ WHERE id = ANY($1::uuid[]);
 -- traceback). A poll's cost per job is bounded whatever the job carries.
 SELECT j.id, j.state, j.attempt, j.run_at, j.created_at, j.started_at, j.finished_at,
        j.pending_parents IS NOT NULL AS has_parents,
+       j.progress, j.progress_message, j.progress_data, j.progress_at,
        coalesce((
            SELECT jsonb_agg(jsonb_build_object(
                       'attempt', e -> 'attempt', 'outcome', e -> 'outcome',
@@ -773,6 +786,148 @@ SELECT waiting.queue,
 FROM waiting
 WHERE waiting.queue IS NOT NULL AND waiting.queue <> ALL($3::text[])
 ORDER BY waiting.queue;
+
+-- ===== Bulk actions: cancel, retry, delete by filter (jobrunner.bulk) =====
+-- Every statement here takes the same filter: user $1 (admins, $2, act on every user's jobs),
+-- states $3 (those the action applies to, met with the caller's state filter), task $4, queue
+-- $5, created from $6 and before $7, tags $8 (all of them), args containing $9. A batch also
+-- takes the id it starts after ($10: keyset, oldest first) and its size ($11), and answers
+-- one row per job it changed plus last_id (the cursor for the next batch) and scanned; a
+-- batch that changed nothing answers one row with a NULL id. Each is run planned for its own
+-- values (queries.fresh_statement), so a rare tag or args value reads its GIN index and a
+-- user's jobs are walked along jobs_owner_idx. Each write is fenced as its single-job
+-- statement is: the state (and owner) test is made again on the row as it is when written.
+
+-- name: job_bulk_count
+-- How many jobs the filter matches (a dry run's answer).
+SELECT count(*) FROM jobrunner.jobs
+WHERE ($2::bool OR owner = $1)
+  AND state = ANY($3::jobrunner.job_state[])
+  AND ($4::text IS NULL OR task = $4)
+  AND ($5::text IS NULL OR queue = $5)
+  AND ($6::timestamptz IS NULL OR created_at >= $6)
+  AND ($7::timestamptz IS NULL OR created_at < $7)
+  AND ($8::text[] IS NULL OR tags @> $8)
+  AND ($9::jsonb IS NULL OR args @> $9);
+
+-- name: job_bulk_cancel
+-- Cancel a batch as job_cancel does each job: at once unless running; a running one is asked
+-- to stop (cancel channel and heartbeat). Those cancelled at once with children are settled
+-- by the caller, same transaction.
+WITH batch AS MATERIALIZED (
+    SELECT id, child_added_at FROM jobrunner.jobs
+    WHERE ($2::bool OR owner = $1)
+      AND state = ANY($3::jobrunner.job_state[])
+      AND ($4::text IS NULL OR task = $4)
+      AND ($5::text IS NULL OR queue = $5)
+      AND ($6::timestamptz IS NULL OR created_at >= $6)
+      AND ($7::timestamptz IS NULL OR created_at < $7)
+      AND ($8::text[] IS NULL OR tags @> $8)
+      AND ($9::jsonb IS NULL OR args @> $9)
+      AND id > coalesce($10::uuid, '00000000-0000-0000-0000-000000000000')
+    ORDER BY id
+    LIMIT $11
+), scanned AS (  -- no max(uuid) before PostgreSQL 18
+    SELECT (SELECT id FROM batch ORDER BY id DESC LIMIT 1) AS last_id,
+           (SELECT count(*) FROM batch) AS scanned
+), cancelled AS (
+    UPDATE jobrunner.jobs AS j
+    SET state = CASE WHEN j.state = 'running' THEN 'running' ELSE 'cancelled' END::jobrunner.job_state,
+        finished_at = CASE WHEN j.state = 'running' THEN NULL ELSE now() END,
+        cancel_requested_at = now()
+    WHERE j.id = ANY(ARRAY(SELECT id FROM batch)) AND ($2::bool OR j.owner = $1)
+      AND j.state NOT IN ('succeeded', 'failed', 'cancelled')
+    RETURNING j.id, j.state, j.child_added_at IS NOT NULL AS has_children
+)
+SELECT cancelled.id, cancelled.state, cancelled.has_children, scanned.last_id, scanned.scanned
+FROM scanned
+LEFT JOIN cancelled ON true
+LEFT JOIN LATERAL (
+    SELECT pg_notify('jobrunner_cancel', cancelled.id::text) WHERE cancelled.state = 'running'
+) AS bell ON true;
+
+-- name: job_bulk_retry
+-- Put a batch of failed or cancelled jobs back in their queues as job_retry does each, and
+-- ring each queue once.
+WITH batch AS MATERIALIZED (
+    SELECT id, child_added_at FROM jobrunner.jobs
+    WHERE ($2::bool OR owner = $1)
+      AND state = ANY($3::jobrunner.job_state[])
+      AND ($4::text IS NULL OR task = $4)
+      AND ($5::text IS NULL OR queue = $5)
+      AND ($6::timestamptz IS NULL OR created_at >= $6)
+      AND ($7::timestamptz IS NULL OR created_at < $7)
+      AND ($8::text[] IS NULL OR tags @> $8)
+      AND ($9::jsonb IS NULL OR args @> $9)
+      AND id > coalesce($10::uuid, '00000000-0000-0000-0000-000000000000')
+    ORDER BY id
+    LIMIT $11
+), scanned AS (  -- no max(uuid) before PostgreSQL 18
+    SELECT (SELECT id FROM batch ORDER BY id DESC LIMIT 1) AS last_id,
+           (SELECT count(*) FROM batch) AS scanned
+), retried AS (
+    UPDATE jobrunner.jobs AS j
+    SET state = 'queued', run_at = now(), finished_at = NULL, result = NULL,
+        cancel_requested_at = NULL, max_attempts = greatest(j.max_attempts, j.attempt + 1)
+    WHERE j.id = ANY(ARRAY(SELECT id FROM batch)) AND ($2::bool OR j.owner = $1)
+      AND j.state IN ('failed', 'cancelled')
+    RETURNING j.id, j.state, j.queue
+), rung AS (
+    SELECT count(pg_notify('jobrunner_jobs', queue)) FROM (SELECT DISTINCT queue FROM retried) AS q
+)
+SELECT retried.id, retried.state, false AS has_children, scanned.last_id, scanned.scanned
+FROM scanned CROSS JOIN rung
+LEFT JOIN retried ON true;
+
+-- name: job_bulk_delete
+-- Delete a batch of finished jobs and their rows in job_dependencies, keeping (as job_prune
+-- does) a parent while a child of it is unfinished. A child added after this statement's
+-- snapshot changes its parent's child_added_at, and the row is then kept: the test is made
+-- again on the row as it is when deleted.
+WITH batch AS MATERIALIZED (
+    SELECT id, child_added_at FROM jobrunner.jobs
+    WHERE ($2::bool OR owner = $1)
+      AND state = ANY($3::jobrunner.job_state[])
+      AND ($4::text IS NULL OR task = $4)
+      AND ($5::text IS NULL OR queue = $5)
+      AND ($6::timestamptz IS NULL OR created_at >= $6)
+      AND ($7::timestamptz IS NULL OR created_at < $7)
+      AND ($8::text[] IS NULL OR tags @> $8)
+      AND ($9::jsonb IS NULL OR args @> $9)
+      AND id > coalesce($10::uuid, '00000000-0000-0000-0000-000000000000')
+    ORDER BY id
+    LIMIT $11
+), scanned AS (  -- no max(uuid) before PostgreSQL 18
+    SELECT (SELECT id FROM batch ORDER BY id DESC LIMIT 1) AS last_id,
+           (SELECT count(*) FROM batch) AS scanned
+), deleted AS (
+    DELETE FROM jobrunner.jobs AS j
+    USING batch AS b
+    WHERE j.id = b.id AND j.child_added_at IS NOT DISTINCT FROM b.child_added_at
+      AND ($2::bool OR j.owner = $1)
+      AND j.state IN ('succeeded', 'failed', 'cancelled')
+      AND (j.child_added_at IS NULL OR NOT EXISTS (
+          SELECT 1 FROM jobrunner.job_dependencies AS d
+          JOIN jobrunner.jobs AS c ON c.id = d.child_id
+          WHERE d.parent_id = j.id AND c.state NOT IN ('succeeded', 'failed', 'cancelled')))
+    RETURNING j.id, j.state, j.pending_parents IS NOT NULL AS has_parents,
+              j.child_added_at IS NOT NULL AS has_children
+), unlinked AS (
+    DELETE FROM jobrunner.job_dependencies AS d
+    USING deleted
+    WHERE (d.child_id = deleted.id AND deleted.has_parents)
+       OR (d.parent_id = deleted.id AND deleted.has_children)
+)
+SELECT deleted.id, deleted.state, false AS has_children, scanned.last_id, scanned.scanned
+FROM scanned
+LEFT JOIN deleted ON true;
+
+-- name: bulk_action_insert
+-- The audit row of a bulk action: who ($1), what ($2), a dry run or not ($3), the filter
+-- ($4), how many jobs ($5), and whether it went through every match ($6).
+INSERT INTO jobrunner.bulk_actions (actor, action, dry_run, filter, jobs, complete)
+VALUES ($1, $2, $3, $4::jsonb, $5, $6)
+RETURNING id, at;
 
 -- ===== Dependencies: jobs that wait for jobs (jobrunner.dependencies) =====
 
@@ -954,6 +1109,47 @@ WHERE c.id = ANY(ARRAY(
 ))
   AND ($3::bool OR c.owner = $2)
 ORDER BY c.id;
+
+-- ===== Progress: what running handlers report (jobrunner.progress) =====
+
+-- name: progress_write_many
+-- The latest progress of attempts worker $6 runs (job $1, attempt $2: fraction $3, message
+-- $4, data $5), in one statement, fenced like job_heartbeat: only a row that attempt still
+-- holds is written, and a row another transaction has locked (the heartbeat, an outcome) is
+-- skipped, not waited for. Returns the rows written (written: true) and the skipped ones
+-- still held (false), to be tried again.
+WITH reported AS (
+    SELECT *
+    FROM unnest($1::uuid[], $2::int4[], $3::float8[], $4::text[], $5::text[],
+                array_fill($6::text, ARRAY[cardinality($1::uuid[])]))
+         AS r(id, attempt, fraction, message, data, worker)
+), mine AS (
+    SELECT j.id
+    FROM jobrunner.jobs AS j
+    JOIN reported AS r ON j.id = r.id AND j.attempt = r.attempt AND j.worker_id = r.worker
+    WHERE j.state = 'running'
+    FOR UPDATE OF j SKIP LOCKED
+), written AS (
+    UPDATE jobrunner.jobs AS j
+    SET progress = r.fraction, progress_message = r.message, progress_data = r.data::jsonb,
+        progress_at = now()
+    FROM mine JOIN reported AS r ON r.id = mine.id
+    WHERE j.id = mine.id
+    RETURNING j.id
+)
+SELECT id, true AS written FROM written
+UNION ALL
+SELECT r.id, false
+FROM reported AS r
+JOIN jobrunner.jobs AS j ON j.id = r.id AND j.attempt = r.attempt AND j.worker_id = r.worker
+WHERE j.state = 'running' AND r.id NOT IN (SELECT id FROM written);
+
+-- name: progress_read_many
+-- The progress of the jobs $1 whose progress_at moved while their state did not (the event
+-- streams' poll, jobrunner.api.events): these four columns only.
+SELECT id, progress, progress_message, progress_data, progress_at
+FROM jobrunner.jobs
+WHERE id = ANY($1::uuid[]) AND progress_at IS NOT NULL;
 
 -- ===== Queue controls, as the claim reads them =====
 

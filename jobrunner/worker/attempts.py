@@ -28,6 +28,7 @@ import structlog
 
 from jobrunner import tracing
 from jobrunner.models import ClaimedJob, Outcome
+from jobrunner.progress import ProgressBoard
 from jobrunner.settings import Settings
 from jobrunner.worker import executor
 
@@ -75,8 +76,10 @@ class AttemptBook:
         concurrency: int,
         report: Callable[[Attempt], None],
         on_slot_freed: Callable[[float], None],
+        progress: ProgressBoard | None = None,
     ) -> None:
         self._threads = threads
+        self._post_progress = progress.post if progress is not None else None
         self._concurrency = concurrency
         self._grace = settings.timeout_grace
         self._cap = settings.blocked_loop_renew_cap
@@ -131,7 +134,10 @@ class AttemptBook:
         attempt.started = time.monotonic()
         attempt.renew_until = attempt.started + attempt.limit
         run = executor.run_attempt(
-            attempt.job, self._threads, unknown_task_delay=self._unknown_task_delay
+            attempt.job,
+            self._threads,
+            unknown_task_delay=self._unknown_task_delay,
+            report_progress=self._post_progress,
         )
         task = asyncio.create_task(
             tracing.traced_attempt(attempt.job, run) if self._traced else run

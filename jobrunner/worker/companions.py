@@ -1,6 +1,7 @@
 """What runs beside a worker's fetch loop, each on its own task (the heartbeat also on its
-own thread): the outcome writer, presence in the registry, the listener, maintenance and
-the heartbeat. Started together once the pool is open, stopped together at close."""
+own thread): the outcome writer, the progress writer, presence in the registry, the
+listener, maintenance and the heartbeat. Started together once the pool is open, stopped
+together at close."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from jobrunner.worker.listener import Listener
 from jobrunner.worker.maintenance import Maintenance
 from jobrunner.worker.outcomes import OutcomeWriter
 from jobrunner.worker.presence import Presence
+from jobrunner.worker.progress import ProgressWriter
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,7 @@ class Companions:
         worker_id: str,
         book: AttemptBook,
         writer: OutcomeWriter,
+        progress: ProgressWriter,
         presence: Presence,
     ) -> None:
         self._settings = settings
@@ -43,6 +46,7 @@ class Companions:
         self._worker_id = worker_id
         self._book = book
         self._writer = writer
+        self._progress = progress
         self._presence = presence
         self._tasks: list[asyncio.Task[Any]] = []
         self._heartbeat: Heartbeat | None = None
@@ -52,6 +56,7 @@ class Companions:
     ) -> None:
         self._spawn(self._writer.run(), "jobrunner-flush")
         self._spawn(self._presence.keep_seen(), "jobrunner-presence")
+        self._spawn(self._progress.run(), "jobrunner-progress")
         settings = self._settings
         if listen:
             listener = Listener(

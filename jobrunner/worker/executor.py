@@ -14,6 +14,7 @@ import contextvars
 import functools
 import json
 import traceback
+from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
@@ -21,6 +22,7 @@ from jobrunner import dependencies
 from jobrunner.context import JobContext, enter
 from jobrunner.errors import Cancel, JobrunnerError, Retry, UnknownTask
 from jobrunner.models import ClaimedJob, Outcome, OutcomeKind
+from jobrunner.progress import ProgressReport
 from jobrunner.registry import get_task
 from jobrunner.tasks import Task
 
@@ -29,7 +31,13 @@ WORKER_ERROR = '{"error":"worker error"}'
 PARENTS_UNREAD_DELAY = 1.0  # seconds a job waits when its parents' results were not read
 
 
-async def run_attempt(job: ClaimedJob, threads: Executor, *, unknown_task_delay: float) -> Outcome:
+async def run_attempt(
+    job: ClaimedJob,
+    threads: Executor,
+    *,
+    unknown_task_delay: float,
+    report_progress: Callable[[ProgressReport], None] | None = None,
+) -> Outcome:
     """Run the handler once and turn what happened into an Outcome.
 
     A task this worker does not know (a deploy in progress: a newer worker may know it) is
@@ -48,7 +56,7 @@ async def run_attempt(job: ClaimedJob, threads: Executor, *, unknown_task_delay:
     if job.parents:  # in this attempt's own task, where parent_results() reads them
         dependencies.run_with_parents(job)
     try:
-        result = await _call(task, job, threads)
+        result = await _call(task, job, threads, report_progress)
     except Retry as exc:
         delay = None if exc.after_seconds is None else max(exc.after_seconds, 0.0)
         return _ended(job, OutcomeKind.RETRY, str(exc), retry_delay=delay)
@@ -80,10 +88,17 @@ def worker_error(job: ClaimedJob) -> Outcome:
     return Outcome(job.id, job.attempt, OutcomeKind.RETRY, error_json=WORKER_ERROR)
 
 
-async def _call(task: Task[Any, Any], job: ClaimedJob, threads: Executor) -> Any:
+async def _call(
+    task: Task[Any, Any],
+    job: ClaimedJob,
+    threads: Executor,
+    report_progress: Callable[[ProgressReport], None] | None,
+) -> Any:
     kwargs = task.call_kwargs(job.args)
     # This runs in the attempt's own asyncio task, so the context variable is the attempt's.
-    context = JobContext(job.id, job.task, job.attempt, job.max_attempts, job.queue)
+    context = JobContext(
+        job.id, job.task, job.attempt, job.max_attempts, job.queue, report_progress
+    )
     enter(context)
     if task.context_param is not None:
         kwargs[task.context_param] = context

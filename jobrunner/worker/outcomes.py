@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import asyncpg
@@ -27,6 +28,9 @@ from jobrunner.db.pool import Conn, Pool
 from jobrunner.models import JobState, Outcome
 from jobrunner.worker.attempts import Attempt
 from jobrunner.worker.pacing import back_off
+
+if TYPE_CHECKING:
+    from jobrunner.worker.progress import ProgressWriter
 
 log = structlog.get_logger("jobrunner.worker")
 
@@ -83,6 +87,9 @@ class OutcomeWriter:
         max_back_off: float,
     ) -> None:
         self.conn: HeldConnection | None = None  # set once the worker has its pool
+        # Handlers' last progress reports go first (jobrunner.worker.progress): an outcome
+        # ends the attempt's hold on the row, and with it the fence progress is written under.
+        self.progress: ProgressWriter | None = None
         self._worker_id = worker_id
         self._policy = policy
         self._written = written
@@ -128,6 +135,8 @@ class OutcomeWriter:
         outcomes: list[Outcome] = [a.outcome for a in batch if a.outcome is not None]
         assert self.conn is not None
         conn = await self.conn.get()
+        if self.progress is not None and self.progress.busy():
+            await self.progress.write_before_outcomes(conn, [(o.id, o.attempt) for o in outcomes])
         recorded = await queries.job_record_outcomes(
             conn, outcomes, worker_id=self._worker_id, policy=self._policy
         )

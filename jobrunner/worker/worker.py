@@ -7,6 +7,7 @@ Pieces, each on its own task or thread:
   its own asyncio task (executor.run_attempt decides every outcome);
 - the outcome writer (outcomes.py) writes finished outcomes, batching whatever piled up
   during the last write;
+- the progress writer (progress.py) writes what handlers report, about once a second;
 - the heartbeat thread renews leases of every attempt held (running, or finished but not yet
   written), and reports lost leases and cancel requests back;
 - maintenance, under an advisory lock, promotes due jobs, rescues leases and prunes;
@@ -36,6 +37,7 @@ from jobrunner.db import queries
 from jobrunner.db.errors import DB_ERRORS
 from jobrunner.db.pool import Pool, create_pool, wait_for_database
 from jobrunner.models import ClaimedJob
+from jobrunner.progress import ProgressBoard
 from jobrunner.settings import Settings
 from jobrunner.webhooks import delivery_rows
 from jobrunner.worker.attempts import Attempt, AttemptBook
@@ -44,6 +46,7 @@ from jobrunner.worker.companions import Companions, Doorbell
 from jobrunner.worker.outcomes import HeldConnection, OutcomeWriter
 from jobrunner.worker.pacing import Prefetch, Wakeup, back_off
 from jobrunner.worker.presence import Presence
+from jobrunner.worker.progress import ProgressWriter
 from jobrunner.worker.shutdown import drain, release_unfinished, stuck_handlers
 
 log = structlog.get_logger("jobrunner.worker")
@@ -88,12 +91,14 @@ class Worker:
         )
         # Claimed a little ahead of the free slots, so the next claim's round trip overlaps
         # the running attempts; each starts the moment a slot frees. Held, so leased.
+        self.progress = ProgressWriter(ProgressBoard(), worker_id=self.worker_id)
         self._book = AttemptBook(
             settings,
             self._threads,
             concurrency=self.concurrency,
             report=self._report,
             on_slot_freed=self._on_slot_freed,
+            progress=self.progress.board,
         )
         self._writer = OutcomeWriter(
             worker_id=self.worker_id,
@@ -123,6 +128,7 @@ class Worker:
             worker_id=self.worker_id,
             book=self._book,
             writer=self._writer,
+            progress=self.progress,
             presence=self.presence,
         )
 
@@ -155,6 +161,8 @@ class Worker:
             return self.stats
         self._claim_conn = HeldConnection(pool, setup=queries.session_claim_plans)
         self._writer.conn = HeldConnection(pool)
+        self._writer.progress = self.progress
+        self.progress.pool = pool
         log.info(
             "worker started",
             worker_id=self.worker_id,

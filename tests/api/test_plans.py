@@ -18,8 +18,8 @@ from jobrunner.models import HistoryEntry
 NONE6: list[Any] = [None] * 6
 CURSOR: list[Any] = [datetime.now(UTC), uuid.UUID(int=0)]  # a page after the first
 CASES: list[tuple[str, list[Any]]] = [
-    ("job_list_owned", [*NONE6, 51, False, False, "alice"]),
-    ("job_list_all", [*NONE6, 51, False, False]),
+    ("job_list_owned", [*NONE6, 51, False, False, "alice", None, None]),
+    ("job_list_all", [*NONE6, 51, False, False, None, None]),
     ("history_list_owned", [None, *NONE6, 51, False, "alice"]),
     ("history_list_all", [None, *NONE6, 51, False]),
     ("history_list_owned", [*CURSOR, *NONE6[:5], 51, False, "alice"]),

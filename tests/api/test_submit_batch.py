@@ -16,10 +16,12 @@ from fastapi import FastAPI
 from jobrunner.api.submit_batch import SubmitBatcher
 from jobrunner.auth import InvalidToken
 from jobrunner.db.pool import Pool
+from jobrunner.doorbell import Doorbell
 from jobrunner.job_rows import JobRows, make_rows
 from jobrunner.models import Job
 from jobrunner.options import JobOptions
 from tests.support.api import Account, Login
+from tests.support.waiting import rang_nothing
 
 
 def _session_of(app: FastAPI, account: Account) -> UUID:
@@ -143,3 +145,16 @@ async def test_a_job_with_a_dedup_key_is_refused_before_anything_is_written(
         await one_writer.submit(_session_of(app, alice), deduplicated)
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM jobrunner.jobs") == 0
+
+
+async def test_a_lone_submission_rings_in_its_insert(
+    app: FastAPI, alice: Account, pool: Pool, rung: asyncio.Queue[str]
+) -> None:
+    doorbell = Doorbell(pool)
+    batcher = SubmitBatcher(pool, doorbell, writers=1)
+    rows = make_rows("echo", [{"message": 1}], JobOptions(owner="alice", queue="lone"))
+    await batcher.submit(_session_of(app, alice), rows)
+    # Heard at the insert's commit: nothing was left for the doorbell's second statement.
+    assert doorbell.idle()
+    assert await asyncio.wait_for(rung.get(), timeout=10) == "lone"
+    assert await rang_nothing(pool, rung)

@@ -69,7 +69,7 @@ async def test_an_enqueue_in_its_own_transaction_rings_just_after_its_commit(
     await client.configure(pool)
     doorbell = client.default_doorbell()
     assert doorbell is not None
-    # No conn: the insert commits alone, without NOTIFY; the doorbell rings after it.
+    # No conn: the insert commits alone and rings as it commits (jobrunner.doorbell).
     job = await client.enqueue("test.add", {"a": 1, "b": 2}, queue="own-tx")
     assert await asyncio.wait_for(rung.get(), timeout=10) == "own-tx"
     # A conn in no transaction, with the caller's doorbell: the same.

@@ -163,3 +163,37 @@ def sync_context() -> dict[str, object]:
 @task(name="test.on_day")
 async def on_day(day: datetime.date, ref: uuid.UUID) -> str:
     return f"{day.isoformat()} {ref}"
+
+
+# Progress (jobrunner.progress). A handler waits at its gate until the test opens it: engine
+# tests run their workers in this process and loop.
+gates: dict[str, asyncio.Event] = {}
+
+
+def gate(key: str) -> asyncio.Event:
+    return gates.setdefault(key, asyncio.Event())
+
+
+@task(name="test.progress_steps", max_attempts=2)
+async def progress_steps(key: str, steps: int, fail_first: bool, job: JobContext) -> int:
+    """Reports `steps` times in a tight loop, waits at its gate, reports "finished" and
+    returns. With fail_first the
+    first attempt reports, waits at gate `key:first` and fails; the second waits at the
+    gate before reporting."""
+    if fail_first and job.attempt == 2:
+        await gate(key).wait()
+    for step in range(1, steps + 1):
+        job.progress(step / steps, f"step {step} of {steps}", data={"step": step})
+    if fail_first and job.attempt == 1:
+        await gate(f"{key}:first").wait()
+        raise RuntimeError("first attempt fails after reporting")
+    await gate(key).wait()
+    job.progress(1.0, "finished")  # its last report, made as it ends
+    return steps
+
+
+@task(name="test.sync_progress")
+def sync_progress(fraction: float, message: str) -> None:
+    """A plain `def` handler (in a thread) reports once and returns at once: it ends before
+    the writer's first round, so its report is never written."""
+    current_job().progress(fraction, message)
