@@ -12,7 +12,8 @@ A task's defaults (queue, priority, max_attempts, timeout, backoff) are applied 
 and nowhere else, so they hold on every path. Start times (run_at, else now + delay, never
 before now) are worked out in the database by jobrunner.start_time. Jobs with parents
 (depends_on) are inserted `waiting` and linked to them (jobrunner.dependencies.link) in the
-same transaction, on every path.
+same transaction, on every path. The trace current when make_rows runs (if any: see
+jobrunner.tracing) goes into each row, so the attempts join it.
 """  # noqa: E501 - the diagram reads better unwrapped
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from jobrunner import dependencies, search
+from jobrunner import dependencies, search, tracing
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, ensure_codecs
 from jobrunner.doorbell import Doorbell
@@ -61,6 +62,7 @@ class JobRows:
     parents: tuple[UUID, ...] = ()  # it waits for these (their ids are in its args too)
     on_parent_failure: ParentFailure = "cancel"
     tags: tuple[str, ...] = ()
+    trace_context: dict[str, str] | None = None  # the trace they are made in (tracing.carrier)
 
     def waiting_for(self, parents: Sequence[UUID], on_parent_failure: ParentFailure) -> JobRows:
         """These jobs, waiting for `parents` besides any they wait for already. The ids go in
@@ -103,6 +105,7 @@ def make_rows(
         fairness_key=_fairness_key(options),
         callback_url=options.callback_url,
         tags=tags,
+        trace_context=tracing.carrier(),
     )
     return rows.waiting_for(parents, options.on_parent_failure or "cancel") if parents else rows
 

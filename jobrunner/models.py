@@ -227,6 +227,8 @@ class ClaimedJob:
     # Its parents' ends, read after the claim (jobrunner.dependencies.with_parents); None:
     # it has parents but they could not be read, so it is put back without running.
     parents: tuple[ParentResult, ...] | None = ()
+    # The trace it was made in (jobrunner.tracing); None: made outside one, or tracing off.
+    trace_context: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

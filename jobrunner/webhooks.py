@@ -34,7 +34,7 @@ from uuid import UUID
 import httpx
 import structlog
 
-from jobrunner import accounts, client
+from jobrunner import accounts, client, tracing
 from jobrunner.errors import Cancel, JobNotFound, JobrunnerError
 from jobrunner.job_public import job_payload
 from jobrunner.job_rows import JobRows, make_rows
@@ -228,6 +228,9 @@ def headers_for(job: Job, body: bytes, secret: str | None) -> dict[str, str]:
     }
     if secret:
         headers["webhook-signature"] = sign(secret, msg_id, timestamp, body)
+    # The delivery's attempt span, in the trace of the job it delivers (jobrunner.tracing):
+    # a receiver that traces continues it. Not signed: the signature covers the body alone.
+    tracing.inject(headers)
     return headers
 
 

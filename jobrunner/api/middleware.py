@@ -1,6 +1,7 @@
 """Plain ASGI middleware: the header and body caps, the body's read deadline, request
-latency for /metrics, the security headers of every answer (security_headers), and the
-direct path for plain job submissions (direct_submit).
+latency for /metrics, the security headers of every answer (security_headers), the
+direct path for plain job submissions (direct_submit), and the trace a request's
+`traceparent` header names, current while it is served (jobrunner.tracing).
 
 The body is read here, before any route, so a chunked upload without Content-Length is
 stopped at the cap as surely as one that announces its size, and a client that announces a
@@ -17,6 +18,7 @@ from itertools import chain
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from jobrunner import tracing
 from jobrunner.api import direct_submit
 from jobrunner.api.direct_submit import DirectSubmit
 from jobrunner.api.metrics import RequestMetrics
@@ -83,11 +85,13 @@ class ApiMiddleware:
                     await too_large(scope, receive, send_and_watch)
                     return
                 if self.direct is not None and self.direct.wants(scope, whole):
-                    served_directly = await self.direct(scope, whole["body"], send_and_watch)
+                    with tracing.continued(scope["headers"]):
+                        served_directly = await self.direct(scope, whole["body"], send_and_watch)
                     if served_directly:
                         return
                 receive = _replay_message(whole, receive)
-            await self.app(scope, receive, send_and_watch)
+            with tracing.continued(scope["headers"]):  # jobs submitted join the caller's trace
+                await self.app(scope, receive, send_and_watch)
         finally:
             route = scope.get("route")
             path = direct_submit.PATH if served_directly else getattr(route, "path", "unmatched")

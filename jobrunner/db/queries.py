@@ -117,6 +117,7 @@ async def job_insert(conn: Conn, rows: JobRows, *, ring: bool = True) -> Job | N
         rows.fairness_key,
         bool(rows.parents),
         list(rows.tags),
+        _trace_json(rows),
     )
     return Job.from_record(row) if row is not None else None
 
@@ -141,8 +142,14 @@ async def job_insert_each(conn: Conn, batch: Sequence[JobRows], *, ring: bool) -
         [r.fairness_key for r in batch],
         [bool(r.parents) for r in batch],
         [dump_json(list(r.tags)) if r.tags else None for r in batch],
+        [_trace_json(r) for r in batch],
     )
     return [Job.from_record(row) for row in rows]
+
+
+def _trace_json(rows: JobRows) -> str | None:
+    # As text, as the args are: any asyncpg connection sends that, whatever its codecs.
+    return dump_json(rows.trace_context) if rows.trace_context is not None else None
 
 
 async def session_live_many(conn: Conn, sessions: Sequence[tuple[UUID, str]]) -> list[bool]:
@@ -189,7 +196,7 @@ _JOB_COPY = CopyTarget.parse(QUERIES["job_copy"])
 # would fill the wrong ones (queue and task are both text), so it is refused at import.
 _JOB_COPY_ROW = (
     "id", "queue", "task", "args", "priority", "state", "max_attempts", "run_at", "timeout",
-    "owner", "backoff_base", "backoff_cap", "fairness_key", "tags",
+    "owner", "backoff_base", "backoff_cap", "fairness_key", "tags", "trace_context",
 )  # fmt: skip
 if _JOB_COPY.columns != _JOB_COPY_ROW:
     raise RuntimeError(f"job_copy's columns {_JOB_COPY.columns} are not {_JOB_COPY_ROW}")
@@ -221,7 +228,7 @@ async def job_insert_many(conn: Conn, jobs: JobRows) -> list[UUID]:
             records=[
                 (job_id, jobs.queue, jobs.task, args, jobs.priority, state, jobs.max_attempts,
                  run_at, jobs.timeout, jobs.owner, jobs.backoff_base, jobs.backoff_cap,
-                 jobs.fairness_key, tags)
+                 jobs.fairness_key, tags, jobs.trace_context)
                 for job_id, args in zip(ids, jobs.args, strict=True)
             ],
         )  # fmt: skip
@@ -262,6 +269,7 @@ async def job_claim(
             timeout=r["timeout"],
             priority=r["priority"],
             fairness_key=r["fairness_key"],
+            trace_context=r["trace_context"],
         )
         for r in rows
     ]

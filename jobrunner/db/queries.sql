@@ -10,16 +10,17 @@
 -- always in the database's time. A live job with the same (task, dedup_key) makes this return
 -- no row. $3 arrives as JSON text, so any asyncpg connection can send it. With $16 it waits
 -- for parents (job_dependencies_add, same transaction, decides when it runs). $17: its tags.
+-- $18: the trace it was made in (JSON text, or NULL; jobrunner.tracing).
 WITH timing AS (
     SELECT jobrunner.start_time($5::timestamptz, $11::float8) AS run_at
 ), inserted AS (
     INSERT INTO jobrunner.jobs AS j
         (queue, task, args, priority, state, max_attempts, run_at, timeout, dedup_key, owner,
-         callback_url, backoff_base, backoff_cap, fairness_key, tags)
+         callback_url, backoff_base, backoff_cap, fairness_key, tags, trace_context)
     SELECT $1, $2, $3::text::jsonb, $4,
            CASE WHEN $16::bool THEN 'waiting' WHEN timing.run_at > now() THEN 'scheduled'
                 ELSE 'queued' END::jobrunner.job_state,
-           $6, timing.run_at, $7, $8, $9, $10, $12, $13, $15, $17::text[]
+           $6, timing.run_at, $7, $8, $9, $10, $12, $13, $15, $17::text[], $18::text::jsonb
     FROM timing
     ON CONFLICT (task, dedup_key)
         WHERE dedup_key IS NOT NULL AND state NOT IN ('succeeded', 'failed', 'cancelled')
@@ -38,27 +39,28 @@ LEFT JOIN LATERAL (
 -- the queues of those ready in the same transaction. Start times as job_insert; no dedup keys;
 -- those $15 marks wait for parents (as job_insert's $16). Each row comes back with `n`, its
 -- element's place in the arrays (from 1). $16: each job's tags as a JSON array (NULL: none),
--- since an array of arrays must be rectangular.
+-- since an array of arrays must be rectangular. $17: their traces (as job_insert's $18).
 WITH given AS MATERIALIZED (
     SELECT jobrunner.uuid_v7() AS id, rows.*,
            jobrunner.start_time(rows.run_at, rows.delay_seconds) AS starts_at
     FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::timestamptz[],
                 $7::float8[], $8::interval[], $9::text[], $10::text[], $11::interval[],
-                $12::interval[], $14::text[], $15::bool[], $16::text[])
+                $12::interval[], $14::text[], $15::bool[], $16::text[], $17::text[])
          WITH ORDINALITY
          AS rows(queue, task, args, priority, max_attempts, run_at, delay_seconds, timeout,
                  owner, callback_url, backoff_base, backoff_cap, fairness_key, waits, tag_list,
-                 n)
+                 trace_context, n)
     ORDER BY n
 ), inserted AS (
     INSERT INTO jobrunner.jobs AS j
         (id, queue, task, args, priority, state, max_attempts, run_at, timeout, owner,
-         callback_url, backoff_base, backoff_cap, fairness_key, tags)
+         callback_url, backoff_base, backoff_cap, fairness_key, tags, trace_context)
     SELECT id, queue, task, args::jsonb, priority,
            CASE WHEN waits THEN 'waiting' WHEN starts_at > now() THEN 'scheduled'
                 ELSE 'queued' END::jobrunner.job_state,
            max_attempts, starts_at, timeout, owner, callback_url, backoff_base, backoff_cap,
-           fairness_key, ARRAY(SELECT jsonb_array_elements_text(tag_list::jsonb))
+           fairness_key, ARRAY(SELECT jsonb_array_elements_text(tag_list::jsonb)),
+           trace_context::jsonb
     FROM given
     RETURNING j.*
 )
@@ -99,7 +101,7 @@ FROM timing;
 -- default is called per row and PostgreSQL writes them a page at a time. asyncpg's
 -- copy_records_to_table sends it, rebuilt from the table and columns read here.
 COPY jobrunner.jobs (id, queue, task, args, priority, state, max_attempts, run_at, timeout, owner,
-                    backoff_base, backoff_cap, fairness_key, tags)
+                    backoff_base, backoff_cap, fairness_key, tags, trace_context)
 FROM STDIN (FORMAT binary);
 
 -- name: job_claim
@@ -266,7 +268,7 @@ WITH RECURSIVE wanted AS (
         progress = NULL, progress_message = NULL, progress_data = NULL, progress_at = NULL
     WHERE j.id = ANY(ARRAY(SELECT id FROM chosen))
     RETURNING j.id, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.timeout, j.priority,
-              j.fairness_key
+              j.fairness_key, j.trace_context
 ), spent AS (
     -- What the start-rate buckets have left: refilled up to now, less the jobs started.
     UPDATE jobrunner.queues AS q
@@ -343,7 +345,7 @@ WITH recorded AS (
     WHERE j.id = o.id AND j.attempt = o.attempt AND j.worker_id = o.worker
       AND j.state = 'running' AND (j.child_added_at IS NULL OR o.with_children)
     RETURNING j.id, j.queue, j.state, j.owner, j.callback_url, j.run_at, j.attempt,
-              j.child_added_at IS NOT NULL AS has_children
+              j.child_added_at IS NOT NULL AS has_children, j.trace_context
 ), counted AS (
     INSERT INTO jobrunner.throughput AS t (minute, queue, succeeded, failed, retried, cancelled)
     SELECT date_trunc('minute', now()), queue,
@@ -356,10 +358,12 @@ WITH recorded AS (
 ), webhooks AS (
     -- The deliveries' rows: $11-$17 are made by the parameter maker (jobrunner.job_rows)
     -- from the delivery task's defaults; only the job they deliver is filled in here.
-    -- Owned by nobody: a delivery is jobrunner's work, not the user's.
+    -- Owned by nobody: a delivery is jobrunner's work, not the user's. It joins the trace
+    -- of the job it delivers (jobrunner.tracing).
     INSERT INTO jobrunner.jobs
-        (queue, task, args, priority, max_attempts, timeout, backoff_base, backoff_cap)
-    SELECT $11, $12, jsonb_build_object('job_id', id), $13, $14, $15, $16, $17
+        (queue, task, args, priority, max_attempts, timeout, backoff_base, backoff_cap,
+         trace_context)
+    SELECT $11, $12, jsonb_build_object('job_id', id), $13, $14, $15, $16, $17, trace_context
     FROM recorded
     WHERE callback_url IS NOT NULL AND state IN ('succeeded', 'failed', 'cancelled')
     RETURNING queue
@@ -502,11 +506,12 @@ WITH expired AS (
                             WHEN j.attempt < j.max_attempts THEN 'queued' ELSE 'failed' END))
     WHERE j.id = ANY(ARRAY(SELECT id FROM expired))  -- a key lookup in any plan: job_claim
     RETURNING j.id, j.queue, j.state, j.owner, j.callback_url,
-              j.child_added_at IS NOT NULL AS has_children
+              j.child_added_at IS NOT NULL AS has_children, j.trace_context
 ), webhooks AS (  -- deliveries as in job_record_outcomes, $2-$8 from the parameter maker
     INSERT INTO jobrunner.jobs
-        (queue, task, args, priority, max_attempts, timeout, backoff_base, backoff_cap)
-    SELECT $2, $3, jsonb_build_object('job_id', id), $4, $5, $6, $7, $8
+        (queue, task, args, priority, max_attempts, timeout, backoff_base, backoff_cap,
+         trace_context)
+    SELECT $2, $3, jsonb_build_object('job_id', id), $4, $5, $6, $7, $8, trace_context
     FROM rescued
     WHERE callback_url IS NOT NULL AND state IN ('failed', 'cancelled')
 )

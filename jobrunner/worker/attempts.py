@@ -26,6 +26,7 @@ from uuid import UUID
 
 import structlog
 
+from jobrunner import tracing
 from jobrunner.models import ClaimedJob, Outcome
 from jobrunner.progress import ProgressBoard
 from jobrunner.settings import Settings
@@ -95,6 +96,9 @@ class AttemptBook:
         self.running_count = 0
         self.abandoned: set[asyncio.Task[Outcome]] = set()
         self.paused = False  # stopping: claimed jobs that never started stay held
+        # Each attempt a span (jobrunner.tracing)? Asked once per claim batch, never per job:
+        # off, an attempt costs this one test.
+        self._traced = False
 
     # ----- claiming and starting --------------------------------------------------------
 
@@ -106,6 +110,7 @@ class AttemptBook:
             self.held[job.id] = attempt
             self._ready.append(attempt)
         self.ready_count += len(jobs)
+        self._traced = tracing.enabled()
         self.publish()
         self.start_ready()
 
@@ -128,13 +133,14 @@ class AttemptBook:
         attempt.state = AttemptState.RUNNING
         attempt.started = time.monotonic()
         attempt.renew_until = attempt.started + attempt.limit
+        run = executor.run_attempt(
+            attempt.job,
+            self._threads,
+            unknown_task_delay=self._unknown_task_delay,
+            report_progress=self._post_progress,
+        )
         task = asyncio.create_task(
-            executor.run_attempt(
-                attempt.job,
-                self._threads,
-                unknown_task_delay=self._unknown_task_delay,
-                report_progress=self._post_progress,
-            )
+            tracing.traced_attempt(attempt.job, run) if self._traced else run
         )
         attempt.task = task
         task.add_done_callback(functools.partial(self._on_done, attempt))
