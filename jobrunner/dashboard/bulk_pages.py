@@ -14,7 +14,7 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from jobrunner import bulk
 from jobrunner.accounts import Principal
@@ -24,10 +24,8 @@ from jobrunner.api.problems import ApiProblem
 from jobrunner.dashboard import search_html
 from jobrunner.dashboard.job_filter import ListFilter
 from jobrunner.dashboard.routes import (
-    LoginRequired,
-    _principal,
+    _form_poster,
     _render,
-    _same_origin,
     _static,
 )
 from jobrunner.db.pool import Conn
@@ -54,12 +52,9 @@ async def bulk_action(
     confirm: Text = "",
     after: Text = "",
 ) -> Response:
-    if not _same_origin(request):
-        return Response(status_code=403)
-    try:
-        me, _ = await _principal(request, conn, codec, settings)
-    except LoginRequired:
-        return RedirectResponse("/dashboard/login", status_code=303)
+    me = await _form_poster(request, conn, codec, settings)
+    if isinstance(me, Response):
+        return me
     listing = ListFilter.of(q, state, queue, tag or [], args)
     status, main = await _step(conn, settings, me, listing, action, confirm == "yes", after)
     return await _render(

@@ -116,6 +116,19 @@ def _same_origin(request: Request) -> bool:
     return origin is None or urlsplit(origin).netloc == request.headers.get("host")
 
 
+async def _form_poster(
+    request: Request, conn: Conn, codec: CodecDep, settings: Settings
+) -> Principal | Response:
+    """Who posts this form: a 403 for a cross-site post, the login page for nobody."""
+    if not _same_origin(request):
+        return Response(status_code=403)
+    try:
+        me, _ = await _principal(request, conn, codec, settings)
+    except LoginRequired:
+        return RedirectResponse("/dashboard/login", status_code=303)
+    return me
+
+
 async def _render(
     request: Request,
     conn: Conn,
@@ -370,12 +383,9 @@ async def submit(
     args: Annotated[str, Form()] = "{}",
 ) -> Response:
     """A job from the form, through the API's own submit path (limits, caps, validation)."""
-    if not _same_origin(request):
-        return Response(status_code=403)
-    try:
-        me, _ = await _principal(request, conn, codec, settings)
-    except LoginRequired:
-        return RedirectResponse("/dashboard/login", status_code=303)
+    me = await _form_poster(request, conn, codec, settings)
+    if isinstance(me, Response):
+        return me
     try:
         body = JobCreate.model_validate({"task": task, "args": _parse_args(args)})
         await limits.check_submit(conn, settings, me.username)
@@ -437,12 +447,11 @@ async def job_action(
     codec: CodecDep,
     settings: SettingsDep,
 ) -> Response:
-    if verb not in ("retry", "cancel") or not _same_origin(request):
+    if verb not in ("retry", "cancel"):
         return Response(status_code=403)
-    try:
-        me, _ = await _principal(request, conn, codec, settings)
-    except LoginRequired:
-        return RedirectResponse("/dashboard/login", status_code=303)
+    me = await _form_poster(request, conn, codec, settings)
+    if isinstance(me, Response):
+        return me
     act = client.retry_job if verb == "retry" else client.cancel_job
     if verb == "retry":  # a retry is a submission: the same rate limit and cap (a 429)
         unfinished = request.app.state.submit_context.unfinished

@@ -406,7 +406,7 @@ class Settled:
 
 async def job_rescue_expired(conn: Conn, *, limit: int, delivery: JobRows) -> list[Settled]:
     rows = await conn.fetch(QUERIES["job_rescue_expired"], limit, *_made_elsewhere(delivery))
-    return [Settled(r["id"], JobState(r["state"]), r["has_children"]) for r in rows]
+    return [Settled(r["id"], _STATES[r["state"]], r["has_children"]) for r in rows]
 
 
 async def job_prune(conn: Conn, *, state: JobState, older_than: float, limit: int) -> int:
@@ -438,7 +438,7 @@ async def job_dependencies_add(
 
 async def job_dependencies_settle(conn: Conn, ended: Sequence[UUID]) -> list[Settled]:
     rows = await conn.fetch(QUERIES["job_dependencies_settle"], list(ended))
-    return [Settled(r["id"], JobState(r["state"]), r["has_children"]) for r in rows]
+    return [Settled(r["id"], _STATES[r["state"]], r["has_children"]) for r in rows]
 
 
 async def job_parent_results(conn: Conn, ids: Sequence[UUID]) -> dict[UUID, ParentResult]:
@@ -1110,7 +1110,7 @@ async def job_bulk_act(
     statement = await fresh_statement(conn, BULK_STATEMENTS[action])
     rows = await statement.fetch(*scope.params(), after, limit)
     changed = [
-        Settled(r["id"], JobState(r["state"]), r["has_children"])
+        Settled(r["id"], _STATES[r["state"]], r["has_children"])
         for r in rows
         if r["id"] is not None
     ]
