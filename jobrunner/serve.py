@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,6 +21,7 @@ from jobrunner.api.events import EventHub
 from jobrunner.db.errors import DB_ERRORS
 from jobrunner.db.pool import Pool, wait_for_database
 from jobrunner.settings import Settings
+from jobrunner.worker.shutdown import exit_if_handlers_stuck
 from jobrunner.worker.worker import Worker
 
 log = structlog.get_logger("jobrunner.serve")
@@ -140,24 +139,6 @@ async def warn_unserved(worker: Worker, pool: Pool, settings: Settings) -> None:
             queues=fleet.describe(unserved),
             fix="start a worker for them (JOBRUNNER_QUEUES), or cancel the jobs",
         )
-
-
-async def exit_if_handlers_stuck(worker: Worker | None, code: int = 0) -> None:
-    """Exit now if handlers ignore their cancellation after the worker stopped.
-
-    Their jobs are back in the queue (maybe running elsewhere already); waiting for them,
-    as asyncio.run() and the interpreter's exit would, only holds a finished process hostage.
-    """
-    stuck = await worker.stuck_handlers() if worker is not None else 0
-    if not stuck:
-        return
-    log.warning(
-        "exiting without waiting for handlers that ignore cancellation; their jobs were released",
-        handlers=stuck,
-    )
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 def _end_event_streams(server: uvicorn.Server) -> None:

@@ -20,6 +20,7 @@ from uuid import UUID
 
 from jobrunner import client
 from jobrunner.bench import queries as bench_queries
+from jobrunner.bench.command import GROUPS
 from jobrunner.db import queries
 from jobrunner.db.migrate import migrate
 from jobrunner.db.pool import Conn, Pool, connect
@@ -30,10 +31,6 @@ SCRATCH_DB = "jobrunner_bench"
 QUEUE = "default"
 BACKLOG_QUEUE = "bench_backlog"
 CPU_CHECK_STEPS = 10_000_000
-GROUPS = (
-    "enqueue", "process", "latency", "backlog", "memory", "fairness", "controls", "graph",
-    "http", "e2e", "start",
-)  # fmt: skip
 
 
 class BenchError(Exception):

@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from jobrunner.bench import queries as bench_queries
+from jobrunner.bench.command import GROUPS
 from jobrunner.bench.controls import controls_figures, controls_round
 from jobrunner.bench.e2e import e2e_figures, e2e_round, start_figures, start_round
 from jobrunner.bench.enqueue import chunk_figures, chunk_round, one_caller_figures, one_caller_round
@@ -31,7 +32,6 @@ from jobrunner.bench.graph import graph_figures, graph_round
 from jobrunner.bench.rounds import (
     BACKLOG_QUEUE,
     CPU_CHECK_STEPS,
-    GROUPS,
     QUEUE,
     QUICK,
     Figure,
@@ -313,31 +313,3 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report = asyncio.run(run(database_url(Settings()), opts))
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 0
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("bench", help="measure enqueue, processing, latency and HTTP throughput")
-    p.add_argument("--quick", action="store_true", help="small sizes and one round, for CI")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--only", help=f"comma-separated groups to run: {','.join(GROUPS)}")
-    p.add_argument("--rounds", type=int, help="rounds per figure (default 3)")
-    p.add_argument("--jobs", type=int, help="jobs per processing round (default 50000)")
-    p.add_argument("--concurrency", type=int, help="worker concurrency (default 20)")
-    p.add_argument("--processes", type=int, help="worker processes for the multi-process figure")
-    p.add_argument("--enqueue", type=int, help="one-at-a-time enqueues per round")
-    p.add_argument("--enqueue-callers", type=int, help="concurrent one-at-a-time enqueuers")
-    p.add_argument("--enqueue-many", type=int, help="jobs per enqueue_many round")
-    p.add_argument("--batch", type=int, help="jobs per enqueue_many call")
-    p.add_argument("--trickle", type=int, help="jobs per pickup-latency round")
-    p.add_argument("--rate", type=float, help="pickup-latency enqueue rate (jobs/s, default 50)")
-    p.add_argument("--poll-interval", type=float, help="worker poll interval for the polling run")
-    p.add_argument("--backlog", type=int, help="queued and scheduled rows for the backlog figure")
-    p.add_argument("--http", type=int, help="HTTP submits per round")
-    p.add_argument("--owners", type=int, help="fairness keys for the many-owners figure")
-    p.add_argument("--big-backlog", type=int, help="the big owner's queued jobs (fairness)")
-    p.add_argument("--small-jobs", type=int, help="the small owner's jobs (fairness)")
-    p.add_argument("--rate-seconds", type=float, help="how long the start-rate figure runs (60)")
-    p.add_argument("--graph-jobs", type=int, help="jobs in the fan-out/fan-in graph (graph)")
-    p.add_argument("--e2e-jobs", type=int, help="jobs per end-to-end latency round (e2e)")
-    p.add_argument("--e2e-every", type=float, help="seconds between them (e2e, default 0.02)")
-    p.set_defaults(func=cmd_bench)

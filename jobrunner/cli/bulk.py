@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import getpass
 import json
-from datetime import datetime
 from typing import Any
 
 from jobrunner import bulk, client
@@ -21,38 +20,6 @@ from jobrunner.models import JobState
 from jobrunner.search import check_tags, parse_args_filter
 
 PAST = {"cancel": "cancelled", "retry": "retried", "delete": "deleted"}
-
-
-def add_bulk_parser(jobs: Any) -> None:
-    """`bulk` under `jobrunner jobs` (`jobs` is its subparsers)."""
-    p = jobs.add_parser(
-        "bulk",
-        help="cancel, retry or delete every job a filter matches",
-        description="Cancel unfinished jobs, retry failed or cancelled ones, or delete "
-        "finished ones: every job the filter matches, in batches of 1,000. Audited in "
-        "jobrunner.bulk_actions.",
-    )
-    p.add_argument("action", choices=bulk.ACTIONS, help="what to do to them")
-    p.add_argument("--state", choices=[s.value for s in JobState], help="only this state")
-    p.add_argument("--task", help="only this task")
-    p.add_argument("--queue", help="only this queue")
-    p.add_argument("--tag", action="append", help="only jobs with this tag (repeat: all of them)")
-    p.add_argument("--args", help='only jobs whose args contain this JSON object, e.g. {"a": 1}')
-    p.add_argument("--created-after", type=_aware, help="ISO time with a timezone")
-    p.add_argument("--created-before", type=_aware, help="ISO time with a timezone")
-    p.add_argument("--dry-run", action="store_true", help="count them; change nothing")
-    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
-    p.set_defaults(func=cmd_bulk)
-
-
-def _aware(text: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO time") from None
-    if when.tzinfo is None:
-        raise argparse.ArgumentTypeError("give a timezone, e.g. 2026-01-31T00:00:00+00:00")
-    return when
 
 
 def request_of(args: argparse.Namespace) -> bulk.BulkRequest:

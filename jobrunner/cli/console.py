@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any, TextIO
 from uuid import UUID
 
-from jobrunner.job_public import job_payload
 from jobrunner.models import Job
 from jobrunner.progress import Progress
 
@@ -45,6 +44,10 @@ def to_json(value: Any, *, indent: int | None = 2) -> str:
 def job_json(job: Job, *, indent: int | None = 2) -> str:
     """The job as `GET /jobs/{id}` answers it (same fields, same names: `timeout_seconds`,
     `cancel_requested`), plus what only an operator sees: its worker and lease."""
+    # Imported here: its pydantic models cost a worker's start, which uses this module only
+    # to say it is starting an embedded PostgreSQL (cli.common).
+    from jobrunner.job_public import job_payload
+
     operator = {"worker_id": job.worker_id, "lease_expires_at": job.lease_expires_at}
     return to_json({**job_payload(job), **operator}, indent=indent)
 

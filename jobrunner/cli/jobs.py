@@ -21,16 +21,6 @@ from jobrunner.search import check_tags, parse_args_filter
 # ----- enqueue --------------------------------------------------------------------------
 
 
-def json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError('must be a JSON object, e.g. {"data": [1, 2, 3]}')
-    return value
-
-
 async def _enqueue(dsn: str, args: argparse.Namespace, *, seen_timeout: float) -> int:
     pool = await client.configure(dsn)
     try:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pydantic
 
-from jobrunner.cli.admin import cmd_doctor, cmd_users
-from jobrunner.cli.bulk import add_bulk_parser
+from jobrunner import bulk
+from jobrunner.bench.command import register as register_bench
+from jobrunner.cli.argtypes import aware, json_object, limit, rate
 from jobrunner.cli.common import err, settings_from
-from jobrunner.cli.jobs import cmd_enqueue, cmd_jobs, json_object
-from jobrunner.cli.queues import cmd_queues, limit, rate
-from jobrunner.cli.serving import cmd_api, cmd_migrate, cmd_up, cmd_worker
+from jobrunner.cli.handlers import Handler, set_handler
 from jobrunner.db.errors import SCHEMA_MISSING
 from jobrunner.errors import JobrunnerError
 from jobrunner.logs import configure_logging
@@ -21,8 +20,9 @@ from jobrunner.models import KEEP, JobState
 
 # ----- wiring ---------------------------------------------------------------------------
 
-Command = Callable[[argparse.Namespace], int]
 Subparsers = argparse._SubParsersAction  # argparse names no public type for it
+# Each command names its function (jobrunner.cli.handlers): only the one that runs is imported.
+SERVING = "jobrunner.cli.serving"
 
 
 def _add_worker_flags(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +62,7 @@ def _add_serving(sub: Subparsers[argparse.ArgumentParser]) -> None:
     )
     _add_http_flags(p)
     _add_worker_flags(p)
-    p.set_defaults(func=cmd_up)
+    set_handler(p, SERVING, "cmd_up")
 
     p = sub.add_parser(
         "api",
@@ -71,7 +71,7 @@ def _add_serving(sub: Subparsers[argparse.ArgumentParser]) -> None:
         "(or JOBRUNNER_DEV_MODE=1) and a migrated database.",
     )
     _add_http_flags(p)
-    p.set_defaults(func=cmd_api)
+    set_handler(p, SERVING, "cmd_api")
 
     p = sub.add_parser(
         "worker",
@@ -80,7 +80,7 @@ def _add_serving(sub: Subparsers[argparse.ArgumentParser]) -> None:
         "Every flag has a JOBRUNNER_* variable of the same name.",
     )
     _add_worker_flags(p)
-    p.set_defaults(func=cmd_worker)
+    set_handler(p, SERVING, "cmd_worker")
 
     p = sub.add_parser(
         "migrate",
@@ -95,7 +95,7 @@ def _add_serving(sub: Subparsers[argparse.ArgumentParser]) -> None:
         help="then, if the database has no account yet, create admin NAME and print its "
         "password once (what compose's migrate does; `jobrunner up` makes `admin` itself)",
     )
-    p.set_defaults(func=cmd_migrate)
+    set_handler(p, SERVING, "cmd_migrate")
 
 
 def _add_enqueue(sub: Subparsers[argparse.ArgumentParser]) -> None:
@@ -125,7 +125,7 @@ def _add_enqueue(sub: Subparsers[argparse.ArgumentParser]) -> None:
         metavar="SECONDS",
         help="with --wait: give up after this long (exit 124)",
     )
-    p.set_defaults(func=cmd_enqueue)
+    set_handler(p, "jobrunner.cli.jobs", "cmd_enqueue")
 
 
 def _add_jobs(sub: Subparsers[argparse.ArgumentParser]) -> None:
@@ -151,8 +151,30 @@ def _add_jobs(sub: Subparsers[argparse.ArgumentParser]) -> None:
         action = jobs.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         action.add_argument("id", metavar="ID", help="the job's id")
         action.add_argument("--json", action="store_true", help="print the job as JSON")
-    add_bulk_parser(jobs)  # jobs bulk cancel|retry|delete (issue 16)
-    p.set_defaults(func=cmd_jobs)
+    _add_bulk(jobs)  # jobs bulk cancel|retry|delete (issue 16)
+    set_handler(p, "jobrunner.cli.jobs", "cmd_jobs")
+
+
+def _add_bulk(jobs: Subparsers[argparse.ArgumentParser]) -> None:
+    """`bulk` under `jobrunner jobs`."""
+    p = jobs.add_parser(
+        "bulk",
+        help="cancel, retry or delete every job a filter matches",
+        description="Cancel unfinished jobs, retry failed or cancelled ones, or delete "
+        "finished ones: every job the filter matches, in batches of 1,000. Audited in "
+        "jobrunner.bulk_actions.",
+    )
+    p.add_argument("action", choices=bulk.ACTIONS, help="what to do to them")
+    p.add_argument("--state", choices=[s.value for s in JobState], help="only this state")
+    p.add_argument("--task", help="only this task")
+    p.add_argument("--queue", help="only this queue")
+    p.add_argument("--tag", action="append", help="only jobs with this tag (repeat: all of them)")
+    p.add_argument("--args", help='only jobs whose args contain this JSON object, e.g. {"a": 1}')
+    p.add_argument("--created-after", type=aware, help="ISO time with a timezone")
+    p.add_argument("--created-before", type=aware, help="ISO time with a timezone")
+    p.add_argument("--dry-run", action="store_true", help="count them; change nothing")
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    set_handler(p, "jobrunner.cli.bulk", "cmd_bulk")
 
 
 def _add_users(sub: Subparsers[argparse.ArgumentParser]) -> None:
@@ -188,7 +210,7 @@ def _add_users(sub: Subparsers[argparse.ArgumentParser]) -> None:
     )
     highest.add_argument("name", metavar="NAME")
     highest.add_argument("max_priority", metavar="N", type=int, help="-100..100")
-    p.set_defaults(func=cmd_users)
+    set_handler(p, "jobrunner.cli.admin", "cmd_users")
 
 
 def _add_queues(sub: Subparsers[argparse.ArgumentParser]) -> None:
@@ -237,7 +259,7 @@ def _add_queues(sub: Subparsers[argparse.ArgumentParser]) -> None:
             command.add_argument("name", metavar="QUEUE")
         if name in ("grant", "revoke"):
             command.add_argument("user", metavar="USER")
-    p.set_defaults(func=cmd_queues)
+    set_handler(p, "jobrunner.cli.queues", "cmd_queues")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,11 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the database, migrations, LISTEN/NOTIFY and settings",
         description="Run every check, say what to fix, exit non-zero on failure.",
     )
-    p.set_defaults(func=cmd_doctor)
-
-    from jobrunner import bench
-
-    bench.register(sub)
+    set_handler(p, "jobrunner.cli.admin", "cmd_doctor")
+    register_bench(sub)
     return parser
 
 
@@ -274,9 +293,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         err(f"jobrunner: invalid settings:\n{exc}")
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    func: Command = args.func
+    handler: Handler = args.handler
     try:
-        return func(args)
+        return handler.load()(args)
     except pydantic.ValidationError as exc:
         err(f"jobrunner: invalid settings:\n{exc}")
         return 2

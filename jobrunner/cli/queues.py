@@ -10,37 +10,12 @@ import argparse
 import asyncio
 import dataclasses
 import getpass
-import re
 
 from jobrunner import queues
 from jobrunner.cli import console
 from jobrunner.cli.common import database, out, settings_from
 from jobrunner.db.pool import Conn, connect
-from jobrunner.models import QueueChanges, QueueControls, QueueCounts, Rate
-
-NONE = "none"  # what a limit flag takes to remove the limit
-_RATE = re.compile(r"(\d+)/(s|sec|second|m|min|minute)")
-
-
-def limit(text: str) -> int | None:
-    """A limit flag's value: a whole number, or `none` to remove the limit."""
-    if text.lower() == NONE:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number or {NONE!r}: {text!r}") from None
-
-
-def rate(text: str) -> Rate | None:
-    """`--rate 10/second`, `600/minute` (or /s, /min), or `none`."""
-    if text.lower() == NONE:
-        return None
-    found = _RATE.fullmatch(text.strip().lower())
-    if found is None:
-        raise argparse.ArgumentTypeError(f"a rate is N/second, N/minute or {NONE!r}: {text!r}")
-    return Rate(int(found[1]), "second" if found[2].startswith("s") else "minute")
-
+from jobrunner.models import QueueChanges, QueueControls, QueueCounts
 
 def _who() -> str:
     try:

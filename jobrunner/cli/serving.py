@@ -62,7 +62,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 async def _work(settings: Settings, dsn: str) -> int:
-    from jobrunner.serve import exit_if_handlers_stuck
+    from jobrunner.worker.shutdown import exit_if_handlers_stuck
     from jobrunner.worker.worker import Worker
 
     load_task_modules(settings.tasks)

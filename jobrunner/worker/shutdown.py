@@ -8,8 +8,11 @@ started, handed back to the queue at once rather than after its lease.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -17,6 +20,9 @@ from jobrunner.db import queries
 from jobrunner.db.errors import DB_ERRORS
 from jobrunner.db.pool import Pool
 from jobrunner.worker.attempts import AttemptBook, StopReason
+
+if TYPE_CHECKING:  # the worker imports this module
+    from jobrunner.worker.worker import Worker
 
 log = structlog.get_logger("jobrunner.worker")
 
@@ -70,3 +76,21 @@ async def stuck_handlers(book: AttemptBook, thread_prefix: str, grace: float) ->
         return sum(t.is_alive() for t in ours)
 
     return book.running_count + len(book.abandoned) + await asyncio.to_thread(still_busy)
+
+
+async def exit_if_handlers_stuck(worker: Worker | None, code: int = 0) -> None:
+    """Exit now if handlers ignore their cancellation after the worker stopped.
+
+    Their jobs are back in the queue (maybe running elsewhere already); waiting for them,
+    as asyncio.run() and the interpreter's exit would, only holds a finished process hostage.
+    """
+    stuck = await worker.stuck_handlers() if worker is not None else 0
+    if not stuck:
+        return
+    log.warning(
+        "exiting without waiting for handlers that ignore cancellation; their jobs were released",
+        handlers=stuck,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

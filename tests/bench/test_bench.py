@@ -10,7 +10,9 @@ import os
 import subprocess
 import sys
 
-from jobrunner.bench import GROUPS, QUICK, format_table
+from jobrunner.bench.command import GROUPS
+from jobrunner.bench.rounds import QUICK
+from jobrunner.bench.runner import format_table
 
 
 def test_quick_bench_reports_every_figure(db_dsn: str) -> None:

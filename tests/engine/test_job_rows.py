@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from jobrunner import Backoff, client
-from jobrunner.bench import fill
+from jobrunner.bench.rounds import fill
 from jobrunner.db import queries
 from jobrunner.db.pool import Pool
 from jobrunner.job_rows import insert_each, make_rows
