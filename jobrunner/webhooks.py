@@ -31,12 +31,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
-import httpx
 import structlog
 
-from jobrunner import accounts, client, tracing
+from jobrunner import client, tracing
 from jobrunner.errors import Cancel, JobNotFound, JobrunnerError
-from jobrunner.job_public import job_payload
 from jobrunner.job_rows import JobRows, make_rows
 from jobrunner.models import Job
 from jobrunner.settings import get_settings
@@ -213,6 +211,8 @@ def message_id(job: Job) -> str:
 
 
 def payload(job: Job) -> bytes:
+    from jobrunner.job_public import job_payload  # see deliver_webhook
+
     data = job_payload(job)
     body = {"type": f"job.{job.state.value}", "timestamp": data["finished_at"], "data": data}
     return json.dumps(body, separators=(",", ":")).encode()
@@ -235,6 +235,8 @@ def headers_for(job: Job, body: bytes, secret: str | None) -> dict[str, str]:
 
 
 async def send(target: Target, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    import httpx  # see deliver_webhook
+
     extensions: dict[str, Any] = {}
     if target.sni_hostname:
         extensions["sni_hostname"] = target.sni_hostname
@@ -254,6 +256,13 @@ async def send(target: Target, body: bytes, headers: dict[str, str], timeout: fl
 @task(name="jobrunner.deliver_webhook", queue="webhooks", max_attempts=10, timeout=60)
 async def deliver_webhook(job_id: UUID) -> dict[str, Any]:
     """POST a finished job's JSON to its callback URL, signed with its owner's secret."""
+    # Imported at the first delivery, not with this module: every worker imports it (its
+    # task is built in), and httpx, the accounts' jwt and argon2, and the API's job models
+    # were ~50 ms of a worker's start to its first job.
+    import httpx
+
+    from jobrunner import accounts
+
     settings = get_settings()
     try:
         job = await client.get_job(job_id)

@@ -125,6 +125,18 @@ def test_a_heading_between_statements_belongs_to_neither() -> None:
     assert load_queries(text) == {"a": "SELECT 1;", "b": "SELECT 2;"}
 
 
+def test_only_whole_comment_lines_after_a_statement_are_dropped() -> None:
+    text = (
+        "-- name: a\n-- doc\nSELECT 1 -- kept: on the statement's line\n  -- indented\n\n"
+        "\t-- after a blank line\n   \n-- name: b\nSELECT '--';\n-- name: c\n-- only a comment\n"
+    )
+    assert load_queries(text) == {
+        "a": "-- doc\nSELECT 1 -- kept: on the statement's line",
+        "b": "SELECT '--';",
+        "c": "",
+    }
+
+
 def test_a_cached_access_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
     codec = TokenCodec(secret="s" * 48, issuer="i", audience="a", access_ttl=60, refresh_ttl=600)
     token = codec.encode("access", sub="alice", sid=uuid.uuid4())
