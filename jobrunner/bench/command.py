@@ -1,11 +1,11 @@
 """`jobrunner bench` as the parser declares it: its groups and flags, and nothing else, so
-that every other command's parser costs no import of the bench (jobrunner.cli.handlers)."""
+that every other command's parser costs no import of the bench (jobrunner.commands)."""
 
 from __future__ import annotations
 
 import argparse
 
-from jobrunner.cli.handlers import set_handler
+from jobrunner.commands import set_handler
 
 GROUPS = (
     "enqueue", "process", "latency", "backlog", "memory", "fairness", "controls", "graph",

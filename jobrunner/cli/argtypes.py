@@ -1,7 +1,7 @@
 """What the parser turns flag values into (argparse `type=` callables).
 
 Apart from the commands that use them, so that declaring the parser imports none of those
-commands' modules (jobrunner.cli.handlers).
+commands' modules (jobrunner.commands).
 """
 
 from __future__ import annotations

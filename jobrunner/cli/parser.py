@@ -12,7 +12,7 @@ from jobrunner import bulk
 from jobrunner.bench.command import register as register_bench
 from jobrunner.cli.argtypes import aware, json_object, limit, rate
 from jobrunner.cli.common import err, settings_from
-from jobrunner.cli.handlers import Handler, set_handler
+from jobrunner.commands import Handler, set_handler
 from jobrunner.db.errors import SCHEMA_MISSING
 from jobrunner.errors import JobrunnerError
 from jobrunner.logs import configure_logging
@@ -21,7 +21,7 @@ from jobrunner.models import KEEP, JobState
 # ----- wiring ---------------------------------------------------------------------------
 
 Subparsers = argparse._SubParsersAction  # argparse names no public type for it
-# Each command names its function (jobrunner.cli.handlers): only the one that runs is imported.
+# Each command names its function (jobrunner.commands): only the one that runs is imported.
 SERVING = "jobrunner.cli.serving"
 
 
