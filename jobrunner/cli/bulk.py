@@ -11,12 +11,10 @@ import argparse
 import asyncio
 import getpass
 import json
-from typing import Any
 
 from jobrunner import bulk, client
 from jobrunner.cli.common import out, settings_from, task_database
 from jobrunner.db import queries
-from jobrunner.models import JobState
 from jobrunner.search import check_tags, parse_args_filter
 
 PAST = {"cancel": "cancelled", "retry": "retried", "delete": "deleted"}

@@ -17,6 +17,7 @@ from jobrunner.cli.common import database, out, settings_from
 from jobrunner.db.pool import Conn, connect
 from jobrunner.models import QueueChanges, QueueControls, QueueCounts
 
+
 def _who() -> str:
     try:
         return f"cli:{getpass.getuser()}"
