@@ -600,6 +600,8 @@ SELECT count(*) FROM (
 -- by tags ($10: the job carries all of them) and args containment ($11) too. A search by
 -- those is planned for its own values (queries.job_list), so it reads jobs_tags_idx or
 -- jobs_args_idx when they are rare, and walks the primary key when they are common.
+-- Those indexes hold only jobs with tags / non-empty args (migration 0019); the second
+-- line of each test says so, and is what lets the plan use them (the searches below too).
 -- args only when $8 and result only when $9: a column not output is never read from its
 -- TOAST, so a page of jobs with megabytes of args each costs no more than any other.
 -- payload_bytes (the JSON text of what was included) lets the caller cap a page's size.
@@ -619,7 +621,9 @@ WHERE id < coalesce($1::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
   AND ($5::timestamptz IS NULL OR created_at >= $5)
   AND ($6::timestamptz IS NULL OR created_at < $6)
   AND ($10::text[] IS NULL OR tags @> $10)
+  AND ($10 IS NULL OR cardinality($10) = 0 OR tags <> '{}')
   AND ($11::jsonb IS NULL OR args @> $11)
+  AND ($11 IS NULL OR $11 = '{}' OR args <> '{}')
 ORDER BY id DESC
 LIMIT $7;
 
@@ -643,7 +647,9 @@ WHERE owner = $10
   AND ($5::timestamptz IS NULL OR created_at >= $5)
   AND ($6::timestamptz IS NULL OR created_at < $6)
   AND ($11::text[] IS NULL OR tags @> $11)
+  AND ($11 IS NULL OR cardinality($11) = 0 OR tags <> '{}')
   AND ($12::jsonb IS NULL OR args @> $12)
+  AND ($12 IS NULL OR $12 = '{}' OR args <> '{}')
 ORDER BY id DESC
 LIMIT $7;
 
@@ -808,7 +814,9 @@ WHERE ($2::bool OR owner = $1)
   AND ($6::timestamptz IS NULL OR created_at >= $6)
   AND ($7::timestamptz IS NULL OR created_at < $7)
   AND ($8::text[] IS NULL OR tags @> $8)
-  AND ($9::jsonb IS NULL OR args @> $9);
+  AND ($8 IS NULL OR cardinality($8) = 0 OR tags <> '{}')
+  AND ($9::jsonb IS NULL OR args @> $9)
+  AND ($9 IS NULL OR $9 = '{}' OR args <> '{}');
 
 -- name: job_bulk_cancel
 -- Cancel a batch as job_cancel does each job: at once unless running; a running one is asked
@@ -823,7 +831,9 @@ WITH batch AS MATERIALIZED (
       AND ($6::timestamptz IS NULL OR created_at >= $6)
       AND ($7::timestamptz IS NULL OR created_at < $7)
       AND ($8::text[] IS NULL OR tags @> $8)
+      AND ($8 IS NULL OR cardinality($8) = 0 OR tags <> '{}')
       AND ($9::jsonb IS NULL OR args @> $9)
+      AND ($9 IS NULL OR $9 = '{}' OR args <> '{}')
       AND id > coalesce($10::uuid, '00000000-0000-0000-0000-000000000000')
     ORDER BY id
     LIMIT $11
@@ -858,7 +868,9 @@ WITH batch AS MATERIALIZED (
       AND ($6::timestamptz IS NULL OR created_at >= $6)
       AND ($7::timestamptz IS NULL OR created_at < $7)
       AND ($8::text[] IS NULL OR tags @> $8)
+      AND ($8 IS NULL OR cardinality($8) = 0 OR tags <> '{}')
       AND ($9::jsonb IS NULL OR args @> $9)
+      AND ($9 IS NULL OR $9 = '{}' OR args <> '{}')
       AND id > coalesce($10::uuid, '00000000-0000-0000-0000-000000000000')
     ORDER BY id
     LIMIT $11
@@ -893,7 +905,9 @@ WITH batch AS MATERIALIZED (
       AND ($6::timestamptz IS NULL OR created_at >= $6)
       AND ($7::timestamptz IS NULL OR created_at < $7)
       AND ($8::text[] IS NULL OR tags @> $8)
+      AND ($8 IS NULL OR cardinality($8) = 0 OR tags <> '{}')
       AND ($9::jsonb IS NULL OR args @> $9)
+      AND ($9 IS NULL OR $9 = '{}' OR args <> '{}')
       AND id > coalesce($10::uuid, '00000000-0000-0000-0000-000000000000')
     ORDER BY id
     LIMIT $11
@@ -1412,7 +1426,9 @@ WHERE ($1::timestamptz IS NULL OR (finished_at, id) < ($1, $2::uuid))
   AND ($6::timestamptz IS NULL OR created_at >= $6)
   AND ($7::timestamptz IS NULL OR created_at < $7)
   AND ($10::text[] IS NULL OR tags @> $10)
+  AND ($10 IS NULL OR cardinality($10) = 0 OR tags <> '{}')
   AND ($11::jsonb IS NULL OR args @> $11)
+  AND ($11 IS NULL OR $11 = '{}' OR args <> '{}')
 ORDER BY finished_at DESC, id DESC
 LIMIT $8;
 
@@ -1433,7 +1449,9 @@ WHERE owner = $10
   AND ($6::timestamptz IS NULL OR created_at >= $6)
   AND ($7::timestamptz IS NULL OR created_at < $7)
   AND ($11::text[] IS NULL OR tags @> $11)
+  AND ($11 IS NULL OR cardinality($11) = 0 OR tags <> '{}')
   AND ($12::jsonb IS NULL OR args @> $12)
+  AND ($12 IS NULL OR $12 = '{}' OR args <> '{}')
 ORDER BY finished_at DESC, id DESC
 LIMIT $8;
 
