@@ -279,6 +279,10 @@ async def session_claim_plans(conn: Conn) -> None:
     await conn.fetchrow(QUERIES["session_claim_plans"])
 
 
+async def session_outcome_plans(conn: Conn) -> None:
+    await conn.fetchrow(QUERIES["session_outcome_plans"])
+
+
 async def queue_lock_limited(conn: Conn, queues: Sequence[str]) -> list[str]:
     """Lock the control rows of those of `queues` with limits, until the transaction ends."""
     return [r["name"] for r in await conn.fetch(QUERIES["queue_lock_limited"], list(queues))]

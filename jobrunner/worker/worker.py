@@ -160,7 +160,7 @@ class Worker:
         if pool is None:  # asked to stop while waiting for the database
             return self.stats
         self._claim_conn = HeldConnection(pool, setup=queries.session_claim_plans)
-        self._writer.conn = HeldConnection(pool)
+        self._writer.conn = HeldConnection(pool, setup=queries.session_outcome_plans)
         self._writer.progress = self.progress
         self.progress.pool = pool
         log.info(
