@@ -45,6 +45,7 @@ from jobrunner.worker.claimer import Claimer
 from jobrunner.worker.companions import Companions, Doorbell
 from jobrunner.worker.outcomes import HeldConnection, OutcomeWriter
 from jobrunner.worker.pacing import Prefetch, Wakeup, back_off
+from jobrunner.worker.periodic import sync_at_start
 from jobrunner.worker.presence import Presence
 from jobrunner.worker.progress import ProgressWriter
 from jobrunner.worker.shutdown import drain, release_unfinished, stuck_handlers
@@ -171,6 +172,7 @@ class Worker:
             burst=burst,
         )
         await self.presence.register(pool)
+        await sync_at_start(pool, self.worker_id)
         self._companions.start(
             pool,
             Doorbell(on_jobs=self._wakeup.on_doorbell, on_connected=self._wakeup.on_connected),
