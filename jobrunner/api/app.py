@@ -25,6 +25,7 @@ from jobrunner.api import (
     ops_routes,
     problems,
     queue_routes,
+    schedule_routes,
     sse_routes,
     workers_routes,
 )
@@ -139,7 +140,7 @@ def create_app(settings: Settings) -> FastAPI:
     docs.install(app)
     routers = (
         auth_routes, admin_routes, jobs_routes, queue_routes, sse_routes, ops_routes,
-        workers_routes,
+        workers_routes, schedule_routes,
     )  # fmt: skip
     for module in (*routers, dashboard, queue_pages, bulk_pages):
         app.include_router(module.router)
