@@ -61,7 +61,7 @@ async def _list(conn: Conn, as_json: bool) -> None:
             _when(s.next_run_at),
             _when(s.last_run_at),
             _outcome(s),
-        ]  # fmt: skip
+        ]
         for s in found
     ]
     out(console.table(headers, rows))
