@@ -14,11 +14,13 @@ from jobrunner import schedules
 from jobrunner.cron import InvalidCron, next_tick
 from jobrunner.db import migrate, queries
 from jobrunner.db.pool import Conn, Pool, init_connection
-from jobrunner.models import JobState
+from jobrunner.models import JobState, Schedule
 from jobrunner.registry import _registry
 from jobrunner.tasks import task
 from jobrunner.worker.periodic import fire_due_schedules, sync_code_schedules
 from tests.support.database import Server, create_database, drop_database
+from tests.support.waiting import wait_for
+from tests.support.workers import StartWorker
 
 CODE_TASK = "test.every_minute"
 
@@ -133,6 +135,19 @@ async def test_a_code_schedule_is_synced_and_its_pause_survives_a_resync(
         assert not resumed.paused
         assert resumed.next_run_at is not None and resumed.next_run_at > now
         assert await _jobs_of(conn, code_task) == 0
+
+
+async def test_a_worker_syncs_its_code_schedules_as_it_starts(
+    start_worker: StartWorker, pool: Pool, code_task: str
+) -> None:
+    worker = await start_worker()
+
+    async def synced() -> Schedule | None:
+        async with pool.acquire() as conn:
+            return await queries.schedule_get(conn, code_task)
+
+    found = await wait_for(synced, what="the code schedule synced")
+    assert found.source == "code" and found.created_by == f"worker:{worker.worker_id}"
 
 
 async def test_a_code_schedule_cannot_be_removed_and_one_whose_cron_left_the_code_goes(
@@ -266,9 +281,11 @@ async def test_a_periodic_tick_is_carried_over_and_fires_once(
     try:
         await conn.execute(queries.QUERIES["migration_schema_create"])
         await conn.execute(queries.QUERIES["migration_table_create"])
+        # A database of main's before this migration: every other one applied (0017 and
+        # 0018 came first), so 0015 applies on top of them.
         for migration in migrate.discover():
-            if migration.version >= 15:
-                break
+            if migration.version == 15:
+                continue
             for part in migration.parts:
                 await conn.execute(part)
             await conn.execute(
@@ -282,7 +299,7 @@ async def test_a_periodic_tick_is_carried_over_and_fires_once(
             "VALUES ($1, date_trunc('minute', now()) - interval '3 minutes')",
             code_task,
         )
-        await migrate.migrate(conn)
+        assert [m.version for m in await migrate.migrate(conn)] == [15]
         assert await conn.fetchval("SELECT to_regclass('jobrunner.periodic_ticks')") is None
         carried = await schedules.get(conn, code_task)
         assert (carried.source, carried.cron, carried.next_run_at) == ("code", None, None)
