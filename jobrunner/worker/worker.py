@@ -10,7 +10,8 @@ Pieces, each on its own task or thread:
 - the progress writer (progress.py) writes what handlers report, about once a second;
 - the heartbeat thread renews leases of every attempt held (running, or finished but not yet
   written), and reports lost leases and cancel requests back;
-- maintenance, under an advisory lock, promotes due jobs, rescues leases and prunes;
+- maintenance, under an advisory lock, promotes due jobs, rescues leases, prunes and fires
+  due schedules (periodic.py, which also syncs this process's code schedules at start);
 - presence.py keeps this worker's row in the registry (jobrunner.workers);
 - companions.py starts and stops the pieces that run beside the fetch loop;
 - shutdown.py drains and hands back what is left.
