@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from jobrunner.db import queries
 from jobrunner.db.pool import Pool, connect
-from jobrunner.models import Outcome
+from jobrunner.models import Outcome, OutcomeKind
 from jobrunner.webhooks import delivery_rows
 
 POLICY = queries.OutcomePolicy(
@@ -33,7 +33,9 @@ async def test_the_outcome_write_keeps_one_plan_that_probes_the_primary_key(
         await queries.session_outcome_plans(conn)
         for flush in range(FLUSHES):
             batch = ids[flush * BATCH : (flush + 1) * BATCH]
-            outcomes = [Outcome(id=i, attempt=1, kind="succeeded", result_json="1") for i in batch]
+            outcomes = [
+                Outcome(id=i, attempt=1, kind=OutcomeKind.SUCCEEDED, result_json="1") for i in batch
+            ]
             recorded = await queries.job_record_outcomes(
                 conn, outcomes, worker_id="w", policy=POLICY
             )
