@@ -301,12 +301,12 @@ _STATES: dict[str, JobState] = {state.value: state for state in JobState}
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """What an accepted outcome made of its job: its new state, when it runs next (for a
-    retrying job; for a finished one, when it last became due), and its attempt count (one
-    less than the attempt's own when a deferral gave the attempt back)."""
+    """What an accepted outcome made of its job: its new state, when it runs next (a
+    retrying job's; None for any other), and its attempt count (one less than the attempt's
+    own when a deferral gave the attempt back)."""
 
     state: JobState
-    run_at: datetime
+    run_at: datetime | None
     attempt: int
     has_children: bool = False
 

@@ -200,7 +200,8 @@ def _log_outcome(attempt: Attempt, recorded: queries.Recorded | None) -> str:
         # A deferral gives its attempt back; a defer past its bound is written as a retry.
         deferred = recorded.attempt < job.attempt
         event = "job deferred" if deferred else "job failed; retrying"
-        log.warning(event, error=error, next_run_at=recorded.run_at.isoformat(), **fields)
+        next_run_at = recorded.run_at.isoformat() if recorded.run_at else None
+        log.warning(event, error=error, next_run_at=next_run_at, **fields)
     elif state is JobState.FAILED:
         log.error("job failed", error=error, **fields)
     else:
