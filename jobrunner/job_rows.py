@@ -24,16 +24,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from jobrunner import dependencies, metrics, search, tracing
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, ensure_codecs
 from jobrunner.doorbell import Doorbell
-from jobrunner.errors import InvalidArguments, JobStateConflict
+from jobrunner.errors import InvalidArguments, JobStateConflict, UnknownTask
 from jobrunner.models import PARENTS_KEY, Job, JobState, ParentFailure
-from jobrunner.options import NO_OPTIONS, JobOptions, Parent
+from jobrunner.options import NO_OPTIONS, Backoff, JobOptions, Parent
 from jobrunner.registry import get_task
 
 if TYPE_CHECKING:  # types only: tasks imports the client, which imports this module
@@ -80,25 +80,71 @@ class JobRows:
         )
 
 
+class TaskDefaults(Protocol):
+    """What a job takes from its task unless its options say otherwise."""
+
+    @property
+    def queue(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def timeout(self) -> float | None: ...
+    @property
+    def backoff(self) -> Backoff | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _UnknownTaskDefaults:
+    # @task's own defaults (jobrunner.tasks.task), for a task this process does not register.
+    queue: str = "default"
+    priority: int = 0
+    max_attempts: int = 3
+    timeout: float | None = None
+    backoff: Backoff | None = None
+
+
+UNKNOWN_TASK_DEFAULTS = _UnknownTaskDefaults()
+
+
 def make_rows(
-    task_name: str, args_list: Sequence[Mapping[str, Any]], options: JobOptions = NO_OPTIONS
+    task_name: str,
+    args_list: Sequence[Mapping[str, Any]],
+    options: JobOptions = NO_OPTIONS,
+    *,
+    unknown_task_ok: bool = False,
 ) -> JobRows:
     """The one parameter maker: `options` over the task's defaults, the arguments checked.
-    Raises UnknownTask or InvalidArguments before anything is written."""
-    task = get_task(task_name)
+    Raises UnknownTask or InvalidArguments before anything is written. With
+    `unknown_task_ok` (a schedule's tick: the job must wait for a worker that knows the
+    task, as any job of an unknown task does), a task this process does not register takes
+    @task's defaults and its arguments go unchecked."""
     plain = [a if type(a) is dict else dict(a) for a in args_list]
-    checked = [task.validate_args(plain[0])] if len(plain) == 1 else task.validate_many(plain)
-    _check(task, options, many=len(plain) != 1)
-    parents = _check_parents(task.name, options)
-    tags = _check_tags(task.name, options)
-    backoff = options.backoff or task.backoff
+    task: Task[Any, Any] | None = None
+    try:
+        task = get_task(task_name)
+    except UnknownTask:
+        if not unknown_task_ok:
+            raise
+    defaults: TaskDefaults = task if task is not None else UNKNOWN_TASK_DEFAULTS
+    if task is None:
+        checked = plain
+    elif len(plain) == 1:
+        checked = [task.validate_args(plain[0])]
+    else:
+        checked = task.validate_many(plain)
+    _check(task_name, options, many=len(plain) != 1)
+    parents = _check_parents(task_name, options)
+    tags = _check_tags(task_name, options)
+    backoff = options.backoff or defaults.backoff
     rows = JobRows(
-        task=task.name,
+        task=task_name,
         args=checked,
-        queue=options.queue or task.queue,
-        priority=task.priority if options.priority is None else options.priority,
-        max_attempts=options.max_attempts or task.max_attempts,
-        timeout=_interval(options.timeout if options.timeout is not None else task.timeout),
+        queue=options.queue or defaults.queue,
+        priority=defaults.priority if options.priority is None else options.priority,
+        max_attempts=options.max_attempts or defaults.max_attempts,
+        timeout=_interval(options.timeout if options.timeout is not None else defaults.timeout),
         backoff_base=timedelta(seconds=backoff.base) if backoff else None,
         backoff_cap=timedelta(seconds=backoff.cap) if backoff else None,
         run_at=options.run_at,
@@ -113,19 +159,19 @@ def make_rows(
     return rows.waiting_for(parents, options.on_parent_failure or "cancel") if parents else rows
 
 
-def _check(task: Task[Any, Any], options: JobOptions, *, many: bool) -> None:
+def _check(task: str, options: JobOptions, *, many: bool) -> None:
     if options.delay is not None and options.run_at is not None:
-        raise _options_error(task.name, "give delay or run_at, not both")
+        raise _options_error(task, "give delay or run_at, not both")
     if options.run_at is not None and options.run_at.tzinfo is None:
-        raise _options_error(task.name, "run_at must carry a timezone")
+        raise _options_error(task, "run_at must carry a timezone")
     if many and (options.dedup_key is not None or options.callback_url is not None):
-        raise _options_error(task.name, "dedup_key and callback_url are for single jobs")
+        raise _options_error(task, "dedup_key and callback_url are for single jobs")
     if options.max_attempts is not None and not 1 <= options.max_attempts <= 1000:
-        raise _options_error(task.name, "max_attempts must be between 1 and 1000")
+        raise _options_error(task, "max_attempts must be between 1 and 1000")
     if options.fairness_key is not None and len(options.fairness_key) > 256:
-        raise _options_error(task.name, "fairness_key is at most 256 characters")
+        raise _options_error(task, "fairness_key is at most 256 characters")
     if options.backoff is not None and options.backoff.cap > MAX_BACKOFF_SECONDS:
-        raise _options_error(task.name, f"backoff cap is at most {MAX_BACKOFF_SECONDS:g}s")
+        raise _options_error(task, f"backoff cap is at most {MAX_BACKOFF_SECONDS:g}s")
 
 
 def _check_parents(task: str, options: JobOptions) -> tuple[UUID, ...]:

@@ -496,6 +496,45 @@ class QueueControls:
         )  # fmt: skip
 
 
+ScheduleSource = Literal["code", "runtime"]
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A row of jobrunner.schedules (migration 0015), with the state of the job its last
+    tick enqueued (None: no tick yet, or that job was pruned)."""
+
+    name: str
+    task: str
+    args: dict[str, Any]
+    cron: str | None  # None only for a code schedule carried over and not yet synced
+    timezone: str
+    queue: str | None  # None: the task's
+    priority: int | None  # None: the task's
+    paused: bool
+    source: ScheduleSource
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    last_job_id: UUID | None
+    last_job_state: JobState | None
+    last_job_finished_at: datetime | None
+    last_error: str | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Row) -> Schedule:
+        state = row["last_job_state"]
+        return cls(
+            row["name"], row["task"], row["args"], row["cron"], row["timezone"], row["queue"],
+            row["priority"], row["paused"], row["source"], row["next_run_at"],
+            row["last_run_at"], row["last_job_id"], JobState(state) if state else None,
+            row["last_job_finished_at"], row["last_error"], row["created_by"],
+            row["created_at"], row["updated_at"],
+        )  # fmt: skip
+
+
 class Keep(enum.Enum):
     """A control a change leaves as it is (None, by contrast, clears a limit)."""
 

@@ -26,6 +26,7 @@ from jobrunner.api import (
     ops_routes,
     problems,
     queue_routes,
+    schedule_routes,
     sse_routes,
     workers_routes,
 )
@@ -42,7 +43,7 @@ from jobrunner.api.served import ServedQueues
 from jobrunner.api.submit import SubmitContext
 from jobrunner.api.submit_batch import SubmitBatcher
 from jobrunner.auth import TokenCodec
-from jobrunner.dashboard import bulk_pages, queue_pages
+from jobrunner.dashboard import bulk_pages, queue_pages, schedule_pages
 from jobrunner.dashboard import routes as dashboard
 from jobrunner.db.pool import create_pool, wait_for_database
 from jobrunner.doorbell import Doorbell
@@ -148,9 +149,9 @@ def create_app(settings: Settings) -> FastAPI:
     docs.install(app)
     routers = (
         auth_routes, admin_routes, jobs_routes, queue_routes, sse_routes, ops_routes,
-        workers_routes,
+        workers_routes, schedule_routes,
     )  # fmt: skip
-    for module in (*routers, dashboard, queue_pages, bulk_pages):
+    for module in (*routers, dashboard, queue_pages, bulk_pages, schedule_pages):
         app.include_router(module.router)
     app.include_router(bulk_routes.router)  # POST /jobs/bulk (issue 16)
     app.add_middleware(

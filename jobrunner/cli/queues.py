@@ -42,7 +42,7 @@ def rate(text: str) -> Rate | None:
     return Rate(int(found[1]), "second" if found[2].startswith("s") else "minute")
 
 
-def _who() -> str:
+def who() -> str:
     try:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):  # no login name (a container's arbitrary uid)
@@ -112,11 +112,11 @@ async def _queues(dsn: str, args: argparse.Namespace) -> int:
             await _list(conn, args.json)
         elif action in ("pause", "resume"):
             act = queues.pause if action == "pause" else queues.resume
-            out(_show(await act(conn, args.name, by=_who())))
+            out(_show(await act(conn, args.name, by=who())))
         elif action == "set":
-            out(_show(await queues.change(conn, args.name, _changes(args), by=_who())))
+            out(_show(await queues.change(conn, args.name, _changes(args), by=who())))
         elif action == "grant":
-            out(_show(await queues.grant(conn, args.name, args.user, by=_who())))
+            out(_show(await queues.grant(conn, args.name, args.user, by=who())))
         else:
             await queues.revoke(conn, args.name, args.user)
             out(f"revoked {args.user}'s grant on {args.name}")

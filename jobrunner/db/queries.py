@@ -31,6 +31,7 @@ from jobrunner.models import (
     ParentResult,
     QueueChanges,
     QueueControls,
+    Schedule,
     ThroughputMinute,
     User,
     UserAccess,
@@ -280,6 +281,10 @@ async def session_claim_plans(conn: Conn) -> None:
     await conn.fetchrow(QUERIES["session_claim_plans"])
 
 
+async def session_outcome_plans(conn: Conn) -> None:
+    await conn.fetchrow(QUERIES["session_outcome_plans"])
+
+
 async def queue_lock_limited(conn: Conn, queues: Sequence[str]) -> list[str]:
     """Lock the control rows of those of `queues` with limits, until the transaction ends."""
     return [r["name"] for r in await conn.fetch(QUERIES["queue_lock_limited"], list(queues))]
@@ -467,12 +472,148 @@ async def throughput_prune(conn: Conn, *, older_than: float) -> int:
     return int(status.split()[-1])
 
 
-async def periodic_tick_init(conn: Conn, *, task: str, tick: datetime) -> None:
-    await conn.execute(QUERIES["periodic_tick_init"], task, tick)
+# ----- schedules (jobrunner.schedules) ---------------------------------------------------
 
 
-async def periodic_tick_advance(conn: Conn, *, task: str, tick: datetime) -> bool:
-    return await conn.fetchval(QUERIES["periodic_tick_advance"], task, tick) is not None
+@dataclass(frozen=True, slots=True)
+class ScheduleClock:
+    """A schedule a starting worker syncs, as stored, with the database's clock."""
+
+    name: str
+    source: str
+    cron: str | None
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DueSchedule:
+    """A due schedule the firing step holds locked, with the database's clock."""
+
+    now: datetime
+    name: str
+    task: str
+    args: dict[str, Any]
+    cron: str
+    timezone: str
+    queue: str | None
+    priority: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """What one firing did to a schedule: its next tick (None: keep it), the job enqueued
+    (None: none, `error` says why), and whether it must be paused (it cannot go on)."""
+
+    name: str
+    next_run_at: datetime | None
+    job_id: UUID | None
+    error: str | None = None
+    pause: bool = False
+
+
+async def schedule_clock_rows(
+    conn: Conn, names: Sequence[str]
+) -> tuple[datetime, dict[str, ScheduleClock]]:
+    rows = await conn.fetch(QUERIES["schedule_clock_rows"], list(names))
+    found = {
+        r["name"]: ScheduleClock(
+            r["name"], r["source"], r["cron"], r["next_run_at"], r["last_run_at"]
+        )
+        for r in rows
+        if r["name"] is not None
+    }
+    return rows[0]["now"], found
+
+
+async def schedule_sync_code(
+    conn: Conn, declared: Sequence[tuple[str, str, datetime]], *, by: str
+) -> list[str]:
+    """Insert or update code schedules (name, cron, next tick); returns the names a runtime
+    schedule holds, which were left alone."""
+    rows = await conn.fetch(
+        QUERIES["schedule_sync_code"],
+        [d[0] for d in declared],
+        [d[1] for d in declared],
+        [d[2] for d in declared],
+        by,
+    )
+    return [r["shadowed"] for r in rows]
+
+
+async def schedule_forget_code(conn: Conn, names: Sequence[str]) -> list[str]:
+    rows = await conn.fetch(QUERIES["schedule_forget_code"], list(names))
+    return [r["name"] for r in rows]
+
+
+async def schedule_take_due(conn: Conn, *, limit: int) -> list[DueSchedule]:
+    rows = await conn.fetch(QUERIES["schedule_take_due"], limit)
+    fields = ("now", "name", "task", "args", "cron", "timezone", "queue", "priority")
+    return [DueSchedule(*(r[f] for f in fields)) for r in rows]
+
+
+async def schedule_record_fired(conn: Conn, fired: Sequence[Fired]) -> None:
+    await conn.execute(
+        QUERIES["schedule_record_fired"],
+        [f.name for f in fired],
+        [f.next_run_at for f in fired],
+        [f.job_id for f in fired],
+        [f.error for f in fired],
+        [f.pause for f in fired],
+    )
+
+
+async def schedule_list(conn: Conn) -> list[Schedule]:
+    return [Schedule.from_row(r) for r in await conn.fetch(QUERIES["schedule_list"])]
+
+
+async def schedule_get(conn: Conn, name: str) -> Schedule | None:
+    row = await conn.fetchrow(QUERIES["schedule_get"], name)
+    return Schedule.from_row(row) if row is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class NewSchedule:
+    name: str
+    task: str
+    args: dict[str, Any]
+    cron: str
+    timezone: str
+    queue: str | None
+    priority: int | None
+
+
+async def schedule_add(
+    conn: Conn, new: NewSchedule, *, first_run_at: datetime, by: str
+) -> Schedule | None:
+    """Insert a runtime schedule; None when the name is taken."""
+    row = await conn.fetchrow(
+        QUERIES["schedule_add"],
+        new.name, new.task, new.args, new.cron, new.timezone, new.queue, new.priority,
+        first_run_at, by,
+    )  # fmt: skip
+    return Schedule.from_row(row) if row is not None else None
+
+
+async def schedule_pause(conn: Conn, name: str) -> bool:
+    """Pause it; False when there is no such schedule."""
+    return await conn.fetchval(QUERIES["schedule_pause"], name) is not None
+
+
+async def schedule_resume_lock(conn: Conn, name: str) -> tuple[datetime, str | None, str] | None:
+    """(now, cron, timezone) of the schedule, locked for schedule_resume; None if none."""
+    row = await conn.fetchrow(QUERIES["schedule_resume_lock"], name)
+    return (row["now"], row["cron"], row["timezone"]) if row is not None else None
+
+
+async def schedule_resume(conn: Conn, name: str, *, next_run_at: datetime | None) -> None:
+    await conn.execute(QUERIES["schedule_resume"], name, next_run_at)
+
+
+async def schedule_delete_runtime(conn: Conn, name: str) -> str | None:
+    """'runtime' when deleted, 'code' when refused (a code schedule), None when none."""
+    source: str | None = await conn.fetchval(QUERIES["schedule_delete_runtime"], name)
+    return source
 
 
 async def job_queues_waiting(
