@@ -8,6 +8,9 @@ fill) goes through here:
                            task defaults filled, args checked,         ├─► insert_each  (job_insert_each: rows of any tasks, one statement)
                            start time checked; nothing written         └─► insert_copy  (job_insert_many_start + COPY: one task, many rows)
 
+Each path counts what it inserted in jobrunner_jobs_enqueued_total (jobrunner.metrics) once
+its statement returns: jobs of a transaction later rolled back are counted too.
+
 A task's defaults (queue, priority, max_attempts, timeout, backoff) are applied by make_rows
 and nowhere else, so they hold on every path. Start times (run_at, else now + delay, never
 before now) are worked out in the database by jobrunner.start_time. Jobs with parents
@@ -24,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
-from jobrunner import dependencies, search, tracing
+from jobrunner import dependencies, metrics, search, tracing
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, ensure_codecs
 from jobrunner.doorbell import Doorbell
@@ -250,14 +253,17 @@ async def insert_one(conn: Conn, rows: JobRows, *, ring_after: Doorbell | None =
             return [inserted]
 
         [job] = await dependencies.insert_linked(conn, [rows], insert)
+        metrics.enqueued(rows.queue, rows.task)
         return job
     if ring_after is None:
-        job, _ = await _insert_deduplicated(conn, rows, ring=True)
-        return job
-    with ring_after.inserting() as alone:
-        job, new = await _insert_deduplicated(conn, rows, ring=alone)
-    if new and not alone and job.state is JobState.QUEUED:
-        ring_after.ring(job.queue)
+        job, new = await _insert_deduplicated(conn, rows, ring=True)
+    else:
+        with ring_after.inserting() as alone:
+            job, new = await _insert_deduplicated(conn, rows, ring=alone)
+        if new and not alone and job.state is JobState.QUEUED:
+            ring_after.ring(job.queue)
+    if new:  # a duplicate handed back was counted when it was made
+        metrics.enqueued(rows.queue, rows.task)
     return job
 
 
@@ -287,10 +293,13 @@ async def insert_each(conn: Conn, batch: Sequence[JobRows], *, ring: bool = True
         return []
     await ensure_codecs(conn)
     if any(rows.parents for rows in batch):
-        return await dependencies.insert_linked(
+        jobs = await dependencies.insert_linked(
             conn, batch, lambda: queries.job_insert_each(conn, batch, ring=ring)
         )
-    return await queries.job_insert_each(conn, batch, ring=ring)
+    else:
+        jobs = await queries.job_insert_each(conn, batch, ring=ring)
+    metrics.enqueued_each((rows.queue, rows.task) for rows in batch)
+    return jobs
 
 
 async def insert_copy(conn: Conn, rows: JobRows) -> list[UUID]:
@@ -303,5 +312,8 @@ async def insert_copy(conn: Conn, rows: JobRows) -> list[UUID]:
         return []
     await ensure_codecs(conn)
     if rows.parents:
-        return await dependencies.insert_copy_linked(conn, rows)
-    return await queries.job_insert_many(conn, rows)
+        ids = await dependencies.insert_copy_linked(conn, rows)
+    else:
+        ids = await queries.job_insert_many(conn, rows)
+    metrics.enqueued(rows.queue, rows.task, len(ids))
+    return ids

@@ -229,6 +229,8 @@ class ClaimedJob:
     parents: tuple[ParentResult, ...] | None = ()
     # The trace it was made in (jobrunner.tracing); None: made outside one, or tracing off.
     trace_context: dict[str, str] | None = None
+    # Seconds from its run_at to its claim, by the database's clock (jobrunner.metrics).
+    waited: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -669,3 +671,4 @@ class Outcome:
     result_json: str | None = None
     error_json: str | None = None
     retry_delay: float | None = None
+    timed_out: bool = False  # ran past its timeout (counted apart: jobrunner.metrics)

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from jobrunner import metrics
 from jobrunner.api import (
     admin_routes,
     auth_routes,
@@ -33,7 +34,7 @@ from jobrunner.api.direct_submit import DirectSubmit
 from jobrunner.api.events import EventHub, StreamLimits
 from jobrunner.api.job_metrics import JobMetrics
 from jobrunner.api.limits import SubmitTokensAhead, UnfinishedJobs
-from jobrunner.api.metrics import RequestMetrics
+from jobrunner.api.metrics import Exposition
 from jobrunner.api.middleware import ApiMiddleware
 from jobrunner.api.proxies import TrustedProxies, parse_networks
 from jobrunner.api.queue_access import QueueAccess
@@ -97,8 +98,12 @@ def create_app(settings: Settings) -> FastAPI:
         )
         app.state.queue_counts = QueueCountsCache(pool)
         app.state.job_metrics = JobMetrics(
-            pool, ttl=settings.metrics_cache_seconds, max_queues=settings.metrics_max_queues
+            pool,
+            ttl=settings.metrics_cache_seconds,
+            max_queues=settings.metrics_max_queues,
+            snapshot_warn=settings.snapshot_warn_seconds,
         )
+        app.state.exposition.attach(app.state.job_metrics)
         hub = EventHub(pool, limits=StreamLimits.of(settings))
         app.state.pool, app.state.doorbell, app.state.events = pool, doorbell, hub
         background = [
@@ -118,6 +123,7 @@ def create_app(settings: Settings) -> FastAPI:
             await asyncio.gather(*background, return_exceptions=True)
             await batcher.drain()
             await doorbell.flush()  # rings of the last submissions, before their pool goes
+            app.state.exposition.detach()
             await pool.close()
 
     app = FastAPI(
@@ -134,7 +140,10 @@ def create_app(settings: Settings) -> FastAPI:
         telemetry={"metrics": False, "logs": False},
     )
     app.state.settings, app.state.codec = settings, codec
-    app.state.metrics = RequestMetrics()
+    app.state.exposition = Exposition()
+    app.state.metrics = app.state.exposition.requests
+    # Enqueued counts (jobrunner.metrics) name this many queues at most, as /metrics does.
+    metrics.configure(max_queues=settings.metrics_max_queues, known_queues=settings.queues)
     app.state.direct_submit = DirectSubmit(app)
     problems.install(app)
     docs.install(app)

@@ -63,6 +63,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 async def _work(settings: Settings, dsn: str) -> int:
     from jobrunner.serve import exit_if_handlers_stuck
+    from jobrunner.worker import exporter
     from jobrunner.worker.worker import Worker
 
     load_task_modules(settings.tasks)
@@ -74,7 +75,8 @@ async def _work(settings: Settings, dsn: str) -> int:
     if pool is None:  # stopped before the database came back
         return 0
     try:
-        await worker.run()
+        with exporter.serving(settings):
+            await worker.run()
         await exit_if_handlers_stuck(worker)
     finally:
         await client.close()  # rings what handlers enqueued, then closes the pool

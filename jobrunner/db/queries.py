@@ -271,6 +271,7 @@ async def job_claim(
             priority=r["priority"],
             fairness_key=r["fairness_key"],
             trace_context=r["trace_context"],
+            waited=r["waited"],
         )
         for r in rows
     ]
@@ -1106,12 +1107,13 @@ async def throughput_recent(conn: Conn, *, minutes: int) -> list[ThroughputMinut
     return [ThroughputMinute.from_row(r) for r in rows]
 
 
-async def job_latency_recent(
-    conn: Conn, *, seconds: float, limit: int
-) -> list[tuple[str, float, float]]:
-    """(queue, pickup seconds, run seconds) of recently finished jobs."""
-    rows = await conn.fetch(QUERIES["job_latency_recent"], seconds, limit)
-    return [(r["queue"], r["pickup_seconds"], r["run_seconds"]) for r in rows]
+async def job_queue_oldest_queued(
+    conn: Conn, queues: Sequence[str], *, max_lanes: int
+) -> dict[str, float]:
+    """Queue -> seconds its oldest queued job has waited since its run_at (queues with none
+    queued are left out); exact up to `max_lanes` lanes a queue."""
+    rows = await conn.fetch(QUERIES["job_queue_oldest_queued"], list(queues), max_lanes)
+    return {r["queue"]: r["oldest_seconds"] for r in rows}
 
 
 # ----- API: housekeeping (for the maintenance tick) -------------------------------------

@@ -268,7 +268,9 @@ WITH RECURSIVE wanted AS (
         progress = NULL, progress_message = NULL, progress_data = NULL, progress_at = NULL
     WHERE j.id = ANY(ARRAY(SELECT id FROM chosen))
     RETURNING j.id, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.timeout, j.priority,
-              j.fairness_key, j.trace_context
+              j.fairness_key, j.trace_context,
+              -- how long it waited to be picked up (jobrunner.metrics), by this clock
+              extract(epoch FROM statement_timestamp() - j.run_at)::float8 AS waited
 ), spent AS (
     -- What the start-rate buckets have left: refilled up to now, less the jobs started.
     UPDATE jobrunner.queues AS q
@@ -750,17 +752,44 @@ WHERE task = 'jobrunner.deliver_webhook' AND args ->> 'job_id' = $1::uuid::text
 ORDER BY id DESC
 LIMIT 1;
 
--- name: job_latency_recent
--- Pickup (run_at to start) and run (start to end) seconds of up to $2 jobs finished in the
--- last $1 seconds.
-SELECT queue,
-       extract(epoch FROM started_at - run_at)::float8 AS pickup_seconds,
-       extract(epoch FROM finished_at - started_at)::float8 AS run_seconds
-FROM jobrunner.jobs
-WHERE state IN ('succeeded', 'failed', 'cancelled') AND started_at IS NOT NULL
-  AND finished_at > now() - make_interval(secs => $1::float8)
-ORDER BY finished_at DESC
-LIMIT $2;
+-- name: job_queue_oldest_queued
+-- How long the oldest queued job of each of the queues $1 has waited since its run_at
+-- (/metrics), in seconds, and how many lanes were looked at. jobs_claim_idx is ordered by
+-- lane (priority, fairness_key) and then run_at, so the oldest job of a queue is one of its
+-- lanes' first entries: a skip scan walks the lanes, one probe each (the claim's walk, see
+-- job_claim), and stops after $2 lanes a queue. Exact for a queue of up to $2 lanes, else
+-- the oldest among the first $2; never a read of the backlog itself.
+WITH RECURSIVE lanes (queue, priority, fairness_key, run_at, n) AS (
+    SELECT q.queue, head.priority, head.fairness_key, head.run_at, 1
+    FROM unnest($1::text[]) AS q(queue)
+    CROSS JOIN LATERAL (
+        SELECT priority, fairness_key, run_at FROM jobrunner.jobs
+        WHERE state = 'queued' AND queue = q.queue
+        ORDER BY priority DESC, fairness_key, run_at, id
+        LIMIT 1
+    ) AS head
+    UNION ALL
+    SELECT l.queue, step.priority, step.fairness_key, step.run_at, l.n + 1
+    FROM lanes AS l
+    CROSS JOIN LATERAL (
+        -- the next key of this priority, else the first lane of a lower one
+        (SELECT priority, fairness_key, run_at FROM jobrunner.jobs
+         WHERE state = 'queued' AND queue = l.queue AND priority = l.priority
+           AND fairness_key > l.fairness_key
+         ORDER BY fairness_key, run_at, id LIMIT 1)
+        UNION ALL
+        (SELECT priority, fairness_key, run_at FROM jobrunner.jobs
+         WHERE state = 'queued' AND queue = l.queue AND priority < l.priority
+         ORDER BY priority DESC, fairness_key, run_at, id LIMIT 1)
+        LIMIT 1
+    ) AS step
+    WHERE l.n < $2
+)
+SELECT queue, greatest(0, extract(epoch FROM now() - min(run_at)))::float8 AS oldest_seconds,
+       count(*) AS lanes
+FROM lanes
+GROUP BY queue
+ORDER BY queue;
 
 -- name: job_pickup_by_minute
 -- Median pickup latency (run_at to start) per minute, over the last $2 jobs finished in the

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from jobrunner import dependencies
+from jobrunner import dependencies, metrics
 from jobrunner.db import queries
 from jobrunner.db.errors import DB_ERRORS
 from jobrunner.db.pool import Pool, create_pool, wait_for_database
@@ -161,6 +161,7 @@ class Worker:
         pool = await self._open_pool()
         if pool is None:  # asked to stop while waiting for the database
             return self.stats
+        metrics.configure(max_queues=self.settings.metrics_max_queues, known_queues=self.queues)
         self._claim_conn = HeldConnection(pool, setup=queries.session_claim_plans)
         self._writer.conn = HeldConnection(pool, setup=queries.session_outcome_plans)
         self._writer.progress = self.progress
@@ -289,6 +290,7 @@ class Worker:
         # a limit cut it. Only an empty claim says the queues have nothing for us now.
         self._wakeup.more_waiting = bool(claimed)
         self.stats.claimed += len(claimed)
+        metrics.started(claimed)  # grouped by series: a few counter bumps a batch
         self._book.add(claimed)
         return claimed
 
