@@ -43,10 +43,14 @@ MAX_BACKOFF_SECONDS = 30 * 86400.0  # the longest backoff cap a job may ask for
 MAX_PARENTS = 100_000  # parents one job may wait for (kept in its args: ~40 bytes each)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class JobRows:
     """Jobs of one task, alike in everything but their arguments, ready to insert: the task's
-    defaults filled in and every argument checked. One job is a JobRows of one args."""
+    defaults filled in and every argument checked. One job is a JobRows of one args.
+
+    Not frozen on purpose (treat it as read-only): one is made for every enqueue and every
+    HTTP submission, and a frozen dataclass sets its 18 fields through object.__setattr__,
+    1.8 µs against 0.6 µs (timeit)."""
 
     task: str
     args: list[dict[str, Any]]
