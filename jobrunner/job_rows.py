@@ -32,7 +32,7 @@ from jobrunner.db import queries
 from jobrunner.db.pool import Conn, ensure_codecs
 from jobrunner.doorbell import Doorbell
 from jobrunner.errors import InvalidArguments, JobStateConflict, UnknownTask
-from jobrunner.models import PARENTS_KEY, Job, JobState, ParentFailure
+from jobrunner.models import PARENTS_KEY, STATE_OF, Job, JobState, ParentFailure, Row
 from jobrunner.options import NO_OPTIONS, Backoff, JobOptions, Parent
 from jobrunner.registry import get_task
 
@@ -70,6 +70,37 @@ class JobRows:
     on_parent_failure: ParentFailure = "cancel"
     tags: tuple[str, ...] = ()
     trace_context: dict[str, str] | None = None  # the trace they are made in (tracing.carrier)
+
+    def made(self, index: int, row: Row) -> Job:
+        """The job inserted from `args[index]`, with what the database decided for it (`row`:
+        id, state, run_at, created_at): the rest is what was sent, so the insert need not
+        send the row back."""
+        return Job(
+            id=row["id"],
+            queue=self.queue,
+            task=self.task,
+            args=self.args[index],
+            priority=self.priority,
+            state=STATE_OF[row["state"]],
+            attempt=0,
+            max_attempts=self.max_attempts,
+            run_at=row["run_at"],
+            created_at=row["created_at"],
+            started_at=None,
+            finished_at=None,
+            worker_id=None,
+            lease_expires_at=None,
+            timeout=self.timeout,
+            cancel_requested_at=None,
+            result=None,
+            errors=[],
+            dedup_key=self.dedup_key,
+            owner=self.owner,
+            callback_url=self.callback_url,
+            backoff_base=self.backoff_base,
+            backoff_cap=self.backoff_cap,
+            tags=self.tags,
+        )
 
     def waiting_for(self, parents: Sequence[UUID], on_parent_failure: ParentFailure) -> JobRows:
         """These jobs, waiting for `parents` besides any they wait for already. The ids go in

@@ -18,6 +18,7 @@ from jobrunner.db.ids import time_ordered_ids
 from jobrunner.db.pool import Conn, Pool, dump_json
 from jobrunner.models import (
     KEEP,
+    STATE_OF,
     AccessRules,
     ClaimedJob,
     HistoryEntry,
@@ -120,7 +121,7 @@ async def job_insert(conn: Conn, rows: JobRows, *, ring: bool = True) -> Job | N
         list(rows.tags),
         _trace_json(rows),
     )
-    return Job.from_record(row) if row is not None else None
+    return rows.made(0, row) if row is not None else None
 
 
 async def job_insert_each(conn: Conn, batch: Sequence[JobRows], *, ring: bool) -> list[Job]:
@@ -145,7 +146,7 @@ async def job_insert_each(conn: Conn, batch: Sequence[JobRows], *, ring: bool) -
         [dump_json(list(r.tags)) if r.tags else None for r in batch],
         [_trace_json(r) for r in batch],
     )
-    return [Job.from_record(row) for row in rows]
+    return [made.made(0, row) for made, row in zip(batch, rows, strict=True)]
 
 
 def _trace_json(rows: JobRows) -> str | None:
@@ -295,11 +296,6 @@ async def queue_limited_names(conn: Conn, queues: Sequence[str]) -> frozenset[st
     return frozenset(r["name"] for r in rows)
 
 
-# A state's text to its member: a dict lookup, where JobState(text) walks enum's __new__
-# (a microsecond a row on the outcome write's path).
-_STATES: dict[str, JobState] = {state.value: state for state in JobState}
-
-
 @dataclass(frozen=True, slots=True)
 class Recorded:
     """What an accepted outcome made of its job: its new state, when it runs next (a
@@ -339,7 +335,7 @@ async def job_record_outcomes(
         with_children,
     )
     return {
-        r["id"]: Recorded(_STATES[r["state"]], r["run_at"], r["attempt"], r["has_children"])
+        r["id"]: Recorded(STATE_OF[r["state"]], r["run_at"], r["attempt"], r["has_children"])
         for r in rows
     }
 
@@ -412,7 +408,7 @@ class Settled:
 
 async def job_rescue_expired(conn: Conn, *, limit: int, delivery: JobRows) -> list[Settled]:
     rows = await conn.fetch(QUERIES["job_rescue_expired"], limit, *_made_elsewhere(delivery))
-    return [Settled(r["id"], _STATES[r["state"]], r["has_children"]) for r in rows]
+    return [Settled(r["id"], STATE_OF[r["state"]], r["has_children"]) for r in rows]
 
 
 async def job_prune(conn: Conn, *, state: JobState, older_than: float, limit: int) -> int:
@@ -444,7 +440,7 @@ async def job_dependencies_add(
 
 async def job_dependencies_settle(conn: Conn, ended: Sequence[UUID]) -> list[Settled]:
     rows = await conn.fetch(QUERIES["job_dependencies_settle"], list(ended))
-    return [Settled(r["id"], _STATES[r["state"]], r["has_children"]) for r in rows]
+    return [Settled(r["id"], STATE_OF[r["state"]], r["has_children"]) for r in rows]
 
 
 async def job_parent_results(conn: Conn, ids: Sequence[UUID]) -> dict[UUID, ParentResult]:
@@ -1253,7 +1249,7 @@ async def job_bulk_act(
     statement = await fresh_statement(conn, BULK_STATEMENTS[action])
     rows = await statement.fetch(*scope.params(), after, limit)
     changed = [
-        Settled(r["id"], _STATES[r["state"]], r["has_children"])
+        Settled(r["id"], STATE_OF[r["state"]], r["has_children"])
         for r in rows
         if r["id"] is not None
     ]
