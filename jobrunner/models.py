@@ -211,11 +211,13 @@ class JobMotion:
         return cls(job.id, job.state, job.attempt, job.started_at, job.finished_at, at)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class ClaimedJob:
     """What a worker needs to run one attempt.
 
-    The (id, attempt, worker) triple fences the attempt's outcome.
+    The (id, attempt, worker) triple fences the attempt's outcome. Read-only by convention,
+    not frozen: one is made for every claimed job, and a frozen dataclass sets its fields
+    through object.__setattr__ (1.2 µs against 0.4 µs for these twelve, timeit).
     """
 
     id: UUID
@@ -659,13 +661,14 @@ class OutcomeKind(enum.StrEnum):
     DEFER = "defer"  # given back without spending the attempt
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """One attempt's end, as the worker reports it.
 
     result_json and error_json are already JSON text, so one unencodable result fails its own
     attempt instead of the whole batch it is written with. retry_delay: seconds to wait
     before the next attempt; None for a retry waits the job's own backoff (on its row).
+    Read-only by convention, not frozen: one is made for every attempt (see ClaimedJob).
     """
 
     id: UUID

@@ -74,6 +74,9 @@ async def _work(settings: Settings, dsn: str) -> int:
     )
     if pool is None:  # stopped before the database came back
         return 0
+    # What was built to get here (modules, task registry, settings) lives as long as the
+    # process: out of the collector's sight, a collection walks only the jobs' own objects.
+    eventloop.freeze_startup_objects(collect=False)
     try:
         with exporter.serving(settings):
             await worker.run()
