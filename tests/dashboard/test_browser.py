@@ -1,6 +1,6 @@
 """The dashboard in real headless Chromium: log in, submit a job, watch it succeed live, then
-(as an admin) pause a schedule; filter the jobs by tag and cancel them all through the bulk
-form's confirm step.
+(as an admin) pause a schedule and see a running job's progress; filter the jobs by tag and
+cancel them all through the bulk form's confirm step.
 
 Runs `jobrunner up` as a user would (API, worker and dashboard in one process) against this
 test's database. Skips, saying why, when no Chromium is installed (`.ci/run` installs it).
@@ -115,6 +115,20 @@ async def test_log_in_submit_and_watch_a_job_succeed(cli: Cli, pool: Pool, tmp_p
         await page.wait_for("document.querySelector('#schedules .state-paused') !== null")
         async with pool.acquire() as conn:
             assert (await schedules.get(conn, "new-year")).paused
+
+        # A running job's page shows how far its handler says it got (job.progress).
+        async with pool.acquire() as conn:
+            running = await conn.fetchval("""
+                INSERT INTO jobrunner.jobs (task, owner, state, attempt, worker_id, started_at,
+                                            lease_expires_at, progress, progress_message,
+                                            progress_at)
+                VALUES ('echo', 'ada', 'running', 1, 'elsewhere', now(), now() + interval '1 hour',
+                        0.4, 'resized 40 of 100', now())
+                RETURNING id""")
+        await page.goto(f"{base}/dashboard/jobs/{running}")
+        await page.wait_for("document.querySelector('#job progress') !== null")
+        shown = await page.evaluate("document.getElementById('job').innerText")
+        assert "40%" in shown and "resized 40 of 100" in shown, shown
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (apt-get install chromium)")
