@@ -26,6 +26,10 @@ not this one (a unit test walks the subclasses and fails on any missing from thi
     ├── DeliveryFailed       (webhooks) the receiver did not answer 2xx; retried
     ├── QueueAccessDenied    (queues) a user may not submit there, or not with that priority
     ├── GrantNotFound        (queues) the queue was not opened to that user
+    ├── InvalidSchedule      (schedules) a schedule's name, task, cron, zone or args are refused
+    ├── ScheduleNotFound     (schedules) no schedule of that name
+    ├── ScheduleExists       (schedules) a schedule of that name exists already
+    ├── ScheduleInCode       (schedules) a code schedule cannot be removed at run time
     └── ApiProblem           (api.problems) an HTTP error with its status and headers
         └── QueueUnserved    (api.served) a user submitted to a queue no worker serves
 

@@ -39,6 +39,9 @@ class JobState(enum.StrEnum):
 
 
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+# A state's text (as rows bring it) to its member: a dict lookup, where JobState(text) walks
+# enum's __new__ (a microsecond a row on the outcome write's and the insert's paths).
+STATE_OF: dict[str, JobState] = {state.value: state for state in JobState}
 
 # Where a job's parents are kept, in the order it named them: in its args, so that a worker's
 # claim, which returns the args, brings them along. Never a task's argument name (a dot).
@@ -208,11 +211,13 @@ class JobMotion:
         return cls(job.id, job.state, job.attempt, job.started_at, job.finished_at, at)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class ClaimedJob:
     """What a worker needs to run one attempt.
 
-    The (id, attempt, worker) triple fences the attempt's outcome.
+    The (id, attempt, worker) triple fences the attempt's outcome. Read-only by convention,
+    not frozen: one is made for every claimed job, and a frozen dataclass sets its fields
+    through object.__setattr__ (1.2 µs against 0.4 µs for these twelve, timeit).
     """
 
     id: UUID
@@ -229,6 +234,8 @@ class ClaimedJob:
     parents: tuple[ParentResult, ...] | None = ()
     # The trace it was made in (jobrunner.tracing); None: made outside one, or tracing off.
     trace_context: dict[str, str] | None = None
+    # Seconds from its run_at to its claim, by the database's clock (jobrunner.metrics).
+    waited: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,6 +501,45 @@ class QueueControls:
         )  # fmt: skip
 
 
+ScheduleSource = Literal["code", "runtime"]
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A row of jobrunner.schedules (migration 0015), with the state of the job its last
+    tick enqueued (None: no tick yet, or that job was pruned)."""
+
+    name: str
+    task: str
+    args: dict[str, Any]
+    cron: str | None  # None only for a code schedule carried over and not yet synced
+    timezone: str
+    queue: str | None  # None: the task's
+    priority: int | None  # None: the task's
+    paused: bool
+    source: ScheduleSource
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    last_job_id: UUID | None
+    last_job_state: JobState | None
+    last_job_finished_at: datetime | None
+    last_error: str | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Row) -> Schedule:
+        state = row["last_job_state"]
+        return cls(
+            row["name"], row["task"], row["args"], row["cron"], row["timezone"], row["queue"],
+            row["priority"], row["paused"], row["source"], row["next_run_at"],
+            row["last_run_at"], row["last_job_id"], JobState(state) if state else None,
+            row["last_job_finished_at"], row["last_error"], row["created_by"],
+            row["created_at"], row["updated_at"],
+        )  # fmt: skip
+
+
 class Keep(enum.Enum):
     """A control a change leaves as it is (None, by contrast, clears a limit)."""
 
@@ -615,13 +661,14 @@ class OutcomeKind(enum.StrEnum):
     DEFER = "defer"  # given back without spending the attempt
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """One attempt's end, as the worker reports it.
 
     result_json and error_json are already JSON text, so one unencodable result fails its own
     attempt instead of the whole batch it is written with. retry_delay: seconds to wait
     before the next attempt; None for a retry waits the job's own backoff (on its row).
+    Read-only by convention, not frozen: one is made for every attempt (see ClaimedJob).
     """
 
     id: UUID
@@ -630,3 +677,4 @@ class Outcome:
     result_json: str | None = None
     error_json: str | None = None
     retry_delay: float | None = None
+    timed_out: bool = False  # ran past its timeout (counted apart: jobrunner.metrics)

@@ -21,6 +21,7 @@ from jobrunner.api.events import EventHub
 from jobrunner.db.errors import DB_ERRORS
 from jobrunner.db.pool import Pool, wait_for_database
 from jobrunner.settings import Settings
+from jobrunner.worker import exporter
 from jobrunner.worker.shutdown import exit_if_handlers_stuck
 from jobrunner.worker.worker import Worker
 
@@ -102,7 +103,10 @@ async def serve(settings: Settings, *, dsn: str, with_worker: bool) -> int:
         tasks["worker"] = asyncio.create_task(worker.run(), name="jobrunner-worker")
         assert pool is not None
         notice = asyncio.create_task(warn_unserved(worker, pool, settings), name="jobrunner-notice")
+    exits = contextlib.ExitStack()
     try:
+        if worker is not None:  # a port of its own, if set (/metrics has its series too)
+            exits.enter_context(exporter.serving(settings))
         await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
         if not stops:
             log.error(
@@ -114,6 +118,7 @@ async def serve(settings: Settings, *, dsn: str, with_worker: bool) -> int:
         code = _exit_code(dict(zip(tasks, results, strict=True)))
         await exit_if_handlers_stuck(worker, code)
     finally:
+        exits.close()
         if notice is not None:
             notice.cancel()
         _handle_stop_signals(None)

@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     metrics_max_queues: int = Field(default=20, ge=1, le=1000)
     metrics_cache_seconds: Seconds = 5.0
+    # A worker process's own Prometheus endpoint (jobrunner.worker.exporter): off unless a
+    # port is set. The host it listens on: 0.0.0.0 for a scraper on another machine (a pod).
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
     # Who may create an account through POST /auth/register: anyone (open), nobody (closed:
     # admins use `jobrunner users create`), or anyone, disabled until an admin enables it.
     registration: Literal["open", "closed", "approval"] = "open"

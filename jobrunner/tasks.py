@@ -19,6 +19,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from jobrunner import client, registry
 from jobrunner.context import JobContext
+from jobrunner.cron import InvalidCron, check_cron
 from jobrunner.db.pool import Conn, dump_json
 from jobrunner.errors import ConfigError, InvalidArguments
 from jobrunner.models import Job
@@ -53,8 +54,11 @@ class Task(Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(self.func)
         self.context_param = _context_parameter(self.name, self.func)
         self.args_model = _arguments_model(self.name, self.func, skip=self.context_param)
-        if self.cron is not None and not _valid_cron(self.cron):
-            raise ConfigError(f"task {self.name!r}: invalid cron expression {self.cron!r}")
+        if self.cron is not None:
+            try:
+                check_cron(self.cron)
+            except InvalidCron as exc:
+                raise ConfigError(f"task {self.name!r}: invalid cron expression: {exc}") from None
         if self.max_attempts < 1:
             raise ConfigError(f"task {self.name!r}: max_attempts must be at least 1")
         if self.timeout is not None and self.timeout <= 0:
@@ -227,11 +231,3 @@ def task(
         return registered
 
     return register(func) if func is not None else register
-
-
-def _valid_cron(expression: str) -> bool:
-    # Imported for a cron task only: croniter (with dateutil) was ~9 ms of every worker's
-    # start, and most declare no cron task (jobrunner.worker.periodic likewise).
-    from croniter import croniter
-
-    return bool(croniter.is_valid(expression))

@@ -96,10 +96,15 @@ DESCRIPTIONS = {
     "`METRICS_TOKEN`) or `public` (anyone: only for a scraper on a private network).",
     "metrics_token": "A bearer token (32 bytes or more) that reads `/metrics` without an "
     "account, for a Prometheus scraper.",
-    "metrics_max_queues": "Queues named in `/metrics` labels: the busiest ones; the rest are "
-    'summed as `queue="other"`.',
-    "metrics_cache_seconds": "How long `/metrics` reuses the job figures it read from the "
-    "database (concurrent scrapes share one read).",
+    "metrics_max_queues": "Queues named in metric labels: for the depth gauges the busiest "
+    "ones, for the counters the first named in the process (besides the configured ones); the "
+    'rest are `queue="other"`.',
+    "metrics_cache_seconds": "How long `/metrics` reuses the figures it read from the database "
+    "(concurrent scrapes share one read).",
+    "worker_metrics_port": "A worker process's own Prometheus endpoint (`/metrics`, no auth) on "
+    "this port; unset, none. See Metrics.",
+    "worker_metrics_host": "Where that endpoint listens: `0.0.0.0` for a scraper on another "
+    "machine (a pod's port).",
     "webhook_allowed_networks": "Comma-separated networks (CIDR) webhooks may reach even "
     "though private, e.g. `10.0.0.0/8`.",
     "webhook_timeout": "Seconds a webhook delivery may take.",

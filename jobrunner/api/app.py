@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from jobrunner import metrics
 from jobrunner.api import (
     admin_routes,
     auth_routes,
@@ -25,6 +26,7 @@ from jobrunner.api import (
     ops_routes,
     problems,
     queue_routes,
+    schedule_routes,
     sse_routes,
     workers_routes,
 )
@@ -32,7 +34,7 @@ from jobrunner.api.direct_submit import DirectSubmit
 from jobrunner.api.events import EventHub, StreamLimits
 from jobrunner.api.job_metrics import JobMetrics
 from jobrunner.api.limits import SubmitTokensAhead, UnfinishedJobs
-from jobrunner.api.metrics import RequestMetrics
+from jobrunner.api.metrics import Exposition
 from jobrunner.api.middleware import ApiMiddleware
 from jobrunner.api.proxies import TrustedProxies, parse_networks
 from jobrunner.api.queue_access import QueueAccess
@@ -41,7 +43,7 @@ from jobrunner.api.served import ServedQueues
 from jobrunner.api.submit import SubmitContext
 from jobrunner.api.submit_batch import SubmitBatcher
 from jobrunner.auth import TokenCodec
-from jobrunner.dashboard import bulk_pages, queue_pages
+from jobrunner.dashboard import bulk_pages, queue_pages, schedule_pages
 from jobrunner.dashboard import routes as dashboard
 from jobrunner.db.pool import create_pool, wait_for_database
 from jobrunner.doorbell import Doorbell
@@ -96,8 +98,12 @@ def create_app(settings: Settings) -> FastAPI:
         )
         app.state.queue_counts = QueueCountsCache(pool)
         app.state.job_metrics = JobMetrics(
-            pool, ttl=settings.metrics_cache_seconds, max_queues=settings.metrics_max_queues
+            pool,
+            ttl=settings.metrics_cache_seconds,
+            max_queues=settings.metrics_max_queues,
+            snapshot_warn=settings.snapshot_warn_seconds,
         )
+        app.state.exposition.attach(app.state.job_metrics)
         hub = EventHub(pool, limits=StreamLimits.of(settings))
         app.state.pool, app.state.doorbell, app.state.events = pool, doorbell, hub
         background = [
@@ -117,6 +123,7 @@ def create_app(settings: Settings) -> FastAPI:
             await asyncio.gather(*background, return_exceptions=True)
             await batcher.drain()
             await doorbell.flush()  # rings of the last submissions, before their pool goes
+            app.state.exposition.detach()
             await pool.close()
 
     app = FastAPI(
@@ -133,15 +140,18 @@ def create_app(settings: Settings) -> FastAPI:
         telemetry={"metrics": False, "logs": False},
     )
     app.state.settings, app.state.codec = settings, codec
-    app.state.metrics = RequestMetrics()
+    app.state.exposition = Exposition()
+    app.state.metrics = app.state.exposition.requests
+    # Enqueued counts (jobrunner.metrics) name this many queues at most, as /metrics does.
+    metrics.configure(max_queues=settings.metrics_max_queues, known_queues=settings.queues)
     app.state.direct_submit = DirectSubmit(app)
     problems.install(app)
     docs.install(app)
     routers = (
         auth_routes, admin_routes, jobs_routes, queue_routes, sse_routes, ops_routes,
-        workers_routes,
+        workers_routes, schedule_routes,
     )  # fmt: skip
-    for module in (*routers, dashboard, queue_pages, bulk_pages):
+    for module in (*routers, dashboard, queue_pages, bulk_pages, schedule_pages):
         app.include_router(module.router)
     app.include_router(bulk_routes.router)  # POST /jobs/bulk (issue 16)
     app.add_middleware(

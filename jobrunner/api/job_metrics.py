@@ -1,10 +1,19 @@
-"""The database half of /metrics: jobs by queue and state, recent outcomes and latencies.
+"""The database's half of /metrics: gauges read from PostgreSQL, cached, as a collector.
 
-Scrapes are cheap for the database whatever their number: the lines are computed at most
-once per `ttl` seconds, and scrapes that arrive while a computation runs wait for that one
-(single flight) instead of starting their own. Queue names are chosen by users, so they are
-bounded as labels: the `max_queues` busiest queues (by jobs counted) keep their name and
-the rest are summed under `queue="other"`.
+    jobrunner_queue_depth{queue,state}            jobs per queue and state (each state
+                                                  counted up to COUNT_CAP, as /stats does)
+    jobrunner_queue_oldest_queued_seconds{queue}  the oldest queued job's wait since run_at
+    jobrunner_oldest_snapshot_seconds             the oldest snapshot on the server
+                                                  (jobrunner.horizon: it slows every claim)
+
+The counters and histograms of jobs (jobrunner.metrics) are counted where things happen, in
+the workers and the insert core; these are the figures only the database knows.
+
+Scrapes are cheap for the database whatever their number: the figures are read at most once
+per `ttl` seconds, and scrapes that arrive while a read runs wait for that one (single
+flight) instead of starting their own. Queue names are chosen by users, so they are bounded
+as labels: the `max_queues` busiest queues (by jobs counted) keep their name and the rest
+are summed under `queue="other"` (their oldest job is not looked for).
 """
 
 from __future__ import annotations
@@ -12,19 +21,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from jobrunner import client
-from jobrunner.api.metrics import JOB_BUCKETS, Histogram, escape
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from jobrunner import client, horizon
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, Pool
-from jobrunner.models import QueueCounts, ThroughputMinute
+from jobrunner.models import QueueCounts
 
 COUNT_CAP = 100_000
-THROUGHPUT_MINUTES = 15
-LATENCY_WINDOW_SECONDS = 300.0
-LATENCY_SAMPLE = 2000
+THROUGHPUT_MINUTES = 15  # /stats
+OLDEST_MAX_LANES = 1000  # lanes (priority, owner) walked per queue for its oldest job
 OTHER = "other"
 
 
@@ -57,81 +68,70 @@ class SingleFlight(Generic[T]):
             self._running = None
 
 
-class JobMetrics:
-    def __init__(self, pool: Pool, *, ttl: float, max_queues: int) -> None:
-        self.pool, self.max_queues = pool, max_queues
-        self.cached: SingleFlight[list[str]] = SingleFlight(self._compute, ttl)
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """One read of the database, labels already bounded."""
 
-    async def lines(self) -> list[str]:
-        return await self.cached.get()
+    depth: dict[tuple[str, str], int] = field(default_factory=dict)  # (queue, state) -> jobs
+    oldest: dict[str, float] = field(default_factory=dict)  # queue -> seconds
+    snapshot_seconds: float = 0.0
 
-    async def _compute(self) -> list[str]:
+
+class JobMetrics(Collector):
+    """`refresh` (async: reads the database, or the cache) before each exposition; `collect`
+    (what prometheus_client calls) gives the figures of the last refresh."""
+
+    def __init__(self, pool: Pool, *, ttl: float, max_queues: int, snapshot_warn: float) -> None:
+        self.pool, self.max_queues, self.snapshot_warn = pool, max_queues, snapshot_warn
+        self.cached: SingleFlight[Figures] = SingleFlight(self._compute, ttl)
+        self._figures = Figures()
+
+    async def refresh(self) -> None:
+        self._figures = await self.cached.get()
+
+    async def _compute(self) -> Figures:
         async with self.pool.acquire() as conn:
-            return await job_lines(conn, self.max_queues)
+            return await read_figures(conn, self.max_queues, self.snapshot_warn)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        figures = self._figures
+        depth = GaugeMetricFamily(
+            "jobrunner_queue_depth",
+            f"Jobs by queue and state (each state counted up to {COUNT_CAP}).",
+            labels=("queue", "state"),
+        )
+        for (queue, state), jobs in sorted(figures.depth.items()):
+            depth.add_metric((queue, state), jobs)
+        oldest = GaugeMetricFamily(
+            "jobrunner_queue_oldest_queued_seconds",
+            "Seconds the oldest queued job of a queue has waited since its run_at.",
+            labels=("queue",),
+        )
+        for queue, seconds in sorted(figures.oldest.items()):
+            oldest.add_metric((queue,), seconds)
+        snapshot = GaugeMetricFamily(
+            "jobrunner_oldest_snapshot_seconds",
+            "Seconds the oldest snapshot on the server has been held (it holds back the "
+            "cleanup of dead rows and slows every claim; README 'Long transactions').",
+            value=figures.snapshot_seconds,
+        )
+        yield from (depth, oldest, snapshot)
 
 
-async def job_lines(conn: Conn, max_queues: int) -> list[str]:
+async def read_figures(conn: Conn, max_queues: int, snapshot_warn: float) -> Figures:
     counts = await client.count_jobs(conn=conn, cap=COUNT_CAP)
-    rows = await client.throughput(conn=conn, minutes=THROUGHPUT_MINUTES)
-    latencies = await queries.job_latency_recent(
-        conn, seconds=LATENCY_WINDOW_SECONDS, limit=LATENCY_SAMPLE
-    )
     busiest = sorted(counts, key=lambda c: (-sum(c.states.values()), c.queue))[:max_queues]
     kept = {c.queue for c in busiest}
-
-    def label(queue: str) -> str:
-        return escape(queue if queue in kept else OTHER)
-
-    counted, outcomes = _count_lines(counts, label), _outcome_lines(rows, label)
-    return [*counted, *outcomes, *_latency_lines(latencies, label)]
+    waiting = [c.queue for c in busiest if c.states.get("queued")]
+    oldest = await queries.job_queue_oldest_queued(conn, waiting, max_lanes=OLDEST_MAX_LANES)
+    held = await horizon.read(conn, warn_after=snapshot_warn)
+    return Figures(_depth(counts, kept), oldest, held.held_seconds)
 
 
-def _count_lines(counts: list[QueueCounts], label: Callable[[str], str]) -> list[str]:
-    lines = [
-        f"# HELP jobrunner_jobs Jobs by queue and state (each state counted up to {COUNT_CAP}).",
-        "# TYPE jobrunner_jobs gauge",
-    ]
+def _depth(counts: list[QueueCounts], kept: set[str]) -> dict[tuple[str, str], int]:
     totals: dict[tuple[str, str], int] = defaultdict(int)
     for c in counts:
+        queue = c.queue if c.queue in kept else OTHER
         for state, n in c.states.items():
-            totals[(label(c.queue), state)] += n
-    lines += [
-        f'jobrunner_jobs{{queue="{q}",state="{s}"}} {n}' for (q, s), n in sorted(totals.items())
-    ]
-    return lines
-
-
-def _outcome_lines(rows: list[ThroughputMinute], label: Callable[[str], str]) -> list[str]:
-    name = "jobrunner_job_outcomes_recent"
-    lines = [
-        f"# HELP {name} Attempt outcomes over the last {THROUGHPUT_MINUTES} minutes.",
-        f"# TYPE {name} gauge",
-    ]
-    totals: dict[tuple[str, str], int] = defaultdict(int)
-    for row in rows:
-        queue = label(row.queue)
-        totals[(queue, "succeeded")] += row.succeeded
-        totals[(queue, "failed")] += row.failed
-        totals[(queue, "retried")] += row.retried
-        totals[(queue, "cancelled")] += row.cancelled
-    lines += [f'{name}{{queue="{q}",outcome="{o}"}} {n}' for (q, o), n in sorted(totals.items())]
-    return lines
-
-
-def _latency_lines(
-    samples: list[tuple[str, float, float]], label: Callable[[str], str]
-) -> list[str]:
-    lines: list[str] = []
-    for kind, index in (("pickup", 1), ("run", 2)):
-        name = f"jobrunner_job_{kind}_seconds"
-        lines += [
-            f"# HELP {name} {kind} latency of jobs finished in the last "
-            f"{LATENCY_WINDOW_SECONDS:g}s (up to {LATENCY_SAMPLE} most recent).",
-            f"# TYPE {name} histogram",
-        ]
-        by_queue: dict[str, Histogram] = defaultdict(lambda: Histogram(JOB_BUCKETS))
-        for sample in samples:
-            by_queue[label(sample[0])].observe(max(0.0, float(sample[index])))
-        for queue, histogram in sorted(by_queue.items()):
-            lines += histogram.lines(name, f'queue="{queue}"')
-    return lines
+            totals[(queue, state)] += n
+    return dict(totals)

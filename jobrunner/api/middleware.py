@@ -12,7 +12,6 @@ body and then trickles it (or sends nothing) is answered 408 and disconnected af
 
 from __future__ import annotations
 
-import asyncio
 import time
 from itertools import chain
 
@@ -23,6 +22,7 @@ from jobrunner.api import direct_submit
 from jobrunner.api.direct_submit import DirectSubmit
 from jobrunner.api.metrics import RequestMetrics
 from jobrunner.api.problems import problem
+from jobrunner.api.read_deadlines import ReadDeadlines
 from jobrunner.api.security_headers import headers_for
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -43,6 +43,7 @@ class ApiMiddleware:
         self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
         self.body_timeout = body_timeout
+        self.deadlines = ReadDeadlines(body_timeout)
         self.metrics = metrics
         self.direct = direct
 
@@ -68,8 +69,7 @@ class ApiMiddleware:
                 return
             if scope["method"] in BODY_METHODS:
                 try:
-                    async with asyncio.timeout(self.body_timeout):
-                        whole = await self._read_body(scope, receive)
+                    whole = await self.deadlines.read(self._read_body(scope, receive))
                 except TimeoutError:
                     too_slow = problem(
                         408,

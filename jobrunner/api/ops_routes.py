@@ -8,12 +8,12 @@ import inspect
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 
 from jobrunner import accounts, client
 from jobrunner.api.deps import AdminDep, CodecDep, PoolDep, PrincipalDep, SettingsDep, bearer
-from jobrunner.api.job_metrics import COUNT_CAP, THROUGHPUT_MINUTES, JobMetrics
-from jobrunner.api.metrics import RequestMetrics
+from jobrunner.api.job_metrics import COUNT_CAP, THROUGHPUT_MINUTES
+from jobrunner.api.metrics import CONTENT_TYPE, Exposition
 from jobrunner.api.problems import ApiProblem
 from jobrunner.api.schemas import QueueStatsPublic, StatsPublic, TaskPublic, ThroughputPublic
 from jobrunner.api.submit import INTERNAL_TASK_PREFIX
@@ -111,9 +111,8 @@ async def metrics_reader(
     dependencies=[Depends(metrics_reader)],
     responses={401: {}, 403: {}},
 )
-async def metrics(request: Request) -> PlainTextResponse:
-    """Prometheus text format: jobs by queue and state, outcomes, latencies, API latency."""
-    job_metrics: JobMetrics = request.app.state.job_metrics
-    request_metrics: RequestMetrics = request.app.state.metrics
-    lines = [*await job_metrics.lines(), *request_metrics.lines()]
-    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+async def metrics(request: Request) -> Response:
+    """Prometheus text format: job counters and latency histograms, queue depths, the oldest
+    snapshot, API latency (README "Metrics")."""
+    exposition: Exposition = request.app.state.exposition
+    return Response(await exposition.render(), media_type=CONTENT_TYPE)

@@ -38,6 +38,12 @@ from jobrunner.errors import (
 )
 from jobrunner.graph import InvalidGraph
 from jobrunner.queues import GrantNotFound, QueueAccessDenied
+from jobrunner.schedules import (
+    InvalidSchedule,
+    ScheduleExists,
+    ScheduleInCode,
+    ScheduleNotFound,
+)
 from jobrunner.search import InvalidFilter
 
 log = structlog.get_logger("jobrunner.api")
@@ -80,6 +86,9 @@ _STATUS: list[tuple[type[BaseException], int]] = [
     (UserHasJobs, 409),
     (UnknownUser, 404),
     (GrantNotFound, 404),
+    (ScheduleNotFound, 404),
+    (ScheduleExists, 409),
+    (ScheduleInCode, 409),
     (AccountDisabled, 403),
     (QueueAccessDenied, 403),
     (InvalidQueueControls, 422),
@@ -146,6 +155,9 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, InvalidArguments):
         detail = f"invalid arguments for task {exc.task!r}"
         return problem(422, detail, errors=_validation_errors(exc.details))
+    if isinstance(exc, InvalidSchedule):
+        errors = [{"loc": ["body", exc.field], "msg": exc.message, "type": "value_error"}]
+        return problem(422, "the schedule is not valid", errors=errors)
     if isinstance(exc, InvalidToken):
         return problem(401, str(exc), headers=BEARER_CHALLENGE)  # fixed texts, never PyJWT's
     if isinstance(exc, asyncpg.PostgresError) and (answer := _database_problem(exc)):

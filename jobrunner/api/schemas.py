@@ -15,7 +15,7 @@ from uuid import UUID
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from jobrunner.accounts import TokenPair
-from jobrunner.db.queries import Include
+from jobrunner.db.queries import Include, NewSchedule
 
 # The job's public shape is shared with webhook bodies, so it lives outside the API package.
 from jobrunner.job_public import JOB_EXAMPLE, JOB_ID
@@ -35,6 +35,7 @@ from jobrunner.models import (
     QueueControls,
     QueueCounts,
     Rate,
+    Schedule,
     User,
     WebhookDelivery,
     WorkerInfo,
@@ -673,3 +674,82 @@ class MaxPriorityUpdate(BaseModel):
     max_priority: Annotated[int, Field(ge=-100, le=100, strict=True)] = Field(
         description="The highest priority the user may give a job; above 0 jumps other users' jobs."
     )
+
+
+# ----- schedules ------------------------------------------------------------------------
+
+
+class ScheduleCreate(BaseModel):
+    """A runtime schedule. The name, task, cron and time zone are checked by
+    jobrunner.schedules.check (a 422 names the field at fault)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "nightly-report",
+                    "task": "square_sum",
+                    "cron": "30 2 * * *",
+                    "timezone": "Europe/Berlin",
+                    "args": {"data": [1, 2, 3]},
+                    "queue": "reports",
+                    "priority": 5,
+                }
+            ]
+        },
+    )
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    task: Annotated[str, Field(min_length=1, max_length=256)]
+    cron: Annotated[str, Field(min_length=1, max_length=256, description="Five fields.")]
+    timezone: Annotated[
+        str, Field(min_length=1, max_length=64, description="IANA name the cron is read in.")
+    ] = "UTC"
+    args: Annotated[dict[str, Any], AfterValidator(_finite_json)] = Field(default_factory=dict)
+    queue: QueueName | None = Field(default=None, description="Unset: the task's queue.")
+    priority: Annotated[int, Field(ge=-100, le=100, strict=True)] | None = Field(
+        default=None, description="Unset: the task's priority."
+    )
+
+    def new(self) -> NewSchedule:
+        return NewSchedule(
+            name=self.name,
+            task=self.task,
+            args=self.args,
+            cron=self.cron,
+            timezone=self.timezone,
+            queue=self.queue,
+            priority=self.priority,
+        )
+
+
+class SchedulePublic(BaseModel):
+    name: str
+    task: str
+    args: dict[str, Any]
+    cron: str | None = Field(description="Null only for a code schedule no worker synced yet.")
+    timezone: str
+    queue: str | None = Field(description="Null: the task's queue.")
+    priority: int | None = Field(description="Null: the task's priority.")
+    paused: bool
+    source: Literal["code", "runtime"]
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    last_job_id: UUID | None
+    last_job_state: JobState | None = Field(
+        description="The state of the job the last tick enqueued (null: none yet, or pruned)."
+    )
+    last_error: str | None = Field(description="Why the last tick enqueued nothing.")
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, schedule: Schedule) -> SchedulePublic:
+        fields = {
+            f.name: getattr(schedule, f.name)
+            for f in dataclasses.fields(schedule)
+            if f.name != "last_job_finished_at"
+        }
+        return cls(**fields)

@@ -21,6 +21,7 @@ from uuid import UUID
 from jobrunner import client
 from jobrunner.bench import queries as bench_queries
 from jobrunner.bench.command import GROUPS
+from jobrunner.bench.tasks import ADD
 from jobrunner.db import queries
 from jobrunner.db.migrate import migrate
 from jobrunner.db.pool import Conn, Pool, connect
@@ -29,6 +30,7 @@ from jobrunner.options import JobOptions
 
 SCRATCH_DB = "jobrunner_bench"
 QUEUE = "default"
+TAGS = ("bench", "tagged")  # the tagged figure's jobs carry these (and args)
 BACKLOG_QUEUE = "bench_backlog"
 CPU_CHECK_STEPS = 10_000_000
 
@@ -304,6 +306,7 @@ async def process_round(
     concurrency: int,
     owners: int = 1,
     task: str = "noop",
+    tagged: bool = False,
 ) -> tuple[float, float]:
     """Fill the queue with no-op jobs (of one fairness key, or `owners`), ring once, time
     them to the last finish.
@@ -314,7 +317,10 @@ async def process_round(
     try:
         await workers.ready(conn)
         async with conn.transaction():
-            if owners == 1:
+            if tagged:  # what the search indexes hold: tags and args (migration 0019)
+                options = JobOptions(queue=QUEUE, tags=TAGS)
+                await fill(conn, opts.jobs, options, task=ADD, args={"x": 1})
+            elif owners == 1:
                 await fill(conn, opts.jobs, JobOptions(queue=QUEUE), task=task)
             else:
                 await fill_owners(conn, opts.jobs, owners)

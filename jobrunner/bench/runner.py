@@ -104,6 +104,11 @@ class Bench:
             ],
             lambda: self._process(processes=1, concurrency=o.concurrency, task=PROGRESS),
         )
+        # Jobs with tags and args, which the search indexes hold (the others they leave out).
+        await self.measure(
+            [Figure(f"process tagged jobs with args, 1 worker x {o.concurrency}", "jobs/s")],
+            lambda: self._process(processes=1, concurrency=o.concurrency, tagged=True),
+        )
 
     async def memory(self) -> None:
         await self.measure(
@@ -115,11 +120,23 @@ class Bench:
         )
 
     async def _process(
-        self, *, processes: int, concurrency: int, with_rss: bool = False, task: str = "noop"
+        self,
+        *,
+        processes: int,
+        concurrency: int,
+        with_rss: bool = False,
+        task: str = "noop",
+        tagged: bool = False,
     ) -> list[float]:
         await bench_queries.bench_jobs_truncate(self.conn)
         rate, rss = await process_round(
-            self.dsn, self.conn, self.opts, processes=processes, concurrency=concurrency, task=task
+            self.dsn,
+            self.conn,
+            self.opts,
+            processes=processes,
+            concurrency=concurrency,
+            task=task,
+            tagged=tagged,
         )
         return [rate, rss] if with_rss else [rate]
 

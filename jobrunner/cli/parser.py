@@ -262,6 +262,50 @@ def _add_queues(sub: Subparsers[argparse.ArgumentParser]) -> None:
     set_handler(p, "jobrunner.cli.queues", "cmd_queues")
 
 
+def _add_schedules(sub: Subparsers[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "schedules",
+        help="list periodic jobs; add, pause, resume and remove them",
+        description="Schedules: each tick of a cron expression (read in a time zone) "
+        "enqueues one job, however many workers run. Code schedules come from "
+        "@task(cron=...); runtime ones are added here or over the API.",
+    )
+    schedules = p.add_subparsers(dest="schedules_command", required=True, metavar="ACTION")
+    ls = schedules.add_parser(
+        "ls",
+        help="every schedule, with its next and last run",
+        description="Every schedule, with its next run, last run and the state of the job "
+        "its last tick enqueued (times in UTC).",
+    )
+    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    add = schedules.add_parser(
+        "add",
+        help="add a runtime schedule",
+        description="Add a runtime schedule: each tick enqueues TASK with --args (and the "
+        "task's defaults, but --queue and --priority when given).",
+        epilog="example: jobrunner schedules add nightly-sums square_sum '30 2 * * *' "
+        "--timezone Europe/Berlin --args '{\"data\": [1, 2, 3]}'",
+    )
+    add.add_argument("name", metavar="NAME", help="1 to 128 of A-Z a-z 0-9 _ . : -")
+    add.add_argument("task", metavar="TASK", help="the task each tick enqueues")
+    add.add_argument("cron", metavar="CRON", help="five fields, e.g. '*/5 * * * *' (quoted)")
+    add.add_argument("--timezone", default="UTC", help="IANA time zone the cron is read in")
+    add.add_argument("--args", type=json_object, default={}, metavar="JSON",
+                     help="the jobs' arguments, a JSON object")  # fmt: skip
+    add.add_argument("--queue", default=None, help="instead of the task's queue")
+    add.add_argument("--priority", type=int, default=None, help="instead of the task's, -100..100")
+    for action, what in (
+        ("pause", "No tick fires until it is resumed (code schedules too)."),
+        ("resume", "Fire again from the next tick after now (missed ticks are skipped)."),
+        ("rm", "Remove a runtime schedule (a code one: remove its cron from code, or pause it)."),
+    ):
+        command = schedules.add_parser(
+            action, help=what.split(" (")[0].rstrip(".").lower(), description=what
+        )
+        command.add_argument("name", metavar="NAME")
+    set_handler(p, "jobrunner.cli.schedules", "cmd_schedules")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jobrunner",
@@ -275,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_jobs(sub)
     _add_users(sub)
     _add_queues(sub)
+    _add_schedules(sub)
     p = sub.add_parser(
         "doctor",
         help="check the database, migrations, LISTEN/NOTIFY and settings",

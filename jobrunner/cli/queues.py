@@ -18,7 +18,7 @@ from jobrunner.db.pool import Conn, connect
 from jobrunner.models import QueueChanges, QueueControls, QueueCounts
 
 
-def _who() -> str:
+def who() -> str:
     try:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):  # no login name (a container's arbitrary uid)
@@ -88,11 +88,11 @@ async def _queues(dsn: str, args: argparse.Namespace) -> int:
             await _list(conn, args.json)
         elif action in ("pause", "resume"):
             act = queues.pause if action == "pause" else queues.resume
-            out(_show(await act(conn, args.name, by=_who())))
+            out(_show(await act(conn, args.name, by=who())))
         elif action == "set":
-            out(_show(await queues.change(conn, args.name, _changes(args), by=_who())))
+            out(_show(await queues.change(conn, args.name, _changes(args), by=who())))
         elif action == "grant":
-            out(_show(await queues.grant(conn, args.name, args.user, by=_who())))
+            out(_show(await queues.grant(conn, args.name, args.user, by=who())))
         else:
             await queues.revoke(conn, args.name, args.user)
             out(f"revoked {args.user}'s grant on {args.name}")

@@ -62,6 +62,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 async def _work(settings: Settings, dsn: str) -> int:
+    from jobrunner.worker import exporter
     from jobrunner.worker.shutdown import exit_if_handlers_stuck
     from jobrunner.worker.worker import Worker
 
@@ -73,8 +74,12 @@ async def _work(settings: Settings, dsn: str) -> int:
     )
     if pool is None:  # stopped before the database came back
         return 0
+    # What was built to get here (modules, task registry, settings) lives as long as the
+    # process: out of the collector's sight, a collection walks only the jobs' own objects.
+    eventloop.freeze_startup_objects(collect=False)
     try:
-        await worker.run()
+        with exporter.serving(settings):
+            await worker.run()
         await exit_if_handlers_stuck(worker)
     finally:
         await client.close()  # rings what handlers enqueued, then closes the pool

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from string import Template
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from jobrunner.models import (
     Job,
@@ -22,6 +22,7 @@ from jobrunner.models import (
     JobState,
     QueueControls,
     QueueCounts,
+    Schedule,
     ThroughputMinute,
     WebhookDelivery,
     WorkerInfo,
@@ -45,7 +46,12 @@ def page(
 ) -> str:
     """A whole page; `live`: its main part is fetched again every two seconds (not on a page
     with a form someone may be typing in)."""
-    nav = '<nav><a href="/dashboard/workers">Workers</a></nav>' if admin else ""
+    nav = (
+        '<nav><a href="/dashboard/workers">Workers</a> '
+        '<a href="/dashboard/schedules">Schedules</a></nav>'
+        if admin
+        else ""
+    )
     return template("page.html").substitute(
         title=h(title),
         main=main,
@@ -574,3 +580,48 @@ def queue_form(queue: QueueControls, error: str = "") -> str:
         '<p class="hint">An empty limit is no limit. Workers obey a change within a '
         "second; a paused queue stays paused.</p></form>"
     )
+
+
+# ----- schedules ------------------------------------------------------------------------
+
+
+def schedule_action(schedule: Schedule) -> str:
+    verb = "resume" if schedule.paused else "pause"
+    return (
+        f'<form class="inline" method="post" '
+        f'action="/dashboard/schedules/{h(quote(schedule.name, safe=""))}/{verb}">'
+        f"<button>{verb}</button></form>"
+    )
+
+
+def schedule_outcome(schedule: Schedule) -> str:
+    """The job the last tick enqueued (link and state), or why it enqueued none."""
+    if schedule.last_error is not None:
+        return f'<span class="state state-failed" title="{h(schedule.last_error)}">error</span>'
+    if schedule.last_job_id is None:
+        return '<span class="muted">-</span>'
+    if schedule.last_job_state is None:
+        return '<span class="muted">pruned</span>'
+    return f"{job_link(schedule.last_job_id)} {state(schedule.last_job_state.value)}"
+
+
+def schedule_table(rows: Sequence[Schedule]) -> str:
+    """Every schedule with its next and last run, the last job's state, and a button."""
+    headers = ["name", "source", "state", "task", "cron", "time zone", "next run", "last run",
+               "last job", ""]  # fmt: skip
+    body = [
+        [
+            h(s.name),
+            h(s.source),
+            state("paused") if s.paused else state("active"),
+            h(s.task),
+            f'<span class="mono">{h(s.cron or "-")}</span>',
+            h(s.timezone),
+            when(s.next_run_at),
+            when(s.last_run_at),
+            schedule_outcome(s),
+            schedule_action(s),
+        ]
+        for s in rows
+    ]
+    return table(headers, body, "No schedules yet: @task(cron=...) or POST /schedules adds one.")

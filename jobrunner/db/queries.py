@@ -18,6 +18,7 @@ from jobrunner.db.ids import time_ordered_ids
 from jobrunner.db.pool import Conn, Pool, dump_json
 from jobrunner.models import (
     KEEP,
+    STATE_OF,
     AccessRules,
     ClaimedJob,
     HistoryEntry,
@@ -31,6 +32,7 @@ from jobrunner.models import (
     ParentResult,
     QueueChanges,
     QueueControls,
+    Schedule,
     ThroughputMinute,
     User,
     UserAccess,
@@ -127,7 +129,7 @@ async def job_insert(conn: Conn, rows: JobRows, *, ring: bool = True) -> Job | N
         list(rows.tags),
         _trace_json(rows),
     )
-    return Job.from_record(row) if row is not None else None
+    return rows.made(0, row) if row is not None else None
 
 
 async def job_insert_each(conn: Conn, batch: Sequence[JobRows], *, ring: bool) -> list[Job]:
@@ -152,7 +154,7 @@ async def job_insert_each(conn: Conn, batch: Sequence[JobRows], *, ring: bool) -
         [dump_json(list(r.tags)) if r.tags else None for r in batch],
         [_trace_json(r) for r in batch],
     )
-    return [Job.from_record(row) for row in rows]
+    return [made.made(0, row) for made, row in zip(batch, rows, strict=True)]
 
 
 def _trace_json(rows: JobRows) -> str | None:
@@ -278,6 +280,7 @@ async def job_claim(
             priority=r["priority"],
             fairness_key=r["fairness_key"],
             trace_context=r["trace_context"],
+            waited=r["waited"],
         )
         for r in rows
     ]
@@ -285,6 +288,10 @@ async def job_claim(
 
 async def session_claim_plans(conn: Conn) -> None:
     await conn.fetchrow(QUERIES["session_claim_plans"])
+
+
+async def session_outcome_plans(conn: Conn) -> None:
+    await conn.fetchrow(QUERIES["session_outcome_plans"])
 
 
 async def queue_lock_limited(conn: Conn, queues: Sequence[str]) -> list[str]:
@@ -297,19 +304,14 @@ async def queue_limited_names(conn: Conn, queues: Sequence[str]) -> frozenset[st
     return frozenset(r["name"] for r in rows)
 
 
-# A state's text to its member: a dict lookup, where JobState(text) walks enum's __new__
-# (a microsecond a row on the outcome write's path).
-_STATES: dict[str, JobState] = {state.value: state for state in JobState}
-
-
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """What an accepted outcome made of its job: its new state, when it runs next (for a
-    retrying job; for a finished one, when it last became due), and its attempt count (one
-    less than the attempt's own when a deferral gave the attempt back)."""
+    """What an accepted outcome made of its job: its new state, when it runs next (a
+    retrying job's; None for any other), and its attempt count (one less than the attempt's
+    own when a deferral gave the attempt back)."""
 
     state: JobState
-    run_at: datetime
+    run_at: datetime | None
     attempt: int
     has_children: bool = False
 
@@ -341,7 +343,7 @@ async def job_record_outcomes(
         with_children,
     )
     return {
-        r["id"]: Recorded(_STATES[r["state"]], r["run_at"], r["attempt"], r["has_children"])
+        r["id"]: Recorded(STATE_OF[r["state"]], r["run_at"], r["attempt"], r["has_children"])
         for r in rows
     }
 
@@ -414,7 +416,7 @@ class Settled:
 
 async def job_rescue_expired(conn: Conn, *, limit: int, delivery: JobRows) -> list[Settled]:
     rows = await conn.fetch(QUERIES["job_rescue_expired"], limit, *_made_elsewhere(delivery))
-    return [Settled(r["id"], _STATES[r["state"]], r["has_children"]) for r in rows]
+    return [Settled(r["id"], STATE_OF[r["state"]], r["has_children"]) for r in rows]
 
 
 async def job_prune(conn: Conn, *, state: JobState, older_than: float, limit: int) -> int:
@@ -446,7 +448,7 @@ async def job_dependencies_add(
 
 async def job_dependencies_settle(conn: Conn, ended: Sequence[UUID]) -> list[Settled]:
     rows = await conn.fetch(QUERIES["job_dependencies_settle"], list(ended))
-    return [Settled(r["id"], _STATES[r["state"]], r["has_children"]) for r in rows]
+    return [Settled(r["id"], STATE_OF[r["state"]], r["has_children"]) for r in rows]
 
 
 async def job_parent_results(conn: Conn, ids: Sequence[UUID]) -> dict[UUID, ParentResult]:
@@ -474,12 +476,148 @@ async def throughput_prune(conn: Conn, *, older_than: float) -> int:
     return int(status.split()[-1])
 
 
-async def periodic_tick_init(conn: Conn, *, task: str, tick: datetime) -> None:
-    await conn.execute(QUERIES["periodic_tick_init"], task, tick)
+# ----- schedules (jobrunner.schedules) ---------------------------------------------------
 
 
-async def periodic_tick_advance(conn: Conn, *, task: str, tick: datetime) -> bool:
-    return await conn.fetchval(QUERIES["periodic_tick_advance"], task, tick) is not None
+@dataclass(frozen=True, slots=True)
+class ScheduleClock:
+    """A schedule a starting worker syncs, as stored, with the database's clock."""
+
+    name: str
+    source: str
+    cron: str | None
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DueSchedule:
+    """A due schedule the firing step holds locked, with the database's clock."""
+
+    now: datetime
+    name: str
+    task: str
+    args: dict[str, Any]
+    cron: str
+    timezone: str
+    queue: str | None
+    priority: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """What one firing did to a schedule: its next tick (None: keep it), the job enqueued
+    (None: none, `error` says why), and whether it must be paused (it cannot go on)."""
+
+    name: str
+    next_run_at: datetime | None
+    job_id: UUID | None
+    error: str | None = None
+    pause: bool = False
+
+
+async def schedule_clock_rows(
+    conn: Conn, names: Sequence[str]
+) -> tuple[datetime, dict[str, ScheduleClock]]:
+    rows = await conn.fetch(QUERIES["schedule_clock_rows"], list(names))
+    found = {
+        r["name"]: ScheduleClock(
+            r["name"], r["source"], r["cron"], r["next_run_at"], r["last_run_at"]
+        )
+        for r in rows
+        if r["name"] is not None
+    }
+    return rows[0]["now"], found
+
+
+async def schedule_sync_code(
+    conn: Conn, declared: Sequence[tuple[str, str, datetime]], *, by: str
+) -> list[str]:
+    """Insert or update code schedules (name, cron, next tick); returns the names a runtime
+    schedule holds, which were left alone."""
+    rows = await conn.fetch(
+        QUERIES["schedule_sync_code"],
+        [d[0] for d in declared],
+        [d[1] for d in declared],
+        [d[2] for d in declared],
+        by,
+    )
+    return [r["shadowed"] for r in rows]
+
+
+async def schedule_forget_code(conn: Conn, names: Sequence[str]) -> list[str]:
+    rows = await conn.fetch(QUERIES["schedule_forget_code"], list(names))
+    return [r["name"] for r in rows]
+
+
+async def schedule_take_due(conn: Conn, *, limit: int) -> list[DueSchedule]:
+    rows = await conn.fetch(QUERIES["schedule_take_due"], limit)
+    fields = ("now", "name", "task", "args", "cron", "timezone", "queue", "priority")
+    return [DueSchedule(*(r[f] for f in fields)) for r in rows]
+
+
+async def schedule_record_fired(conn: Conn, fired: Sequence[Fired]) -> None:
+    await conn.execute(
+        QUERIES["schedule_record_fired"],
+        [f.name for f in fired],
+        [f.next_run_at for f in fired],
+        [f.job_id for f in fired],
+        [f.error for f in fired],
+        [f.pause for f in fired],
+    )
+
+
+async def schedule_list(conn: Conn) -> list[Schedule]:
+    return [Schedule.from_row(r) for r in await conn.fetch(QUERIES["schedule_list"])]
+
+
+async def schedule_get(conn: Conn, name: str) -> Schedule | None:
+    row = await conn.fetchrow(QUERIES["schedule_get"], name)
+    return Schedule.from_row(row) if row is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class NewSchedule:
+    name: str
+    task: str
+    args: dict[str, Any]
+    cron: str
+    timezone: str
+    queue: str | None
+    priority: int | None
+
+
+async def schedule_add(
+    conn: Conn, new: NewSchedule, *, first_run_at: datetime, by: str
+) -> Schedule | None:
+    """Insert a runtime schedule; None when the name is taken."""
+    row = await conn.fetchrow(
+        QUERIES["schedule_add"],
+        new.name, new.task, new.args, new.cron, new.timezone, new.queue, new.priority,
+        first_run_at, by,
+    )  # fmt: skip
+    return Schedule.from_row(row) if row is not None else None
+
+
+async def schedule_pause(conn: Conn, name: str) -> bool:
+    """Pause it; False when there is no such schedule."""
+    return await conn.fetchval(QUERIES["schedule_pause"], name) is not None
+
+
+async def schedule_resume_lock(conn: Conn, name: str) -> tuple[datetime, str | None, str] | None:
+    """(now, cron, timezone) of the schedule, locked for schedule_resume; None if none."""
+    row = await conn.fetchrow(QUERIES["schedule_resume_lock"], name)
+    return (row["now"], row["cron"], row["timezone"]) if row is not None else None
+
+
+async def schedule_resume(conn: Conn, name: str, *, next_run_at: datetime | None) -> None:
+    await conn.execute(QUERIES["schedule_resume"], name, next_run_at)
+
+
+async def schedule_delete_runtime(conn: Conn, name: str) -> str | None:
+    """'runtime' when deleted, 'code' when refused (a code schedule), None when none."""
+    source: str | None = await conn.fetchval(QUERIES["schedule_delete_runtime"], name)
+    return source
 
 
 async def job_queues_waiting(
@@ -973,12 +1111,13 @@ async def throughput_recent(conn: Conn, *, minutes: int) -> list[ThroughputMinut
     return [ThroughputMinute.from_row(r) for r in rows]
 
 
-async def job_latency_recent(
-    conn: Conn, *, seconds: float, limit: int
-) -> list[tuple[str, float, float]]:
-    """(queue, pickup seconds, run seconds) of recently finished jobs."""
-    rows = await conn.fetch(QUERIES["job_latency_recent"], seconds, limit)
-    return [(r["queue"], r["pickup_seconds"], r["run_seconds"]) for r in rows]
+async def job_queue_oldest_queued(
+    conn: Conn, queues: Sequence[str], *, max_lanes: int
+) -> dict[str, float]:
+    """Queue -> seconds its oldest queued job has waited since its run_at (queues with none
+    queued are left out); exact up to `max_lanes` lanes a queue."""
+    rows = await conn.fetch(QUERIES["job_queue_oldest_queued"], list(queues), max_lanes)
+    return {r["queue"]: r["oldest_seconds"] for r in rows}
 
 
 # ----- API: housekeeping (for the maintenance tick) -------------------------------------
@@ -1118,7 +1257,7 @@ async def job_bulk_act(
     statement = await fresh_statement(conn, BULK_STATEMENTS[action])
     rows = await statement.fetch(*scope.params(), after, limit)
     changed = [
-        Settled(r["id"], _STATES[r["state"]], r["has_children"])
+        Settled(r["id"], STATE_OF[r["state"]], r["has_children"])
         for r in rows
         if r["id"] is not None
     ]

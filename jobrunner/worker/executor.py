@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import functools
 import json
 import traceback
@@ -80,7 +81,8 @@ def cancelled(job: ClaimedJob) -> Outcome:
 def timed_out(job: ClaimedJob) -> Outcome:
     """The attempt ran past its timeout (or ignored it and was abandoned)."""
     limit = job.timeout.total_seconds() if job.timeout else 0
-    return _ended(job, OutcomeKind.RETRY, f"timed out after {limit:g}s")
+    outcome = _ended(job, OutcomeKind.RETRY, f"timed out after {limit:g}s")
+    return dataclasses.replace(outcome, timed_out=True)
 
 
 def worker_error(job: ClaimedJob) -> Outcome:

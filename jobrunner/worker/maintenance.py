@@ -1,9 +1,9 @@
 """Housekeeping, done each tick by whichever worker holds the maintenance lock.
 
 Due scheduled/retrying jobs become queued, expired leases are rescued, old finished jobs are
-deleted in batches, so are the registry's rows of workers long gone, and periodic tasks get
-their job for each new tick. Every step is a statement in queries.sql driven by the
-database's clock.
+deleted in batches, so are the registry's rows of workers long gone, and due schedules
+(code and runtime: jobrunner.worker.periodic) get their job for each tick. Every step is a
+statement in queries.sql driven by the database's clock.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from jobrunner.job_rows import JobRows
 from jobrunner.models import JobState
 from jobrunner.settings import Settings
 from jobrunner.webhooks import delivery_rows
-from jobrunner.worker.periodic import enqueue_due_periodic
+from jobrunner.worker.periodic import FIRE_BATCH, fire_due_schedules
 
 log = structlog.get_logger("jobrunner.maintenance")
 
@@ -90,7 +90,9 @@ class Maintenance:
         result.workers_pruned = await queries.worker_prune(
             conn, older_than=self.settings.worker_retention
         )
-        result.periodic = await enqueue_due_periodic(conn)
+        result.periodic = await self._repeat(
+            lambda: fire_due_schedules(conn, limit=FIRE_BATCH), batch=FIRE_BATCH
+        )
         return result
 
     async def _repeat(self, step: Callable[[], Awaitable[int]], batch: int | None = None) -> int:

@@ -21,7 +21,7 @@ import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
-from jobrunner import dependencies
+from jobrunner import dependencies, metrics
 from jobrunner.db import queries
 from jobrunner.db.errors import DB_ERRORS
 from jobrunner.db.pool import Conn, Pool
@@ -165,19 +165,49 @@ class OutcomeWriter:
     def _settle(self, batch: list[Attempt], accepted: dict[UUID, queries.Recorded]) -> None:
         """Forget the written attempts, count them, and say what became of each job."""
         counts: dict[str, int] = {}
+        tally = metrics.FinishedTally()  # the Prometheus series, bumped once per batch
         succeeded = JobState.SUCCEEDED
         quiet = not log.is_enabled_for(logging.DEBUG)  # asked once a batch, not once a job
         for attempt in batch:
             self._written(attempt)
-            recorded = accepted.get(attempt.job.id)
+            job = attempt.job
+            recorded = accepted.get(job.id)
             if quiet and recorded is not None and recorded.state is succeeded:
                 key = succeeded.value  # the common case: counted, no line of its own
+                tally.add(job.queue, job.task, key, attempt.ended - attempt.started)
             else:
                 key = _log_outcome(attempt, recorded)
+                if recorded is not None:
+                    _tally_outcome(tally, attempt, recorded)
             counts[key] = counts.get(key, 0) + 1
+        tally.flush()
         for key, count in counts.items():
             self.recorded[key] = self.recorded.get(key, 0) + count
         log.info("outcomes written", count=len(batch), **counts)
+
+
+_OUTCOME_LABELS = {
+    JobState.SUCCEEDED: "succeeded",
+    JobState.FAILED: "failed",
+    JobState.RETRYING: "retried",
+    JobState.CANCELLED: "cancelled",
+}
+
+
+def _tally_outcome(
+    tally: metrics.FinishedTally, attempt: Attempt, recorded: queries.Recorded
+) -> None:
+    """An accepted outcome other than the hot path's success, under its outcome label; an
+    attempt cancelled before it started has no run time."""
+    job, outcome = attempt.job, attempt.outcome
+    if recorded.state is JobState.RETRYING and recorded.attempt < job.attempt:
+        label = "deferred"
+    else:
+        label = _OUTCOME_LABELS.get(recorded.state, recorded.state.value)
+    ran = attempt.ended - attempt.started if attempt.started else None
+    tally.add(job.queue, job.task, label, ran)
+    if outcome is not None and outcome.timed_out:
+        tally.timed_out(job.queue, job.task)
 
 
 def _log_outcome(attempt: Attempt, recorded: queries.Recorded | None) -> str:
@@ -200,7 +230,8 @@ def _log_outcome(attempt: Attempt, recorded: queries.Recorded | None) -> str:
         # A deferral gives its attempt back; a defer past its bound is written as a retry.
         deferred = recorded.attempt < job.attempt
         event = "job deferred" if deferred else "job failed; retrying"
-        log.warning(event, error=error, next_run_at=recorded.run_at.isoformat(), **fields)
+        next_run_at = recorded.run_at.isoformat() if recorded.run_at else None
+        log.warning(event, error=error, next_run_at=next_run_at, **fields)
     elif state is JobState.FAILED:
         log.error("job failed", error=error, **fields)
     else:

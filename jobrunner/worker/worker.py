@@ -10,7 +10,8 @@ Pieces, each on its own task or thread:
 - the progress writer (progress.py) writes what handlers report, about once a second;
 - the heartbeat thread renews leases of every attempt held (running, or finished but not yet
   written), and reports lost leases and cancel requests back;
-- maintenance, under an advisory lock, promotes due jobs, rescues leases and prunes;
+- maintenance, under an advisory lock, promotes due jobs, rescues leases, prunes and fires
+  due schedules (periodic.py, which also syncs this process's code schedules at start);
 - presence.py keeps this worker's row in the registry (jobrunner.workers);
 - companions.py starts and stops the pieces that run beside the fetch loop;
 - shutdown.py drains and hands back what is left.
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from jobrunner import dependencies
+from jobrunner import dependencies, metrics
 from jobrunner.db import queries
 from jobrunner.db.errors import DB_ERRORS
 from jobrunner.db.pool import Pool, create_pool, wait_for_database
@@ -45,6 +46,7 @@ from jobrunner.worker.claimer import Claimer
 from jobrunner.worker.companions import Companions, Doorbell
 from jobrunner.worker.outcomes import HeldConnection, OutcomeWriter
 from jobrunner.worker.pacing import Prefetch, Wakeup, back_off
+from jobrunner.worker.periodic import sync_at_start
 from jobrunner.worker.presence import Presence
 from jobrunner.worker.progress import ProgressWriter
 from jobrunner.worker.shutdown import drain, release_unfinished, stuck_handlers
@@ -159,8 +161,9 @@ class Worker:
         pool = await self._open_pool()
         if pool is None:  # asked to stop while waiting for the database
             return self.stats
+        metrics.configure(max_queues=self.settings.metrics_max_queues, known_queues=self.queues)
         self._claim_conn = HeldConnection(pool, setup=queries.session_claim_plans)
-        self._writer.conn = HeldConnection(pool)
+        self._writer.conn = HeldConnection(pool, setup=queries.session_outcome_plans)
         self._writer.progress = self.progress
         self.progress.pool = pool
         log.info(
@@ -171,6 +174,7 @@ class Worker:
             burst=burst,
         )
         await self.presence.register(pool)
+        await sync_at_start(pool, self.worker_id)
         self._companions.start(
             pool,
             Doorbell(on_jobs=self._wakeup.on_doorbell, on_connected=self._wakeup.on_connected),
@@ -286,6 +290,7 @@ class Worker:
         # a limit cut it. Only an empty claim says the queues have nothing for us now.
         self._wakeup.more_waiting = bool(claimed)
         self.stats.claimed += len(claimed)
+        metrics.started(claimed)  # grouped by series: a few counter bumps a batch
         self._book.add(claimed)
         return claimed
 

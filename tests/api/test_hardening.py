@@ -204,9 +204,10 @@ async def test_user_made_queue_names_are_bounded_as_labels(
         method = await scraper.request("BREW", "/metrics")  # a made-up method
         assert method.status_code == 405
         text = (await scraper.get("/metrics")).text + text
-    queues = set(re.findall(r'queue="([^"]*)"', text))
+    depth = "jobrunner_queue_depth"
+    queues = set(re.findall(depth + r'\{queue="([^"]*)"', text))
     assert queues == {"q11", "q10", "q9", "other"}
-    assert 'jobrunner_jobs{queue="other",state="scheduled"} 45' in text  # 1 + 2 + ... + 9
+    assert 'jobrunner_queue_depth{queue="other",state="scheduled"} 45.0' in text  # 1 + ... + 9
     assert 'method="BREW"' not in text
 
 

@@ -122,3 +122,19 @@ async def test_a_history_search_by_a_rare_tag_or_args_value_reads_its_gin_index(
     assert "jobs_tags_idx" in by_tag and "Seq Scan" not in by_tag, by_tag
     assert "jobs_args_idx" in by_args and "Seq Scan" not in by_args, by_args
     assert "Seq Scan" not in common and "rows=51" in common, common
+
+
+async def test_an_empty_tag_list_or_args_object_filters_nothing_out(pool: Pool) -> None:
+    """The search indexes leave out jobs with no tags and '{}' args (migration 0019), and the
+    searches say so only for a non-empty filter: `tags @> '{}'` and `args @> '{}'` match every
+    job, those jobs included."""
+    async with pool.acquire() as conn:
+        await conn.execute("""
+            INSERT INTO jobrunner.jobs (task, tags, args)
+            VALUES ('echo', '{}', '{}'), ('echo', ARRAY['a'], '{"k": 1}')""")
+        page = [*NONE6, 51, False, False]
+        everything = await conn.fetch(QUERIES["job_list_all"], *page, None, None)
+        empty_filters = await conn.fetch(QUERIES["job_list_all"], *page, [], {})
+        tagged = await conn.fetch(QUERIES["job_list_all"], *page, ["a"], {"k": 1})
+    assert len(everything) == len(empty_filters) == 2
+    assert [row["tags"] for row in tagged] == [["a"]]

@@ -1,5 +1,6 @@
-"""The dashboard in real headless Chromium: log in, submit a job, watch it succeed live;
-filter the jobs by tag and cancel them all through the bulk form's confirm step.
+"""The dashboard in real headless Chromium: log in, submit a job, watch it succeed live, then
+(as an admin) pause a schedule and see a running job's progress; filter the jobs by tag and
+cancel them all through the bulk form's confirm step.
 
 Runs `jobrunner up` as a user would (API, worker and dashboard in one process) against this
 test's database. Skips, saying why, when no Chromium is installed (`.ci/run` installs it).
@@ -18,8 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from jobrunner import accounts, client
+from jobrunner import accounts, client, schedules
 from jobrunner.db.pool import Pool
+from jobrunner.db.queries import NewSchedule
 from tests.dashboard.chromium import Page, chromium_page, find_chromium
 from tests.support.cli import Cli
 from tests.support.waiting import wait_for
@@ -98,6 +100,35 @@ async def test_log_in_submit_and_watch_a_job_succeed(cli: Cli, pool: Pool, tmp_p
         assert "square_sum" in text and "14" in text
         attempts = await page.evaluate("document.getElementById('attempts').innerText")
         assert "attempt 1" in attempts
+
+        # Made an admin (the role is read at every request), ada pauses a schedule.
+        async with pool.acquire() as conn:
+            await conn.execute("UPDATE jobrunner.users SET role = 'admin' WHERE username = 'ada'")
+            new = NewSchedule("new-year", "echo", {}, "0 0 1 1 *", "Europe/Berlin", None, None)
+            await schedules.add(conn, new, by="test")
+        await page.goto(f"{base}/dashboard/schedules")
+        pause = "form[action='/dashboard/schedules/new-year/pause'] button"
+        await page.wait_for(f"document.querySelector({json.dumps(pause)}) !== null")
+        listed = await page.evaluate("document.getElementById('schedules').innerText")
+        assert "new-year" in listed and "Europe/Berlin" in listed
+        await page.evaluate(f"document.querySelector({json.dumps(pause)}).click(); true")
+        await page.wait_for("document.querySelector('#schedules .state-paused') !== null")
+        async with pool.acquire() as conn:
+            assert (await schedules.get(conn, "new-year")).paused
+
+        # A running job's page shows how far its handler says it got (job.progress).
+        async with pool.acquire() as conn:
+            running = await conn.fetchval("""
+                INSERT INTO jobrunner.jobs (task, owner, state, attempt, worker_id, started_at,
+                                            lease_expires_at, progress, progress_message,
+                                            progress_at)
+                VALUES ('echo', 'ada', 'running', 1, 'elsewhere', now(), now() + interval '1 hour',
+                        0.4, 'resized 40 of 100', now())
+                RETURNING id""")
+        await page.goto(f"{base}/dashboard/jobs/{running}")
+        await page.wait_for("document.querySelector('#job progress') !== null")
+        shown = await page.evaluate("document.getElementById('job').innerText")
+        assert "40%" in shown and "resized 40 of 100" in shown, shown
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (apt-get install chromium)")

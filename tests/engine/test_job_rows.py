@@ -196,3 +196,28 @@ async def test_deliveries_after_an_outcome_and_a_rescue_carry_the_task_defaults(
     }
     expected = (delivery.queue, delivery.max_attempts, delivery.timeout, None)
     assert made == {done.id: expected, lost.id: expected}
+
+
+async def test_the_job_an_insert_hands_back_is_the_job_as_read(pool: Pool) -> None:
+    """The insert core sends back only what the database decides (id, state, run_at,
+    created_at) and builds the rest from what it sent (JobRows.made): that job must be the
+    job a read of its row gives, in the single and the batch forms."""
+    async with pool.acquire() as conn:
+        single = await client.enqueue(
+            TASK,
+            {"n": 1},
+            conn=conn,
+            queue="other",
+            priority=-3,
+            backoff=Backoff(base=0.5, cap=1.0),
+            tags=["a", "b"],
+            dedup_key="once",
+            callback_url="https://example.com/hook",
+            fairness_key="k",
+            delay=timedelta(seconds=30),
+        )
+        batch = await insert_each(
+            conn, [make_rows(TASK, [{"n": n}], JobOptions(tags=("t",))) for n in range(2)]
+        )
+    made = [single, *batch]
+    assert await _read(pool, [job.id for job in made]) == made

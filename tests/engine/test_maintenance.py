@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 
 from jobrunner import client
+from jobrunner.cron import next_tick
 from jobrunner.db import queries
 from jobrunner.db.pool import Pool
 from jobrunner.models import JobState
@@ -10,7 +11,7 @@ from jobrunner.registry import _registry
 from jobrunner.settings import Settings
 from jobrunner.tasks import task
 from jobrunner.worker.maintenance import Maintenance
-from jobrunner.worker.periodic import enqueue_due_periodic, latest_tick
+from jobrunner.worker.periodic import fire_due_schedules, sync_code_schedules
 
 
 async def test_due_scheduled_jobs_become_queued(pool: Pool, settings: Settings) -> None:
@@ -78,22 +79,25 @@ async def test_finished_jobs_past_retention_are_pruned_in_batches(
         assert await conn.fetchval("SELECT count(*) FROM jobrunner.jobs") == 10
 
 
-async def test_a_periodic_task_gets_exactly_one_job_per_tick(pool: Pool) -> None:
+async def test_a_periodic_task_gets_exactly_one_job_per_tick(
+    pool: Pool, settings: Settings
+) -> None:
     @task(name="test.every_minute", cron="* * * * *")
     async def every_minute() -> None:
         return None
 
     try:
         async with pool.acquire() as conn:
-            # First sight records the tick without enqueuing for it.
-            assert await enqueue_due_periodic(conn) == 0
+            # First sight records the next tick without enqueuing for the current one.
+            await sync_code_schedules(conn, by="test")
+            assert await fire_due_schedules(conn) == 0
             await conn.execute(
-                "UPDATE jobrunner.periodic_ticks SET last_tick = last_tick - interval '1 minute'"
+                "UPDATE jobrunner.schedules SET next_run_at = next_run_at - interval '1 minute'"
             )
 
         async def one_caller() -> int:
             async with pool.acquire() as conn:
-                return await enqueue_due_periodic(conn)
+                return await fire_due_schedules(conn)
 
         counts = await asyncio.gather(*(one_caller() for _ in range(8)))
         assert sum(counts) == 1
@@ -104,14 +108,18 @@ async def test_a_periodic_task_gets_exactly_one_job_per_tick(pool: Pool) -> None
                 )
                 == 1
             )
+            # The maintenance tick is what fires them.
+            await conn.execute("UPDATE jobrunner.schedules SET next_run_at = now()")
+        result = await Maintenance(pool, settings).run_once()
+        assert result is not None and result.periodic == 1
     finally:
         del _registry["test.every_minute"]
 
 
-def test_latest_tick_is_at_or_before_now() -> None:
+def test_the_next_tick_is_after_now() -> None:
     from datetime import UTC, datetime
 
     now = datetime(2026, 11, 23, 10, 7, 30, tzinfo=UTC)
-    assert latest_tick("*/5 * * * *", now) == datetime(2026, 11, 23, 10, 5, tzinfo=UTC)
+    assert next_tick("*/5 * * * *", "UTC", now) == datetime(2026, 11, 23, 10, 10, tzinfo=UTC)
     exact = datetime(2026, 11, 23, 10, 5, tzinfo=UTC)
-    assert latest_tick("*/5 * * * *", exact) == exact
+    assert next_tick("*/5 * * * *", "UTC", exact) == datetime(2026, 11, 23, 10, 10, tzinfo=UTC)
