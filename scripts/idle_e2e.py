@@ -135,7 +135,9 @@ def start_jobrunner(args: argparse.Namespace, logs: Path) -> Stack:
     }
     py = args.jobrunner_python
     migrate = [py, "-m", "jobrunner", "migrate"]
-    subprocess.run(migrate, env=env, check=True, capture_output=True)  # noqa: S603 - our own argv
+    # `-m` puts the working directory first on sys.path: run from ROOT, so the checkout this
+    # script belongs to is the jobrunner measured, wherever the script is started from.
+    subprocess.run(migrate, env=env, cwd=ROOT, check=True, capture_output=True)  # noqa: S603 - our own argv
     commands = {"api": [py, "-m", "jobrunner", "api"], "worker": [py, "-m", "jobrunner", "worker"]}
     if args.probe:
         env["IDLE_E2E_PROBE_OUT"] = str(logs / "probe.jsonl")
@@ -144,7 +146,7 @@ def start_jobrunner(args: argparse.Namespace, logs: Path) -> Stack:
     procs = []
     for role, argv in commands.items():
         out = (logs / f"jobrunner-{role}.log").open("wb")
-        procs.append(subprocess.Popen(argv, env=env, stdout=out, stderr=out))  # noqa: S603
+        procs.append(subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=out))  # noqa: S603
     base = f"http://127.0.0.1:{port}"
     _wait_http(base, procs, "/healthz")
     user = {"username": f"idle_{secrets.token_hex(4)}", "password": secrets.token_urlsafe(16)}
