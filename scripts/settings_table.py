@@ -31,7 +31,8 @@ DESCRIPTIONS = {
     "concurrency": "Jobs one worker runs at once.",
     "poll_interval": "Longest wait between polls when no notification arrives; each wait is "
     "drawn from 0.8-1.0x this, never more, so a missed notification costs at most one interval.",
-    "listen": "LISTEN for new jobs; false means poll only.",
+    "listen": "LISTEN for new jobs (workers) and written outcomes (the API's event streams); "
+    "false means poll only.",
     "lease_seconds": "How long a claimed job is held without a heartbeat before it is rescued.",
     "heartbeat_interval": "Seconds between lease renewals; must be below `LEASE_SECONDS`.",
     "drain_timeout": "On SIGTERM, seconds running jobs get to finish before they are "

@@ -115,6 +115,9 @@ def create_app(settings: Settings) -> FastAPI:
             ),
             asyncio.create_task(access.run_forever(), name="jobrunner-queue-access"),
         ]
+        if settings.listen:  # else event streams poll only (a pooler that drops LISTEN)
+            bell = hub.bell(dsn, max_backoff=settings.reconnect_max_delay)
+            background.append(asyncio.create_task(bell.run(), name="jobrunner-sse-bell"))
         try:
             yield
         finally:

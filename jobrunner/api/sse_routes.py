@@ -43,10 +43,11 @@ async def job_events(
     `Last-Event-ID` header to resume after the last event you saw. A stream also ends when
     your session does (logout), and after `JOBRUNNER_SSE_MAX_STREAM_SECONDS` with a `retry:`
     hint: EventSource reconnects by itself."""
-    job = await client.get_job(job_id, conn=conn, user=me.username, admin=me.is_admin)
     hub: EventHub = request.app.state.events
+    rings_seen = hub.rings
+    job = await client.get_job(job_id, conn=conn, user=me.username, admin=me.is_admin)
     return StreamingResponse(
-        hub.open(job, me, last_event_id),
+        hub.open(job, me, last_event_id, rings_seen=rings_seen),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

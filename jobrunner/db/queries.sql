@@ -381,11 +381,16 @@ WITH recorded AS (
 )
 -- run_at only for a retrying job (its next run, for the worker's log line): a timestamp
 -- decoded for every succeeded job cost the worker ~0.5 µs a job for nothing.
+-- `rung`: one doorbell on jobrunner_outcomes per statement that wrote anything, delivered at
+-- commit, so the API's event streams read the new states at once instead of at their next
+-- poll (jobrunner.api.events); both subqueries are uncorrelated, so each runs once.
 SELECT recorded.id, recorded.state,
        CASE WHEN recorded.state = 'retrying' THEN recorded.run_at END AS run_at,
        recorded.attempt, recorded.has_children,
        (SELECT count(pg_notify('jobrunner_jobs', $11))
-        FROM (SELECT 1 FROM webhooks LIMIT 1) AS any_webhook) AS webhooks
+        FROM (SELECT 1 FROM webhooks LIMIT 1) AS any_webhook) AS webhooks,
+       (SELECT count(pg_notify('jobrunner_outcomes', ''))
+        FROM (SELECT 1 FROM recorded LIMIT 1) AS any_recorded) AS rung
 FROM recorded;
 
 -- name: job_heartbeat

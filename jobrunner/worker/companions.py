@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobrunner.db.pool import Pool
+from jobrunner.listener import CANCEL_CHANNEL, JOBS_CHANNEL, Listener
 from jobrunner.settings import Settings
 from jobrunner.worker.attempts import AttemptBook
 from jobrunner.worker.heartbeat import Heartbeat
-from jobrunner.worker.listener import Listener
 from jobrunner.worker.maintenance import Maintenance
 from jobrunner.worker.outcomes import OutcomeWriter
 from jobrunner.worker.presence import Presence
@@ -61,8 +61,10 @@ class Companions:
         if listen:
             listener = Listener(
                 self._dsn,
-                on_jobs=doorbell.on_jobs,
-                on_cancel=self._book.on_cancel_notice,
+                channels={
+                    JOBS_CHANNEL: doorbell.on_jobs,
+                    CANCEL_CHANNEL: self._book.on_cancel_notice,
+                },
                 on_connected=doorbell.on_connected,
                 check_interval=max(settings.poll_interval * 5, 1.0),
                 max_backoff=settings.reconnect_max_delay,

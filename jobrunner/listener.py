@@ -1,4 +1,5 @@
-"""The worker's doorbell: LISTEN on a dedicated connection that heals itself.
+"""LISTEN on a dedicated connection that heals itself: the worker's doorbells (new jobs,
+cancel requests) and the API's outcome bell (jobrunner.api.events).
 
 Notifications only say "look now"; the rows are the truth and polling covers any that are
 lost. A dead connection (closed, or silent past its health check) is replaced with backoff.
@@ -7,7 +8,7 @@ lost. A dead connection (closed, or silent past its health check) is replaced wi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -18,8 +19,9 @@ from jobrunner.db.pool import connect
 
 log = structlog.get_logger("jobrunner.listener")
 
-JOBS_CHANNEL = "jobrunner_jobs"
-CANCEL_CHANNEL = "jobrunner_cancel"
+JOBS_CHANNEL = "jobrunner_jobs"  # payload: a queue with new jobs
+CANCEL_CHANNEL = "jobrunner_cancel"  # payload: a running job asked to stop
+OUTCOMES_CHANNEL = "jobrunner_outcomes"  # no payload: outcomes were written (job_record_outcomes)
 
 
 class Listener:
@@ -27,15 +29,17 @@ class Listener:
         self,
         dsn: str,
         *,
-        on_jobs: Callable[[str], None],
-        on_cancel: Callable[[str], None],
+        channels: Mapping[str, Callable[[str], None]],
         on_connected: Callable[[], None],
+        role: str = "listener",
         check_interval: float = 5.0,
         max_backoff: float = 5.0,
     ) -> None:
+        """`channels`: what to call with each channel's payloads; `on_connected`: called at
+        each (re)connection, when notices may have been missed."""
         self._dsn = dsn
-        self._on_jobs = on_jobs
-        self._on_cancel = on_cancel
+        self._channels = dict(channels)
+        self._role = role
         self._on_connected = on_connected
         self._check_interval = check_interval
         self._max_backoff = max_backoff
@@ -58,11 +62,11 @@ class Listener:
             delay = min(delay * 2, self._max_backoff)
 
     async def _listen_until_broken(self) -> None:
-        conn = await connect(self._dsn, role="listener")
+        conn = await connect(self._dsn, role=self._role)
         closed = asyncio.Event()
         conn.add_termination_listener(lambda _conn: closed.set())
         try:
-            for channel in (JOBS_CHANNEL, CANCEL_CHANNEL):
+            for channel in self._channels:
                 # LISTEN waits on the server like any query, and no health check runs yet: a
                 # backend frozen (or a socket gone half-open) now would hold us here forever.
                 await asyncio.wait_for(
@@ -82,8 +86,4 @@ class Listener:
             conn.terminate()
 
     def _dispatch(self, _conn: Any, _pid: int, channel: str, payload: object) -> None:
-        payload = str(payload)
-        if channel == JOBS_CHANNEL:
-            self._on_jobs(payload)
-        else:
-            self._on_cancel(payload)
+        self._channels[channel](str(payload))
