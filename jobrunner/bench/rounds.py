@@ -36,6 +36,8 @@ GROUPS = (
     "enqueue", "process", "latency", "backlog", "memory", "fairness", "controls", "graph",
     "http", "e2e", "start",
 )  # fmt: skip
+# Run only when named in --only: each takes many minutes (horizon: 2 x (warm-up + held + 1)).
+ON_REQUEST = ("horizon",)
 
 
 class BenchError(Exception):
@@ -64,6 +66,10 @@ class Options:
     graph_jobs: int = 10_000
     e2e_jobs: int = 200
     e2e_every: float = 0.02
+    horizon_rate: float = 2000.0
+    horizon_minutes: float = 10.0
+    horizon_warmup: float = 60.0
+    horizon_after: float = 60.0
     groups: tuple[str, ...] = GROUPS
 
 
