@@ -132,7 +132,8 @@ FROM STDIN (FORMAT binary);
 -- workers and the rate bucket is spent exactly once.
 -- Each step of the walk is one probe of jobs_claim_idx (UNION ALL ... LIMIT 1 runs a branch
 -- only when the ones before it found nothing), so a claim costs O(lanes taken), never
--- O(keys queued). The chosen rows are updated through `id = ANY(ARRAY(...))`, a
+-- O(keys queued). $7..$11 are lane positions (the CTE `positions`): behind a long
+-- transaction, a probe starts a lane there, not at its oldest (dead) index entry. The chosen rows are updated through `id = ANY(ARRAY(...))`, a
 -- primary-key lookup in any plan: joined to the CTE instead, a generic plan once hashed the
 -- whole table to match them (500 ms a claim beside a million queued rows, not 2).
 WITH RECURSIVE wanted AS (
@@ -170,18 +171,57 @@ WITH RECURSIVE wanted AS (
                                   WHERE running.queue = w.queue),
                  floor(w.tokens))::int AS budget
     FROM wanted AS w
+), positions AS MATERIALIZED (
+    -- Where this worker's claims reached in lanes it took from lately, while a long
+    -- transaction holds back cleanup ($7..$11: queue, priority, fairness_key, run_at, id,
+    -- one lane per element; empty otherwise; jobrunner.worker.lanes keeps them). Every
+    -- entry of such a lane before its position is a job already claimed, whose index entry
+    -- no vacuum may remove yet, or one that appeared behind it since (committed late, or
+    -- put back), which jobrunner.worker.lanes looks for and moves the position back to. So
+    -- a probe entering the lane starts at its position: stepping over those dead entries,
+    -- a minute's worth for each minute the transaction lasts, was the claim's whole cost.
+    SELECT queue, priority, fairness_key COLLATE "C" AS fairness_key, run_at, id
+    FROM unnest($7::text[], $8::smallint[], $9::text[], $10::timestamptz[], $11::uuid[])
+         AS p(queue, priority, fairness_key, run_at, id)
 ), lanes (queue, priority, fairness_key, top_priority, after_key, wrapped, n, first_run_at,
            first_id, top_key, top_run_at, top_id) AS (
     -- Where each queue's walk starts: its top priority, at the cursor (not itself a lane).
     -- The probe for the top priority also finds the first job of its first key (top_key,
     -- top_run_at, top_id), which the wrap below takes without a probe of its own.
+    -- Each probe that may enter a lane with a position is split in index order around the
+    -- first such lane (p): the lanes before it, p from its position, the lanes after it.
+    -- A missing p makes the first branches compare with NULL, which reads nothing.
     SELECT b.queue, best.priority, b.after_key, best.priority, b.after_key, false, 0,
            NULL::timestamptz, NULL::uuid, best.fairness_key, best.run_at, best.id
     FROM budgets AS b
+    LEFT JOIN LATERAL (
+        SELECT priority, fairness_key, run_at, id FROM positions
+        WHERE queue = b.queue ORDER BY priority DESC, fairness_key LIMIT 1
+    ) AS p ON true
     CROSS JOIN LATERAL (
-        SELECT priority, fairness_key, run_at, id FROM jobrunner.jobs
-        WHERE state = 'queued' AND queue = b.queue
-        ORDER BY priority DESC, fairness_key, run_at, id
+        (SELECT priority, fairness_key, run_at, id FROM jobrunner.jobs
+         WHERE state = 'queued' AND queue = b.queue AND priority > p.priority
+         ORDER BY priority DESC, fairness_key, run_at, id LIMIT 1)
+        UNION ALL
+        (SELECT priority, fairness_key, run_at, id FROM jobrunner.jobs
+         WHERE state = 'queued' AND queue = b.queue AND priority = p.priority
+           AND fairness_key < p.fairness_key
+         ORDER BY fairness_key, run_at, id LIMIT 1)
+        UNION ALL
+        (SELECT priority, fairness_key, run_at, id FROM jobrunner.jobs
+         WHERE state = 'queued' AND queue = b.queue AND priority = p.priority
+           AND fairness_key = p.fairness_key AND (run_at, id) >= (p.run_at, p.id)
+         ORDER BY run_at, id LIMIT 1)
+        UNION ALL
+        (SELECT priority, fairness_key, run_at, id FROM jobrunner.jobs
+         WHERE state = 'queued' AND queue = b.queue AND priority = p.priority
+           AND fairness_key > p.fairness_key
+         ORDER BY fairness_key, run_at, id LIMIT 1)
+        UNION ALL
+        -- (priorities are -100..100: 101 is above them all)
+        (SELECT priority, fairness_key, run_at, id FROM jobrunner.jobs
+         WHERE state = 'queued' AND queue = b.queue AND priority < coalesce(p.priority, 101)
+         ORDER BY priority DESC, fairness_key, run_at, id LIMIT 1)
         LIMIT 1
     ) AS best
     WHERE b.budget > 0
@@ -191,27 +231,100 @@ WITH RECURSIVE wanted AS (
     FROM lanes AS l
     CROSS JOIN LATERAL (
         -- the next key of this priority (at the top priority, up to the last key; then...)
-        (SELECT priority, fairness_key, l.wrapped AS wrapped, run_at, id FROM jobrunner.jobs
-         WHERE (NOT l.wrapped OR l.priority <> l.top_priority)
-           AND state = 'queued' AND queue = l.queue AND priority = l.priority
-           AND fairness_key > l.fairness_key
-         ORDER BY fairness_key, run_at, id LIMIT 1)
+        (SELECT next.priority, next.fairness_key, l.wrapped AS wrapped, next.run_at, next.id
+         FROM (SELECT) AS here
+         LEFT JOIN LATERAL (
+             SELECT fairness_key, run_at, id FROM positions
+             WHERE queue = l.queue AND priority = l.priority AND fairness_key > l.fairness_key
+             ORDER BY fairness_key LIMIT 1
+         ) AS p ON true
+         CROSS JOIN LATERAL (
+             (SELECT priority, fairness_key, run_at, id FROM jobrunner.jobs
+              WHERE state = 'queued' AND queue = l.queue AND priority = l.priority
+                AND fairness_key > l.fairness_key AND fairness_key < p.fairness_key
+              ORDER BY fairness_key, run_at, id LIMIT 1)
+             UNION ALL
+             (SELECT priority, fairness_key, run_at, id FROM jobrunner.jobs
+              WHERE state = 'queued' AND queue = l.queue AND priority = l.priority
+                AND fairness_key = p.fairness_key AND (run_at, id) >= (p.run_at, p.id)
+              ORDER BY run_at, id LIMIT 1)
+             UNION ALL
+             (SELECT priority, fairness_key, run_at, id FROM jobrunner.jobs
+              WHERE state = 'queued' AND queue = l.queue AND priority = l.priority
+                AND fairness_key > coalesce(p.fairness_key, l.fairness_key)
+              ORDER BY fairness_key, run_at, id LIMIT 1)
+             LIMIT 1
+         ) AS next
+         WHERE NOT l.wrapped OR l.priority <> l.top_priority)
         UNION ALL
         -- ...wrapped around: the first key (found with the top priority), if it is not past
         -- the cursor, then the keys after it up to and including the cursor
         (SELECT l.priority, l.top_key, true, l.top_run_at, l.top_id
          WHERE NOT l.wrapped AND l.priority = l.top_priority AND l.top_key <= l.after_key)
         UNION ALL
-        (SELECT priority, fairness_key, true, run_at, id FROM jobrunner.jobs
-         WHERE l.wrapped AND l.priority = l.top_priority
-           AND state = 'queued' AND queue = l.queue AND priority = l.priority
-           AND fairness_key > l.fairness_key AND fairness_key <= l.after_key
-         ORDER BY fairness_key, run_at, id LIMIT 1)
+        (SELECT next.priority, next.fairness_key, true, next.run_at, next.id
+         FROM (SELECT) AS here
+         LEFT JOIN LATERAL (
+             SELECT fairness_key, run_at, id FROM positions
+             WHERE queue = l.queue AND priority = l.priority AND fairness_key > l.fairness_key
+               AND fairness_key <= l.after_key
+             ORDER BY fairness_key LIMIT 1
+         ) AS p ON true
+         CROSS JOIN LATERAL (
+             (SELECT priority, fairness_key, run_at, id FROM jobrunner.jobs
+              WHERE state = 'queued' AND queue = l.queue AND priority = l.priority
+                AND fairness_key > l.fairness_key AND fairness_key < p.fairness_key
+              ORDER BY fairness_key, run_at, id LIMIT 1)
+             UNION ALL
+             (SELECT priority, fairness_key, run_at, id FROM jobrunner.jobs
+              WHERE state = 'queued' AND queue = l.queue AND priority = l.priority
+                AND fairness_key = p.fairness_key AND (run_at, id) >= (p.run_at, p.id)
+              ORDER BY run_at, id LIMIT 1)
+             UNION ALL
+             (SELECT priority, fairness_key, run_at, id FROM jobrunner.jobs
+              WHERE state = 'queued' AND queue = l.queue AND priority = l.priority
+                AND fairness_key > coalesce(p.fairness_key, l.fairness_key)
+                AND fairness_key <= l.after_key
+              ORDER BY fairness_key, run_at, id LIMIT 1)
+             LIMIT 1
+         ) AS next
+         WHERE l.wrapped AND l.priority = l.top_priority)
         UNION ALL
         -- then the lower priorities, in key order (they fill what the top leaves)
-        (SELECT priority, fairness_key, l.wrapped, run_at, id FROM jobrunner.jobs
-         WHERE state = 'queued' AND queue = l.queue AND priority < l.priority
-         ORDER BY priority DESC, fairness_key, run_at, id LIMIT 1)
+        (SELECT next.priority, next.fairness_key, l.wrapped, next.run_at, next.id
+         FROM (SELECT) AS here
+         LEFT JOIN LATERAL (
+             SELECT priority, fairness_key, run_at, id FROM positions
+             WHERE queue = l.queue AND priority < l.priority
+             ORDER BY priority DESC, fairness_key LIMIT 1
+         ) AS p ON true
+         CROSS JOIN LATERAL (
+             (SELECT priority, fairness_key, run_at, id FROM jobrunner.jobs
+              WHERE state = 'queued' AND queue = l.queue AND priority < l.priority
+                AND priority > p.priority
+              ORDER BY priority DESC, fairness_key, run_at, id LIMIT 1)
+             UNION ALL
+             (SELECT priority, fairness_key, run_at, id FROM jobrunner.jobs
+              WHERE state = 'queued' AND queue = l.queue AND priority = p.priority
+                AND fairness_key < p.fairness_key
+              ORDER BY fairness_key, run_at, id LIMIT 1)
+             UNION ALL
+             (SELECT priority, fairness_key, run_at, id FROM jobrunner.jobs
+              WHERE state = 'queued' AND queue = l.queue AND priority = p.priority
+                AND fairness_key = p.fairness_key AND (run_at, id) >= (p.run_at, p.id)
+              ORDER BY run_at, id LIMIT 1)
+             UNION ALL
+             (SELECT priority, fairness_key, run_at, id FROM jobrunner.jobs
+              WHERE state = 'queued' AND queue = l.queue AND priority = p.priority
+                AND fairness_key > p.fairness_key
+              ORDER BY fairness_key, run_at, id LIMIT 1)
+             UNION ALL
+             (SELECT priority, fairness_key, run_at, id FROM jobrunner.jobs
+              WHERE state = 'queued' AND queue = l.queue
+                AND priority < coalesce(p.priority, l.priority)
+              ORDER BY priority DESC, fairness_key, run_at, id LIMIT 1)
+             LIMIT 1
+         ) AS next)
         LIMIT 1
     ) AS step
     WHERE l.n < $3
@@ -272,7 +385,7 @@ WITH RECURSIVE wanted AS (
         progress = NULL, progress_message = NULL, progress_data = NULL, progress_at = NULL
     WHERE j.id = ANY(ARRAY(SELECT id FROM chosen))
     RETURNING j.id, j.queue, j.task, j.args, j.attempt, j.max_attempts, j.timeout, j.priority,
-              j.fairness_key, j.trace_context,
+              j.fairness_key, j.trace_context, j.run_at,
               -- how long it waited to be picked up (jobrunner.metrics), by this clock
               extract(epoch FROM statement_timestamp() - j.run_at)::float8 AS waited
 ), spent AS (
@@ -285,6 +398,22 @@ WITH RECURSIVE wanted AS (
 )
 -- In the order chosen, which is the order the worker starts them in.
 SELECT claimed.* FROM claimed JOIN chosen USING (id) ORDER BY chosen.claim_order;
+
+-- name: job_lanes_behind
+-- For each lane position ($1..$5 as job_claim's $7..$11), the first queued job behind it: one
+-- that appeared after the claims passed that point (its transaction committed late, it was
+-- put back, or it was locked when they passed). jobrunner.worker.lanes moves the position
+-- back to it. Each probe steps over the lane's dead entries that the claims skip: this runs
+-- on its own connection, not in the claim's path.
+SELECT p.queue, p.priority, p.fairness_key, behind.run_at, behind.id
+FROM unnest($1::text[], $2::smallint[], $3::text[], $4::timestamptz[], $5::uuid[])
+     AS p(queue, priority, fairness_key, run_at, id)
+CROSS JOIN LATERAL (
+    SELECT run_at, id FROM jobrunner.jobs
+    WHERE state = 'queued' AND queue = p.queue AND priority = p.priority
+      AND fairness_key = p.fairness_key COLLATE "C" AND (run_at, id) < (p.run_at, p.id)
+    ORDER BY run_at, id LIMIT 1
+) AS behind;
 
 -- name: job_record_outcomes
 -- Record attempt outcomes in one statement. Each is fenced by (id, attempt, worker): if the
