@@ -16,8 +16,10 @@ claims passed it. `check` looks for such jobs, one probe per lane on its own con
 (stepping over the dead entries the claims skip), every CHECK_EVERY seconds and spending
 at most CHECK_SHARE of the time; a position with a job behind it moves back to that job
 before the next claim, which takes it. Such a job waits up to about one check period more,
-and only while the snapshot is held. When the snapshot ends the positions are dropped and
-claims walk every lane from its start again (the next vacuum cleans the entries).
+and only while positions are on. They stay on after the snapshot ends while the dead
+entries it left are still there (the check, which steps over them, takes over CLEAN_CHECK:
+they are no longer heap visits, but every claim would still read their index pages until
+a vacuum removes them); then they are dropped and claims walk every lane from its start.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ SLACK = timedelta(milliseconds=200)
 MAX_LANES = 64  # lanes remembered, the most recently claimed from (each probe reads them)
 CHECK_EVERY = 1.0  # seconds between checks, at least
 CHECK_SHARE = 0.1  # of the time spent checking, at most: the probes grow with the snapshot
+CLEAN_CHECK = 0.005  # seconds: a check this quick found no dead entries to speak of
 
 Lane = tuple[str, int, str]  # queue, priority, fairness_key
 _FIRST_ID = UUID(int=0)
@@ -51,6 +54,7 @@ _FIRST_ID = UUID(int=0)
 class LanePositions:
     def __init__(self, *, held_after: float = HELD_AFTER) -> None:
         self.held_after = held_after
+        self.clean_check = CLEAN_CHECK
         self.active = False
         self._at: dict[Lane, tuple[datetime, UUID]] = {}  # oldest claimed from first
         self._behind: list[LanePosition] = []  # found by check, applied at the next claim
@@ -80,17 +84,25 @@ class LanePositions:
             del self._at[next(iter(self._at))]
 
     async def check(self, conn: Conn) -> None:
-        """Turn positions on or off by the oldest snapshot's age; find jobs behind them."""
+        """Turn positions on or off by the oldest snapshot's age (and the dead entries it
+        left); find jobs behind them."""
         holder = await queries.server_oldest_snapshot(conn)
         held = holder is not None and holder.held_for.total_seconds() >= self.held_after
-        if held != self.active:
-            log.info("lane positions", active=held)
-            self.active = held
-            self._at.clear()
-            self._behind.clear()
-        if self.active and self._at:
-            starts = self._starts(None)
-            self._behind += await queries.job_lanes_behind(conn, starts)
+        if held and not self.active:
+            self._turn(on=True)
+        if not self.active:
+            return
+        began = time.monotonic()
+        if self._at:
+            self._behind += await queries.job_lanes_behind(conn, self._starts(None))
+        if not held and time.monotonic() - began < self.clean_check:
+            self._turn(on=False)
+
+    def _turn(self, *, on: bool) -> None:
+        log.info("lane positions", active=on)
+        self.active = on
+        self._at.clear()
+        self._behind.clear()
 
     async def run(self, pool: Pool) -> None:
         wait = CHECK_EVERY
