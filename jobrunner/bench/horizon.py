@@ -11,7 +11,7 @@ with FOR UPDATE SKIP LOCKED + UPDATE, finish) in place of the worker.
 Per 30 s window: arrivals (committed), completions (finished), backlog at its end
 (committed less started), pickup p50/p99 (handler start minus its batch's commit, wall
 clock), a claim-shaped probe's median time (the head of the queue from the claim index's
-start, once a second) and, when the server preloads pg_stat_statements, the claim
+start, every PROBE_EVERY seconds) and, when the server preloads pg_stat_statements, the claim
 statement's own mean time. Run it on a server with autovacuum on: the figures after the
 snapshot ends depend on it.
 """
@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # the runner imports this module
 
 WINDOW = 30.0  # seconds per reported window
 TICK = 0.05  # seconds between the producer's batches
-PROBE_EVERY = 1.0
+PROBE_EVERY = 5.0  # seconds: behind a held snapshot a probe costs what a claim on main did
 
 
 @dataclass
