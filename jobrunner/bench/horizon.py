@@ -8,7 +8,7 @@ connection opens `BEGIN ISOLATION LEVEL REPEATABLE READ` and holds its snapshot 
 same again with the hand-written queue of jobrunner.bench.baseline_queue (LISTEN, claim 250
 with FOR UPDATE SKIP LOCKED + UPDATE, finish) in place of the worker.
 
-Per 30 s window: arrivals (committed), completions (finished), backlog at its end
+Per `horizon_window` (30 s): arrivals (committed), completions (finished), backlog at its end
 (committed less started), pickup p50/p99 (handler start minus its batch's commit, wall
 clock), a claim-shaped probe's median time (the head of the queue from the claim index's
 start, every PROBE_EVERY seconds) and, when the server preloads pg_stat_statements, the claim
@@ -36,7 +36,6 @@ from jobrunner.db.pool import Conn, connect
 if TYPE_CHECKING:  # the runner imports this module
     from jobrunner.bench.runner import Bench
 
-WINDOW = 30.0  # seconds per reported window
 TICK = 0.05  # seconds between the producer's batches
 PROBE_EVERY = 5.0  # seconds: behind a held snapshot a probe costs what a claim on main did
 
@@ -46,6 +45,7 @@ class Run:
     """One run's timeline (wall clock) and what was sampled during it."""
 
     per_batch: int = 0
+    window: float = 30.0  # seconds per reported window
     start: float = 0.0
     held_from: float = 0.0
     held_until: float = 0.0
@@ -55,12 +55,12 @@ class Run:
     claims: list[tuple[float, int, float]] = field(default_factory=list)  # (at, calls, ms)
 
     def phase(self, window: int) -> str:
-        begin = self.start + window * WINDOW
-        if begin + WINDOW <= self.held_from:
+        begin = self.start + window * self.window
+        if begin + self.window <= self.held_from:
             return "before"
         if begin >= self.held_until:
             return "after"
-        if begin >= self.held_from and begin + WINDOW <= self.held_until:
+        if begin >= self.held_from and begin + self.window <= self.held_until:
             return "held"
         return "edge"  # straddles the snapshot's start or end
 
@@ -83,7 +83,7 @@ def horizon_figures(o: Options) -> list[Figure]:
             Figure(
                 f"  {who} backlog, most at a window's end", "jobs", o.horizon_rate if ours else None
             ),
-            Figure(f"  {who} pickup p99, 30-60 s after", "ms", 100.0 if ours else None),
+            Figure(f"  {who} pickup p99, second window after", "ms", 100.0 if ours else None),
         ]
     return figures
 
@@ -127,7 +127,7 @@ async def _run(bench: Bench, consumer: Consumer) -> list[dict[str, Any]]:
     stats = await bench_queries.bench_horizon_stat_statements(conn)
     baseline = consumer is _baseline_consumer
     stop = await consumer(bench)
-    run = Run(per_batch=max(1, round(o.horizon_rate * TICK)))
+    run = Run(per_batch=max(1, round(o.horizon_rate * TICK)), window=o.horizon_window)
     holder = await connect(bench.dsn, role="bench-horizon-holder")
     producer_conn = await connect(bench.dsn, role="bench-horizon-producer")
     try:
@@ -172,7 +172,7 @@ async def _sample(conn: Conn, run: Run, stats: bool) -> None:
     while (now := time.time()) < run.end:
         if stats and now >= next_claims:
             run.claims.append((now, *await bench_queries.bench_horizon_claim_totals(conn)))
-            next_claims += WINDOW
+            next_claims += run.window
         began = time.perf_counter()
         await bench_queries.bench_horizon_probe(conn, queue=QUEUE)
         run.probes.append((now, (time.perf_counter() - began) * 1000))
@@ -191,15 +191,15 @@ async def _drained(conn: Conn, timeout: float = 300.0) -> None:
 
 async def _windows(conn: Conn, run: Run) -> list[dict[str, Any]]:
     started = await bench_queries.bench_horizon_started(
-        conn, committed=run.committed, start=run.start, window=WINDOW, task=HORIZON
+        conn, committed=run.committed, start=run.start, window=run.window, task=HORIZON
     )
     finished = await bench_queries.bench_horizon_finished(
-        conn, start=run.start, window=WINDOW, task=HORIZON
+        conn, start=run.start, window=run.window, task=HORIZON
     )
-    count = int((run.end - run.start) // WINDOW)
+    count = int((run.end - run.start) // run.window)
     windows, arrived, taken = [], 0, 0
     for w in range(count):
-        lo, hi = run.start + w * WINDOW, run.start + (w + 1) * WINDOW
+        lo, hi = run.start + w * run.window, run.start + (w + 1) * run.window
         arrivals = sum(1 for at in run.committed if lo <= at < hi) * run.per_batch
         arrived += arrivals
         jobs, p50, p99 = started.get(w, (0, float("nan"), float("nan")))
@@ -207,7 +207,7 @@ async def _windows(conn: Conn, run: Run) -> list[dict[str, Any]]:
         probes = [ms for at, ms in run.probes if lo <= at < hi]
         windows.append(
             {
-                "t": round(w * WINDOW),
+                "t": round(w * run.window),
                 "phase": run.phase(w),
                 "arrivals": arrivals,
                 "completions": finished.get(w, 0),
@@ -265,7 +265,7 @@ def _last(values: list[float]) -> float:
 def format_windows(windows: dict[str, list[dict[str, Any]]]) -> str:
     lines = []
     for who, rows in windows.items():
-        lines.append(f"horizon windows, {who} ({WINDOW:g} s each; t from the producer's start)")
+        lines.append(f"horizon windows, {who} (t: seconds from the producer's start)")
         lines.append(
             f"{'t':>5} {'phase':<7}{'arrivals':>9}{'complete':>9}{'backlog':>9}"
             f"{'p50 ms':>9}{'p99 ms':>9}{'probe ms':>9}{'claim ms':>9}"

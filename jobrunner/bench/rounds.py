@@ -70,6 +70,7 @@ class Options:
     horizon_minutes: float = 10.0
     horizon_warmup: float = 60.0
     horizon_after: float = 60.0
+    horizon_window: float = 30.0
     groups: tuple[str, ...] = GROUPS
 
 

@@ -387,4 +387,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--horizon-minutes", type=float, help="minutes the snapshot is held (10)")
     p.add_argument("--horizon-warmup", type=float, help="seconds before the snapshot (60)")
     p.add_argument("--horizon-after", type=float, help="seconds the producer goes on after (60)")
+    p.add_argument("--horizon-window", type=float, help="seconds per reported window (30)")
     p.set_defaults(func=cmd_bench)
