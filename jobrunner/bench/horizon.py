@@ -68,8 +68,10 @@ class Run:
 def horizon_figures(o: Options) -> list[Figure]:
     rate = f"{o.horizon_rate:,.0f} jobs/s"
     figures = []
-    for who, label in (("ours", f"horizon ({rate}, {o.horizon_minutes:g} min held)"),
-                       ("base", "  baseline: hand-written claim loop")):  # fmt: skip
+    runs = [("ours", f"horizon ({rate}, {o.horizon_minutes:g} min held)")]
+    if o.horizon_baseline:
+        runs.append(("base", "  baseline: hand-written claim loop"))
+    for who, label in runs:
         ours = who == "ours"
         figures += [
             Figure(f"{label}: claim before", "ms"),
@@ -90,9 +92,10 @@ def horizon_figures(o: Options) -> list[Figure]:
 
 async def horizon_round(bench: Bench) -> tuple[list[float], dict[str, list[dict[str, Any]]]]:
     ours = await _run(bench, _worker_consumer)
+    if not bench.opts.horizon_baseline:
+        return _summary(ours), {"ours": ours}
     base = await _run(bench, _baseline_consumer)
-    windows = {"ours": ours, "baseline": base}
-    return _summary(ours) + _summary(base), windows
+    return _summary(ours) + _summary(base), {"ours": ours, "baseline": base}
 
 
 Consumer = Callable[["Bench"], Awaitable[Callable[[], Awaitable[None]]]]

@@ -71,6 +71,7 @@ class Options:
     horizon_warmup: float = 60.0
     horizon_after: float = 60.0
     horizon_window: float = 30.0
+    horizon_baseline: bool = True
     groups: tuple[str, ...] = GROUPS
 
 

@@ -388,4 +388,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--horizon-warmup", type=float, help="seconds before the snapshot (60)")
     p.add_argument("--horizon-after", type=float, help="seconds the producer goes on after (60)")
     p.add_argument("--horizon-window", type=float, help="seconds per reported window (30)")
+    p.add_argument(
+        "--horizon-no-baseline",
+        dest="horizon_baseline",
+        action="store_false",
+        default=None,
+        help="leave out the hand-written claim loop's run (it does not use jobrunner's claim)",
+    )
     p.set_defaults(func=cmd_bench)
