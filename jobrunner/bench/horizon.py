@@ -225,11 +225,13 @@ async def _windows(conn: Conn, run: Run) -> list[dict[str, Any]]:
 
 
 def _claim_ms(run: Run, lo: float, hi: float) -> float:
-    """The claim statement's mean time over the samples nearest the window's bounds."""
-    inside = [c for c in run.claims if lo - 1 <= c[0] <= hi + 1]
-    if len(inside) < 2:
+    """The claim statement's mean time between the samples nearest the window's bounds (a
+    sample comes late when the probe before it was slow)."""
+    if len(run.claims) < 2:
         return float("nan")
-    (_, calls0, ms0), (_, calls1, ms1) = inside[0], inside[-1]
+    first = min(run.claims, key=lambda c: abs(c[0] - lo))
+    last = min(run.claims, key=lambda c: abs(c[0] - hi))
+    (_, calls0, ms0), (_, calls1, ms1) = first, last
     return (ms1 - ms0) / (calls1 - calls0) if calls1 > calls0 else float("nan")
 
 
