@@ -159,3 +159,21 @@ async def test_positions_are_off_and_dropped_when_no_snapshot_is_old_enough(pool
         assert not claimer.lanes.active
         assert claimer.lanes.for_claim(["default"]) == []
         assert len(await claimer.claim(conn, 10)) == 3
+
+
+async def test_positions_stay_on_after_the_snapshot_while_the_check_is_slow(pool: Pool) -> None:
+    """The snapshot gone, its dead entries stay until a vacuum: while the check (which steps
+    over them) is not quick, the claims keep their positions."""
+    async with pool.acquire() as conn:
+        async with held_snapshot(pool):
+            claimer = await active_claimer(conn)
+            await client.enqueue_many("test.add", [{"a": 1, "b": 1}] * 5, conn=conn)
+            await claimer.claim(conn, 2)
+        claimer.lanes.held_after = 1e9  # as if no snapshot were old enough any more
+        claimer.lanes.clean_check = 0.0  # no check is quick enough
+        await claimer.lanes.check(conn)
+        assert claimer.lanes.active
+        assert claimer.lanes.for_claim(["default"])
+        claimer.lanes.clean_check = 60.0
+        await claimer.lanes.check(conn)
+        assert not claimer.lanes.active
