@@ -267,23 +267,28 @@ async def job_claim(
     lease_seconds: float,
     after_keys: Sequence[str] | None = None,
     limited: bool = False,
-    positions: Sequence[LanePosition] = (),
+    positions: Sequence[LanePosition] | None = None,
 ) -> list[ClaimedJob]:
     """Claim up to `limit` jobs, taking turns between fairness keys from `after_keys` (one
     per queue: where this worker's last claim in that queue stopped; default from the
     first key). `limited`: take from the queues with limits (the caller holds their rows
-    through queue_lock_limited) instead of from those without. `positions`: lanes whose
-    entries before the place given are all claimed (jobrunner.worker.lanes)."""
-    rows = await conn.fetch(
-        QUERIES["job_claim"],
+    through queue_lock_limited) instead of from those without. `positions` (while a long
+    transaction holds back cleanup; jobrunner.worker.lanes): lanes whose entries before the
+    place given are all claimed, claimed with job_claim_from_positions."""
+    args = (
         list(queues),
         worker_id,
         limit,
         lease_seconds,
         list(after_keys) if after_keys is not None else [""] * len(queues),
         limited,
-        *_position_arrays(positions),
     )
+    if positions is None:
+        rows = await conn.fetch(QUERIES["job_claim"], *args)
+    else:
+        rows = await conn.fetch(
+            QUERIES["job_claim_from_positions"], *args, *_position_arrays(positions)
+        )
     return [
         ClaimedJob(
             id=r["id"],
@@ -297,7 +302,7 @@ async def job_claim(
             fairness_key=r["fairness_key"],
             trace_context=r["trace_context"],
             waited=r["waited"],
-            run_at=r["run_at"],
+            run_at=r["run_at"] if positions is not None else None,
         )
         for r in rows
     ]

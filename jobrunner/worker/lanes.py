@@ -59,10 +59,11 @@ class LanePositions:
         self._at: dict[Lane, tuple[datetime, UUID]] = {}  # oldest claimed from first
         self._behind: list[LanePosition] = []  # found by check, applied at the next claim
 
-    def for_claim(self, queues: Iterable[str]) -> list[LanePosition]:
-        """Where the next claim of `queues` starts its lanes: none unless active."""
+    def for_claim(self, queues: Iterable[str]) -> list[LanePosition] | None:
+        """Where the next claim of `queues` starts its lanes; None unless active (then the
+        claim is job_claim, not job_claim_from_positions)."""
         if not self.active:
-            return []
+            return None
         for found in self._behind:  # in the claim loop: no claim is in flight
             lane = (found.queue, found.priority, found.fairness_key)
             if lane in self._at:

@@ -10,9 +10,8 @@ import json
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, Pool, connect
 from jobrunner.db.queries import QUERIES
-from tests.support.database import NO_POSITIONS
 
-ARGS = "ARRAY['default'], 'w-1', 250, 30.0, ARRAY[''], false, '{}', '{}', '{}', '{}', '{}'"
+ARGS = "ARRAY['default'], 'w-1', 250, 30.0, ARRAY[''], false"
 
 
 async def test_the_claim_plan_made_on_an_empty_table_walks_the_index_once_it_fills(
@@ -22,8 +21,7 @@ async def test_the_claim_plan_made_on_an_empty_table_walks_the_index_once_it_fil
     try:
         await queries.session_claim_plans(conn)
         await conn.execute(
-            "PREPARE claim(text[], text, int, float8, text[], bool, text[], smallint[], text[],"
-            " timestamptz[], uuid[]) AS " + QUERIES["job_claim"]
+            "PREPARE claim(text[], text, int, float8, text[], bool) AS " + QUERIES["job_claim"]
         )
         assert await conn.fetch(f"EXECUTE claim({ARGS})") == []  # the plan is made here
         await conn.execute("""
@@ -84,7 +82,7 @@ async def test_behind_a_held_snapshot_the_claim_steps_over_dead_entries_once(
                     [c.id for c in claimed],
                 )
             claim = await _buffers(
-                conn, QUERIES["job_claim"], ["default"], "w", 20, 30.0, [""], False, *NO_POSITIONS
+                conn, QUERIES["job_claim"], ["default"], "w", 20, 30.0, [""], False
             )
             one_probe = await _buffers(
                 conn,

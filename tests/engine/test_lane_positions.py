@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from uuid import UUID
 
 from jobrunner import client
+from jobrunner.db import queries
 from jobrunner.db.pool import Conn, Pool
 from jobrunner.db.queries import QUERIES, LanePosition
 from jobrunner.worker.claimer import Claimer
@@ -86,8 +87,10 @@ async def test_behind_a_held_snapshot_a_claim_with_positions_skips_the_dead_entr
                 await _finish(conn, [c.id for c in await claimer.claim(conn, 250)])
             positions = claimer.lanes.for_claim(["default"])
             args = (["default"], "w", 20, 30.0, [""], False)
-            with_positions = await _buffers(conn, QUERIES["job_claim"], *args, *_arrays(positions))
-            without = await _buffers(conn, QUERIES["job_claim"], *args, [], [], [], [], [])
+            assert positions is not None
+            claim_from = QUERIES["job_claim_from_positions"]
+            with_positions = await _buffers(conn, claim_from, *args, *_arrays(positions))
+            without = await _buffers(conn, QUERIES["job_claim"], *args)
             one_probe = await _buffers(conn, PROBE, "default")
     assert len(positions) == 1
     assert one_probe > 1_000, "10,000 dead entries should stand before the first live one"
@@ -129,7 +132,7 @@ async def test_with_positions_every_key_gets_a_turn_and_higher_priorities_go_fir
             )
         rounds = [await claimer.claim(conn, 10) for _ in range(3)]
         fourth = await claimer.claim(conn, 10)
-        assert len(claimer.lanes.for_claim(["default"])) == 30, "a position per lane taken"
+        assert len(claimer.lanes.for_claim(["default"]) or []) == 30, "a position per lane"
         urgent = await client.enqueue_many(
             "test.add", [{"a": 1, "b": 1}] * 4, conn=conn, fairness_key="zz-late", priority=5
         )
@@ -157,7 +160,7 @@ async def test_positions_are_off_and_dropped_when_no_snapshot_is_old_enough(pool
         claimer.lanes.clean_check = 60.0  # whatever this machine's speed: the entries are few
         await claimer.lanes.check(conn)
         assert not claimer.lanes.active
-        assert claimer.lanes.for_claim(["default"]) == []
+        assert claimer.lanes.for_claim(["default"]) is None
         assert len(await claimer.claim(conn, 10)) == 3
 
 
@@ -177,3 +180,35 @@ async def test_positions_stay_on_after_the_snapshot_while_the_check_is_slow(pool
         claimer.lanes.clean_check = 60.0
         await claimer.lanes.check(conn)
         assert not claimer.lanes.active
+
+
+async def test_both_claims_take_the_same_jobs_in_the_same_order(pool: Pool) -> None:
+    """job_claim_from_positions is job_claim with positions: with none, it claims what
+    job_claim claims (priorities, owners' turns, the cursor), and with positions at the
+    lanes' starts too."""
+    async with pool.acquire() as conn:
+        for key, priority in (("a", 0), ("b", 0), ("c", 5), ("d", -5), ("e", 0)):
+            await client.enqueue_many(
+                "test.add", [{"a": i, "b": 1} for i in range(7)], conn=conn,
+                fairness_key=key, priority=priority,
+            )  # fmt: skip
+        first = await conn.fetchrow(
+            "SELECT run_at, id FROM jobrunner.jobs WHERE fairness_key = 'b' ORDER BY run_at, id"
+        )
+        assert first is not None
+        at_start = [LanePosition("default", 0, "b", first["run_at"], first["id"])]
+        for limit, after in ((10, ""), (4, "b"), (25, "e"), (40, "a")):
+            claims = []
+            for positions in (None, [], at_start):
+                probe = conn.transaction()  # rolled back: each claims the same jobs
+                await probe.start()
+                try:
+                    claimed = await queries.job_claim(
+                        conn, queues=["default"], worker_id="w", limit=limit, lease_seconds=30,
+                        after_keys=[after], positions=positions,
+                    )  # fmt: skip
+                finally:
+                    await probe.rollback()
+                claims.append([c.id for c in claimed])
+            assert claims[0] == claims[1] == claims[2], (limit, after)
+            assert len(claims[0]) == min(limit, 35)

@@ -10,7 +10,7 @@ from jobrunner.bench.queries import QUERIES as BENCH_QUERIES
 from jobrunner.db import migrate
 from jobrunner.db.pool import init_connection
 from jobrunner.db.queries import QUERIES
-from tests.support.database import NO_POSITIONS, Server, create_database, drop_database
+from tests.support.database import Server, create_database, drop_database
 
 
 @pytest.fixture
@@ -86,17 +86,10 @@ async def test_claim_stays_an_index_scan_with_millions_of_rows(db_dsn: str) -> N
         try:
             plan = await conn.fetchval(
                 "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + QUERIES["job_claim"],
-                ["default"], "w", 100, 30.0, [""], False, *NO_POSITIONS,
+                ["default"], "w", 100, 30.0, [""], False,
             )  # fmt: skip
             rows = await conn.fetch(
-                "EXPLAIN " + QUERIES["job_claim"],
-                ["default"],
-                "w",
-                100,
-                30.0,
-                [""],
-                False,
-                *NO_POSITIONS,
+                "EXPLAIN " + QUERIES["job_claim"], ["default"], "w", 100, 30.0, [""], False
             )
         finally:
             await probe.rollback()

@@ -15,7 +15,6 @@ from jobrunner import client
 from jobrunner.db.pool import Conn
 from jobrunner.db.queries import QUERIES
 from tests.faults.checks import Db
-from tests.support.database import NO_POSITIONS
 from tests.support.fault_server import Figures
 from tests.support.processes import Processes, WorkerOptions
 from tests.support.waiting import equals, wait_for
@@ -95,7 +94,7 @@ async def _claim_buffers(conn: Conn) -> int:
     try:
         plan = await conn.fetchval(
             "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + QUERIES["job_claim"],
-            ["default"], "buffers-probe", 10, 30.0, [""], False, *NO_POSITIONS,
+            ["default"], "buffers-probe", 10, 30.0, [""], False,
         )  # fmt: skip
     finally:
         await probe.rollback()

@@ -98,8 +98,3 @@ def create_database(server: Server, template: str) -> str:
 
 def drop_database(server: Server, name: str) -> None:
     asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-# job_claim's lane positions ($7..$11) when a test runs its text with parameters of its own:
-# none, so every probe starts at its lane's oldest entry.
-NO_POSITIONS: tuple[list[object], ...] = ([], [], [], [], [])
