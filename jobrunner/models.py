@@ -236,6 +236,8 @@ class ClaimedJob:
     trace_context: dict[str, str] | None = None
     # Seconds from its run_at to its claim, by the database's clock (jobrunner.metrics).
     waited: float = 0.0
+    # Its place in its lane (with id): where the claims have reached (jobrunner.worker.lanes).
+    run_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@ GROUPS = (
     "enqueue", "process", "latency", "backlog", "memory", "fairness", "controls", "graph",
     "http", "e2e", "start",
 )  # fmt: skip
+# Run only when named in --only: each takes many minutes (horizon: 2 x (warm-up + held + 1)).
+ON_REQUEST = ("horizon",)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,7 +20,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="measure enqueue, processing, latency and HTTP throughput")
     p.add_argument("--quick", action="store_true", help="small sizes and one round, for CI")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--only", help=f"comma-separated groups to run: {','.join(GROUPS)}")
+    p.add_argument(
+        "--only",
+        help=f"comma-separated groups to run: {','.join(GROUPS)} (all by default), and "
+        f"{','.join(ON_REQUEST)} (only when named: minutes long)",
+    )
     p.add_argument("--rounds", type=int, help="rounds per figure (default 3)")
     p.add_argument("--jobs", type=int, help="jobs per processing round (default 50000)")
     p.add_argument("--concurrency", type=int, help="worker concurrency (default 20)")
@@ -39,4 +45,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--graph-jobs", type=int, help="jobs in the fan-out/fan-in graph (graph)")
     p.add_argument("--e2e-jobs", type=int, help="jobs per end-to-end latency round (e2e)")
     p.add_argument("--e2e-every", type=float, help="seconds between them (e2e, default 0.02)")
+    p.add_argument("--horizon-rate", type=float, help="jobs/s the horizon producer makes (2000)")
+    p.add_argument("--horizon-minutes", type=float, help="minutes the snapshot is held (10)")
+    p.add_argument("--horizon-warmup", type=float, help="seconds before the snapshot (60)")
+    p.add_argument("--horizon-after", type=float, help="seconds the producer goes on after (60)")
+    p.add_argument("--horizon-window", type=float, help="seconds per reported window (30)")
+    p.add_argument(
+        "--horizon-no-baseline",
+        dest="horizon_baseline",
+        action="store_false",
+        default=None,
+        help="leave out the hand-written claim loop's run (it does not use jobrunner's claim)",
+    )
     set_handler(p, "jobrunner.bench.runner", "cmd_bench")

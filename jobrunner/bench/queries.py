@@ -105,3 +105,48 @@ async def bench_baseline_enqueue(conn: Conn, *, queue: str, task: str) -> UUID:
 
 async def bench_baseline_finish_started(conn: Conn, ids: list[UUID], started: list[float]) -> None:
     await conn.execute(QUERIES["bench_baseline_finish_started"], ids, started)
+
+
+# ----- the horizon group ----------------------------------------------------------------------
+
+
+async def bench_horizon_enqueue_baseline(
+    conn: Conn, *, queue: str, task: str, count: int, batch: int
+) -> None:
+    await conn.fetchval(QUERIES["bench_horizon_enqueue_baseline"], queue, task, count, batch)
+
+
+async def bench_horizon_hold(conn: Conn) -> None:
+    await conn.fetchval(QUERIES["bench_horizon_hold"])
+
+
+async def bench_horizon_probe(conn: Conn, *, queue: str) -> None:
+    await conn.fetchval(QUERIES["bench_horizon_probe"], queue)
+
+
+async def bench_horizon_stat_statements(conn: Conn) -> bool:
+    if not await conn.fetchval(QUERIES["bench_horizon_stat_statements"]):
+        return False
+    await conn.execute(QUERIES["bench_horizon_stat_statements_create"])
+    return True
+
+
+async def bench_horizon_claim_totals(conn: Conn) -> tuple[int, float]:
+    row = await conn.fetchrow(QUERIES["bench_horizon_claim_totals"])
+    assert row is not None
+    return int(row["calls"]), float(row["ms"])
+
+
+async def bench_horizon_started(
+    conn: Conn, *, committed: list[float], start: float, window: float, task: str
+) -> dict[int, tuple[int, float, float]]:
+    """Per window index: (jobs started, pickup p50 ms, pickup p99 ms)."""
+    rows = await conn.fetch(QUERIES["bench_horizon_started"], committed, start, window, task)
+    return {r["window"]: (r["jobs"], r["p50"], r["p99"]) for r in rows}
+
+
+async def bench_horizon_finished(
+    conn: Conn, *, start: float, window: float, task: str
+) -> dict[int, int]:
+    rows = await conn.fetch(QUERIES["bench_horizon_finished"], start, window, task)
+    return {r["window"]: r["jobs"] for r in rows}

@@ -121,3 +121,64 @@ UPDATE jobrunner.jobs AS j
 SET state = 'succeeded', finished_at = now(), result = to_jsonb(done.started)
 FROM unnest($1::uuid[], $2::float8[]) AS done(id, started)
 WHERE j.id = done.id;
+
+-- ===== The horizon group (jobrunner.bench.horizon): a queue behind a held snapshot =====
+
+-- name: bench_horizon_enqueue_baseline
+-- The hand-written queue's producer: $3 jobs of task $2 in queue $1, each with args
+-- {"batch": $4}, and its doorbell, in one statement.
+WITH jobs AS (
+    INSERT INTO jobrunner.jobs (queue, task, args)
+    SELECT $1, $2, jsonb_build_object('batch', $4::int) FROM generate_series(1, $3::int)
+    RETURNING id
+)
+SELECT count(*) FROM jobs, pg_notify('jobrunner_bench_baseline', $1) GROUP BY ();
+
+-- name: bench_horizon_hold
+-- The long transaction: run in a REPEATABLE READ transaction, it takes the snapshot that
+-- the transaction then holds until it ends (backend_xmin in pg_stat_activity).
+SELECT count(*) FROM jobrunner.queues;
+
+-- name: bench_horizon_probe
+-- Claim-shaped: the first live job of queue $1 in the claim index's order, from the
+-- index's start, as a claim (or the hand-written baseline) finds the head of its queue.
+SELECT id FROM jobrunner.jobs WHERE state = 'queued' AND queue = $1
+ORDER BY priority DESC, fairness_key, run_at, id LIMIT 1;
+
+-- name: bench_horizon_stat_statements
+-- Whether pg_stat_statements can be read here (created if the server preloads it); false
+-- leaves the claim-time column empty.
+SELECT EXISTS (SELECT FROM pg_available_extensions WHERE name = 'pg_stat_statements')
+   AND current_setting('shared_preload_libraries') LIKE '%pg_stat_statements%';
+
+-- name: bench_horizon_stat_statements_create
+CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+
+-- name: bench_horizon_claim_totals
+-- Calls and milliseconds so far of this database's claim statements: jobrunner's job_claim
+-- (its text starts the CTE `wanted`) and the hand-written baseline's (bench_baseline_claim;
+-- pg_stat_statements keeps comments and replaces constants, so its comment names it).
+SELECT coalesce(sum(calls), 0)::bigint AS calls,
+       coalesce(sum(total_exec_time), 0)::float8 AS ms
+FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND (query LIKE '%WITH RECURSIVE wanted AS%' OR query LIKE '%hand-written baseline: what a bare%');
+
+-- name: bench_horizon_started
+-- Per window of $3 seconds from $2 (wall clock): the succeeded jobs of task $4 whose handler
+-- started in it, and their pickup p50 and p99 in ms: the handler's start (its result) minus
+-- the commit of its batch ($1[batch], wall clock after the commit returned).
+SELECT floor((j.result::float8 - $2) / $3)::int AS window, count(*) AS jobs,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY j.result::float8 - c.at) * 1000 AS p50,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY j.result::float8 - c.at) * 1000 AS p99
+FROM jobrunner.jobs AS j
+JOIN unnest($1::float8[]) WITH ORDINALITY AS c(at, batch) ON c.batch = (j.args ->> 'batch')::int
+WHERE j.state IN ('succeeded', 'failed', 'cancelled') AND j.state = 'succeeded' AND j.task = $4
+GROUP BY 1 ORDER BY 1;
+
+-- name: bench_horizon_finished
+-- Per window of $2 seconds from $1 (wall clock): jobs of task $3 finished in it.
+SELECT floor((extract(epoch FROM finished_at) - $1) / $2)::int AS window, count(*) AS jobs
+FROM jobrunner.jobs
+WHERE state IN ('succeeded', 'failed', 'cancelled') AND task = $3
+GROUP BY 1 ORDER BY 1;

@@ -61,6 +61,12 @@ class Options:
     graph_jobs: int = 10_000
     e2e_jobs: int = 200
     e2e_every: float = 0.02
+    horizon_rate: float = 2000.0
+    horizon_minutes: float = 10.0
+    horizon_warmup: float = 60.0
+    horizon_after: float = 60.0
+    horizon_window: float = 30.0
+    horizon_baseline: bool = True
     groups: tuple[str, ...] = GROUPS
 
 

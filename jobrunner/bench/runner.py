@@ -23,12 +23,13 @@ from dataclasses import replace
 from typing import Any
 
 from jobrunner.bench import queries as bench_queries
-from jobrunner.bench.command import GROUPS
+from jobrunner.bench.command import GROUPS, ON_REQUEST
 from jobrunner.bench.controls import controls_figures, controls_round
 from jobrunner.bench.e2e import e2e_figures, e2e_round, start_figures, start_round
 from jobrunner.bench.enqueue import chunk_figures, chunk_round, one_caller_figures, one_caller_round
 from jobrunner.bench.fairness import fairness_figures, fairness_round
 from jobrunner.bench.graph import graph_figures, graph_round
+from jobrunner.bench.horizon import format_windows, horizon_figures, horizon_round
 from jobrunner.bench.rounds import (
     BACKLOG_QUEUE,
     CPU_CHECK_STEPS,
@@ -61,6 +62,7 @@ class Bench:
     def __init__(self, dsn: str, conn: Conn, pool: Pool, opts: Options) -> None:
         self.dsn, self.conn, self.pool, self.opts = dsn, conn, pool, opts
         self.figures: list[Figure] = []
+        self.windows: dict[str, list[dict[str, Any]]] = {}
 
     async def measure(self, figures: list[Figure], one_round: Round) -> None:
         """Run the rounds; a round returns one value per figure, in order."""
@@ -199,6 +201,15 @@ class Bench:
     async def e2e(self) -> None:
         await self.measure(e2e_figures(self.opts), lambda: e2e_round(self))
 
+    async def horizon(self) -> None:
+        """One round whatever --rounds says: it runs for minutes, and its figures are the
+        worst windows of that round."""
+        figures = horizon_figures(self.opts)
+        self.figures += figures
+        values, self.windows = await horizon_round(self)
+        for figure, value in zip(figures, values, strict=True):
+            figure.values.append(round(value, 3))
+
     async def start(self) -> None:
         await self.measure(start_figures(), lambda: start_round(self))
 
@@ -252,17 +263,19 @@ async def run(admin_dsn: str, opts: Options) -> dict[str, Any]:
         )
         try:
             bench = Bench(dsn, conn, pool, opts)
-            machine = {
+            machine: dict[str, Any] = {
                 "cpus": os.cpu_count(),
                 "python": platform.python_version(),
                 "postgresql": await bench_queries.bench_server_version(conn),
                 "platform": platform.platform(),
                 "cpu_check_before_s": cpu_check(),
             }
-            for group in GROUPS:
+            machine["load_before"] = os.getloadavg()
+            for group in GROUPS + ON_REQUEST:
                 if group in opts.groups:
                     await getattr(bench, group)()
             machine["cpu_check_after_s"] = cpu_check()
+            machine["load_after"] = os.getloadavg()
         finally:
             await pool.close()
             await conn.close()
@@ -270,6 +283,7 @@ async def run(admin_dsn: str, opts: Options) -> dict[str, Any]:
         "machine": machine,
         "options": opts.__dict__,
         "figures": [f.as_dict() for f in bench.figures],
+        "windows": bench.windows,
     }
 
 
@@ -288,7 +302,8 @@ def format_table(report: dict[str, Any]) -> str:
         f"jobrunner bench: {m['cpus']} CPUs, Python {m['python']}, PostgreSQL "
         f"{m['postgresql']}; median of {o['rounds']} rounds [min, max]",
         f"CPU check ({CPU_CHECK_STEPS:,}-step Python loop): {m['cpu_check_before_s']} s before, "
-        f"{m.get('cpu_check_after_s', '-')} s after",
+        f"{m.get('cpu_check_after_s', '-')} s after; load average (1, 5, 15 min) "
+        f"{_load(m.get('load_before'))} before, {_load(m.get('load_after'))} after",
         f"{'figure':<46}{'median':>11}{'min':>11}{'max':>11}  {'unit':<7}target",
     ]
     for f in report["figures"]:
@@ -305,7 +320,13 @@ def format_table(report: dict[str, Any]) -> str:
             f"{_number(f['min'], unit):>11}{_number(f['max'], unit):>11}  "
             f"{unit:<7}{target}"
         )
+    if report.get("windows"):
+        lines.append(format_windows(report["windows"]))
     return "\n".join(lines)
+
+
+def _load(load: list[float] | None) -> str:
+    return " ".join(f"{x:.2f}" for x in load) if load else "-"
 
 
 def options_from(args: argparse.Namespace) -> Options:
@@ -314,10 +335,10 @@ def options_from(args: argparse.Namespace) -> Options:
         k: v for k, v in vars(args).items() if k in Options.__dataclass_fields__ and v is not None
     }
     if args.only:
-        unknown = set(args.only.split(",")) - set(GROUPS)
+        unknown = set(args.only.split(",")) - set(GROUPS + ON_REQUEST)
         if unknown:
             raise SystemExit(f"jobrunner bench: unknown --only groups {sorted(unknown)}")
-        given["groups"] = tuple(g for g in GROUPS if g in args.only.split(","))
+        given["groups"] = tuple(g for g in GROUPS + ON_REQUEST if g in args.only.split(","))
     return replace(base, **given)
 
 

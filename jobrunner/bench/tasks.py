@@ -33,3 +33,13 @@ async def bench_progress(job: JobContext) -> None:
     """A no-op that reports its progress PROGRESS_REPORTS times, as a handler's loop would."""
     for step in range(1, PROGRESS_REPORTS + 1):
         job.progress(step / PROGRESS_REPORTS, f"step {step} of {PROGRESS_REPORTS}")
+
+
+HORIZON = "jobrunner.bench_horizon"
+
+
+@task(name=HORIZON, max_attempts=1)
+async def bench_horizon(batch: int) -> float:
+    """The horizon group's job: the wall clock at the handler's start; `batch` names the
+    producer's batch, whose commit time the bench kept (pickup = start - commit)."""
+    return time.time()

@@ -245,6 +245,27 @@ async def job_insert_many(conn: Conn, jobs: JobRows) -> list[UUID]:
     return ids
 
 
+@dataclass(frozen=True, slots=True)
+class LanePosition:
+    """A lane of a queue (priority, fairness key) and a place in it, in claim order."""
+
+    queue: str
+    priority: int
+    fairness_key: str
+    run_at: datetime
+    id: UUID
+
+
+def _position_arrays(positions: Sequence[LanePosition]) -> list[list[Any]]:
+    return [
+        [p.queue for p in positions],
+        [p.priority for p in positions],
+        [p.fairness_key for p in positions],
+        [p.run_at for p in positions],
+        [p.id for p in positions],
+    ]
+
+
 async def job_claim(
     conn: Conn,
     *,
@@ -254,13 +275,15 @@ async def job_claim(
     lease_seconds: float,
     after_keys: Sequence[str] | None = None,
     limited: bool = False,
+    positions: Sequence[LanePosition] | None = None,
 ) -> list[ClaimedJob]:
     """Claim up to `limit` jobs, taking turns between fairness keys from `after_keys` (one
     per queue: where this worker's last claim in that queue stopped; default from the
     first key). `limited`: take from the queues with limits (the caller holds their rows
-    through queue_lock_limited) instead of from those without."""
-    rows = await conn.fetch(
-        QUERIES["job_claim"],
+    through queue_lock_limited) instead of from those without. `positions` (while a long
+    transaction holds back cleanup; jobrunner.worker.lanes): lanes whose entries before the
+    place given are all claimed, claimed with job_claim_from_positions."""
+    args = (
         list(queues),
         worker_id,
         limit,
@@ -268,6 +291,12 @@ async def job_claim(
         list(after_keys) if after_keys is not None else [""] * len(queues),
         limited,
     )
+    if positions is None:
+        rows = await conn.fetch(QUERIES["job_claim"], *args)
+    else:
+        rows = await conn.fetch(
+            QUERIES["job_claim_from_positions"], *args, *_position_arrays(positions)
+        )
     return [
         ClaimedJob(
             id=r["id"],
@@ -281,7 +310,17 @@ async def job_claim(
             fairness_key=r["fairness_key"],
             trace_context=r["trace_context"],
             waited=r["waited"],
+            run_at=r["run_at"] if positions is not None else None,
         )
+        for r in rows
+    ]
+
+
+async def job_lanes_behind(conn: Conn, positions: Sequence[LanePosition]) -> list[LanePosition]:
+    """For each of `positions`, the first queued job of its lane behind it, if any."""
+    rows = await conn.fetch(QUERIES["job_lanes_behind"], *_position_arrays(positions))
+    return [
+        LanePosition(r["queue"], r["priority"], r["fairness_key"], r["run_at"], r["id"])
         for r in rows
     ]
 

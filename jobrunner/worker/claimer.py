@@ -5,7 +5,9 @@
 - which of its queues have limits (jobrunner.queues), read about once a second: those are
   claimed in a transaction that first locks their control rows, so workers take turns at
   counting what runs and spending the start-rate bucket. Queues without limits take no
-  lock: the claim statement skips a queue that gained a limit since, until the next read.
+  lock: the claim statement skips a queue that gained a limit since, until the next read;
+- where its claims have reached in each lane, while a long transaction holds back cleanup
+  (lanes.py): the claim starts those lanes there, not at their oldest dead index entry.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn
 from jobrunner.models import ClaimedJob
+from jobrunner.worker.lanes import LanePositions
 
 LIMITS_READ_EVERY = 1.0  # seconds: a new limit holds in every worker within this
 
@@ -29,6 +32,7 @@ class Claimer:
         self._limited: frozenset[str] = frozenset()
         self._limits_read_at = float("-inf")
         self._limited_first = False
+        self.lanes = LanePositions()  # its check runs beside the worker (lanes.run)
 
     @property
     def has_limits(self) -> bool:
@@ -54,6 +58,7 @@ class Claimer:
             elif not kind and free:
                 claimed += await self._claim(conn, free, room, limited=False)
         self._advance(claimed)
+        self.lanes.advance(claimed)
         return claimed
 
     async def _claim_limited(self, conn: Conn, queues: list[str], limit: int) -> list[ClaimedJob]:
@@ -75,6 +80,7 @@ class Claimer:
             lease_seconds=self.lease_seconds,
             after_keys=[self._after[q] for q in queues],
             limited=limited,
+            positions=self.lanes.for_claim(queues),
         )
 
     def _advance(self, claimed: Sequence[ClaimedJob]) -> None:

@@ -1,7 +1,7 @@
 """What runs beside a worker's fetch loop, each on its own task (the heartbeat also on its
 own thread): the outcome writer, the progress writer, presence in the registry, the
-listener, maintenance and the heartbeat. Started together once the pool is open, stopped
-together at close."""
+listener, maintenance, the lane positions' check and the heartbeat. Started together once
+the pool is open, stopped together at close."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from jobrunner.listener import CANCEL_CHANNEL, JOBS_CHANNEL, Listener
 from jobrunner.settings import Settings
 from jobrunner.worker.attempts import AttemptBook
 from jobrunner.worker.heartbeat import Heartbeat
+from jobrunner.worker.lanes import LanePositions
 from jobrunner.worker.maintenance import Maintenance
 from jobrunner.worker.outcomes import OutcomeWriter
 from jobrunner.worker.presence import Presence
@@ -40,6 +41,7 @@ class Companions:
         writer: OutcomeWriter,
         progress: ProgressWriter,
         presence: Presence,
+        lanes: LanePositions,
     ) -> None:
         self._settings = settings
         self._dsn = dsn
@@ -48,6 +50,7 @@ class Companions:
         self._writer = writer
         self._progress = progress
         self._presence = presence
+        self._lanes = lanes
         self._tasks: list[asyncio.Task[Any]] = []
         self._heartbeat: Heartbeat | None = None
 
@@ -57,6 +60,7 @@ class Companions:
         self._spawn(self._writer.run(), "jobrunner-flush")
         self._spawn(self._presence.keep_seen(), "jobrunner-presence")
         self._spawn(self._progress.run(), "jobrunner-progress")
+        self._spawn(self._lanes.run(pool), "jobrunner-lanes")
         settings = self._settings
         if listen:
             listener = Listener(

@@ -132,6 +132,7 @@ class Worker:
             writer=self._writer,
             progress=self.progress,
             presence=self.presence,
+            lanes=self._claimer.lanes,
         )
 
     # ----- public surface -------------------------------------------------------------

@@ -74,3 +74,30 @@ def test_quick_bench_reports_every_figure(db_dsn: str) -> None:
         assert figure["median"] > 0 or figure["name"].startswith(("pause", "  p50 over")), figure
         assert figure["met"] in (True, False, None)
     assert "median" in format_table(report)
+
+
+def test_the_horizon_group_reports_windows_before_during_and_after_a_held_snapshot(
+    db_dsn: str,
+) -> None:
+    """`--only horizon`, shrunk to seconds: every window is there, in its phase, each job of
+    ours and of the baseline taken (completions add up to the arrivals), and the figures named."""
+    env = {**os.environ, "JOBRUNNER_DATABASE_URL": db_dsn, "JOBRUNNER_LOG_LEVEL": "warning"}
+    argv = [sys.executable, "-m", "jobrunner", "bench", "--only", "horizon", "--json"]
+    argv += ["--horizon-rate", "200", "--horizon-minutes", "0.1", "--horizon-warmup", "4"]
+    argv += ["--horizon-after", "4", "--horizon-window", "2"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=200, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+
+    for who in ("ours", "baseline"):
+        windows = report["windows"][who]
+        assert [w["phase"] for w in windows] == ["before"] * 2 + ["held"] * 3 + ["after"] * 2
+        arrivals = sum(w["arrivals"] for w in windows)
+        # the last batch or two finish after the last window ends
+        assert arrivals - 20 <= sum(w["completions"] for w in windows) <= arrivals
+        assert all(w["pickup_p99_ms"] > 0 for w in windows), windows
+    names = [f["name"] for f in report["figures"]]
+    assert names[0].startswith("horizon (200 jobs/s, 0.1 min held)")
+    assert "  ours claim held / before" in names
+    assert "  base pickup p99, worst held window" in names
+    assert "horizon windows, ours" in format_table(report)

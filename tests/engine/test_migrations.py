@@ -50,7 +50,16 @@ async def test_every_named_query_prepares_against_the_schema(db_dsn: str) -> Non
     conn = await asyncpg.connect(db_dsn)
     await init_connection(conn)
     try:
+        # The bench's horizon group reads pg_stat_statements, created where the server has it
+        # (reading it also needs the library preloaded; preparing does not).
+        stats = await conn.fetchval(
+            "SELECT count(*) > 0 FROM pg_available_extensions WHERE name = 'pg_stat_statements'"
+        )
+        if stats:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         for name, sql in (QUERIES | BENCH_QUERIES).items():
+            if name == "bench_horizon_claim_totals" and not stats:
+                continue
             try:
                 await conn.prepare(sql)
             except asyncpg.PostgresError as exc:
