@@ -69,18 +69,22 @@ class Listener:
             for channel in self._channels:
                 # LISTEN waits on the server like any query, and no health check runs yet: a
                 # backend frozen (or a socket gone half-open) now would hold us here forever.
-                await asyncio.wait_for(
-                    conn.add_listener(channel, self._dispatch), timeout=self._check_interval
-                )
+                async with asyncio.timeout(self._check_interval):
+                    await conn.add_listener(channel, self._dispatch)
             self.connected.set()
             # Anything sent while we were away was missed: have the worker look now.
             self._on_connected()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that lands as its inner wait ends, and this loop would then
+            # outlive the app that cancelled it (seen as a hung test teardown).
             while not closed.is_set():
                 try:
-                    await asyncio.wait_for(closed.wait(), timeout=self._check_interval)
+                    async with asyncio.timeout(self._check_interval):
+                        await closed.wait()
                 except TimeoutError:
                     # A frozen server or a half-open socket sends nothing: ask.
-                    await asyncio.wait_for(queries.ping(conn), timeout=self._check_interval)
+                    async with asyncio.timeout(self._check_interval):
+                        await queries.ping(conn)
             raise ConnectionError("listener connection closed")
         finally:
             conn.terminate()

@@ -214,8 +214,11 @@ class EventHub:
     async def run(self) -> None:
         next_check = time.monotonic() + self.limits.session_check_interval
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for could lose the app's
+            # cancellation at shutdown, and the lifespan then waited for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._rung.wait(), timeout=self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self._rung.wait()
             self._rung.clear()
             if not self._watches:
                 continue
