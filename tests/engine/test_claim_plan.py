@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 
 from jobrunner.db import queries
-from jobrunner.db.pool import Conn, Pool, connect
+from jobrunner.db.pool import Pool, connect
 from jobrunner.db.queries import QUERIES
+from tests.support.plans import buffers_read
 
 ARGS = "ARRAY['default'], 'w-1', 250, 30.0, ARRAY[''], false"
 
@@ -47,17 +48,6 @@ async def test_the_claim_plan_made_on_an_empty_table_walks_the_index_once_it_fil
     assert root["Plan"]["Actual Rows"] == 250
 
 
-async def _buffers(conn: Conn, sql: str, *args: object) -> int:
-    probe = conn.transaction()  # rolled back: a probe claims nothing
-    await probe.start()
-    try:
-        plan = await conn.fetchval("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, *args)
-    finally:
-        await probe.rollback()
-    root = (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
-    return int(root["Shared Hit Blocks"] + root["Shared Read Blocks"])
-
-
 async def test_behind_a_held_snapshot_the_claim_steps_over_dead_entries_once(
     pool: Pool, db_dsn: str
 ) -> None:
@@ -81,10 +71,10 @@ async def test_behind_a_held_snapshot_the_claim_steps_over_dead_entries_once(
                     " WHERE id = any($1::uuid[])",
                     [c.id for c in claimed],
                 )
-            claim = await _buffers(
+            claim = await buffers_read(
                 conn, QUERIES["job_claim"], ["default"], "w", 20, 30.0, [""], False
             )
-            one_probe = await _buffers(
+            one_probe = await buffers_read(
                 conn,
                 "SELECT id FROM jobrunner.jobs WHERE state = 'queued' AND queue = $1"
                 " ORDER BY priority DESC, fairness_key, run_at, id LIMIT 1",

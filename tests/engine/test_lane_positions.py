@@ -4,7 +4,6 @@ behind a position is found by the check and claimed next; fairness and prioritie
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +14,7 @@ from jobrunner.db import queries
 from jobrunner.db.pool import Conn, Pool
 from jobrunner.db.queries import QUERIES, LanePosition
 from jobrunner.worker.claimer import Claimer
+from tests.support.plans import buffers_read
 
 PROBE = (
     "SELECT id FROM jobrunner.jobs WHERE state = 'queued' AND queue = $1"
@@ -45,17 +45,6 @@ async def _finish(conn: Conn, ids: list[UUID]) -> None:
         " WHERE id = any($1::uuid[])",
         ids,
     )
-
-
-async def _buffers(conn: Conn, sql: str, *args: object) -> int:
-    probe = conn.transaction()  # rolled back: a probe claims nothing
-    await probe.start()
-    try:
-        plan = await conn.fetchval("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, *args)
-    finally:
-        await probe.rollback()
-    root = (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
-    return int(root["Shared Hit Blocks"] + root["Shared Read Blocks"])
 
 
 def _arrays(positions: list[LanePosition]) -> list[list[object]]:
@@ -89,9 +78,9 @@ async def test_behind_a_held_snapshot_a_claim_with_positions_skips_the_dead_entr
             args = (["default"], "w", 20, 30.0, [""], False)
             assert positions is not None
             claim_from = QUERIES["job_claim_from_positions"]
-            with_positions = await _buffers(conn, claim_from, *args, *_arrays(positions))
-            without = await _buffers(conn, QUERIES["job_claim"], *args)
-            one_probe = await _buffers(conn, PROBE, "default")
+            with_positions = await buffers_read(conn, claim_from, *args, *_arrays(positions))
+            without = await buffers_read(conn, QUERIES["job_claim"], *args)
+            one_probe = await buffers_read(conn, PROBE, "default")
     assert len(positions) == 1
     assert one_probe > 1_000, "10,000 dead entries should stand before the first live one"
     assert without >= one_probe, (without, one_probe)

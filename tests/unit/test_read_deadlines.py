@@ -37,7 +37,8 @@ async def test_a_read_in_time_gives_its_value_and_the_sweeper_ends() -> None:
 async def test_a_cancel_from_elsewhere_stays_a_cancel() -> None:
     deadlines = ReadDeadlines(60)
     reader = asyncio.create_task(deadlines.read(asyncio.get_running_loop().create_future()))
-    await asyncio.sleep(0)
+    # reading (not just created): a cancel before the read began would prove nothing
+    await wait_for(lambda: deadlines._reading or None, what="the read to begin")
     reader.cancel()
     with pytest.raises(asyncio.CancelledError):
         await reader
