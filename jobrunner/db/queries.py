@@ -768,8 +768,10 @@ class SnapshotHolder:
     xmin_age: int  # transactions begun since its snapshot
 
 
-async def server_oldest_snapshot(conn: Conn) -> SnapshotHolder | None:
-    row = await conn.fetchrow(QUERIES["server_oldest_snapshot"])
+async def server_oldest_snapshot(
+    conn: Conn, *, this_database: bool = False
+) -> SnapshotHolder | None:
+    row = await conn.fetchrow(QUERIES["server_oldest_snapshot"], this_database)
     if row is None:
         return None
     return SnapshotHolder(

@@ -2202,6 +2202,9 @@ SELECT current_setting('server_version') AS version,
 -- index entries of jobs finished since (README "Long transactions"). Sessions of other roles
 -- show their query only to a role with pg_read_all_stats (pg_monitor); their xmin shows
 -- to all. held_for: since the transaction began (a prepared one: since it was prepared).
+-- With $1, only those of this database: the ones that hold back cleanup of its own tables
+-- (a snapshot in another database of the server does not), which is what the worker's
+-- claim (jobrunner.worker.lanes) asks; doctor and the dashboard show the server's.
 SELECT holder, pid, usename, application_name, client_addr, state, query, held_for, xmin_age
 FROM (
     SELECT 'session' AS holder, pid, usename::text, application_name,
@@ -2210,10 +2213,12 @@ FROM (
            age(backend_xmin) AS xmin_age
     FROM pg_stat_activity
     WHERE backend_xmin IS NOT NULL AND pid <> pg_backend_pid()
+      AND (NOT $1::bool OR datname = current_database())
     UNION ALL
     SELECT 'prepared transaction', NULL, owner::text, gid, NULL, 'prepared', NULL,
            now() - prepared, age(transaction)
     FROM pg_prepared_xacts
+    WHERE NOT $1::bool OR database = current_database()
 ) AS holders
 ORDER BY xmin_age DESC, held_for DESC
 LIMIT 1;

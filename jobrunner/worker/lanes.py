@@ -87,7 +87,8 @@ class LanePositions:
     async def check(self, conn: Conn) -> None:
         """Turn positions on or off by the oldest snapshot's age (and the dead entries it
         left); find jobs behind them."""
-        holder = await queries.server_oldest_snapshot(conn)
+        # Only a snapshot in this database holds back the cleanup of its jobs' entries.
+        holder = await queries.server_oldest_snapshot(conn, this_database=True)
         held = holder is not None and holder.held_for.total_seconds() >= self.held_after
         if held and not self.active:
             self._turn(on=True)

@@ -7,7 +7,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
+
+import asyncpg
 
 from jobrunner import client
 from jobrunner.db import queries
@@ -151,6 +154,25 @@ async def test_positions_are_off_and_dropped_when_no_snapshot_is_old_enough(pool
         assert not claimer.lanes.active
         assert claimer.lanes.for_claim(["default"]) is None
         assert len(await claimer.claim(conn, 10)) == 3
+
+
+async def test_a_snapshot_in_another_database_leaves_positions_off(pool: Pool, db_dsn: str) -> None:
+    """It does not hold back the cleanup of this database's jobs: claims walk as usual."""
+    elsewhere = await asyncpg.connect(urlunsplit(urlsplit(db_dsn)._replace(path="/postgres")))
+    try:
+        async with elsewhere.transaction(isolation="repeatable_read"):
+            await elsewhere.fetchval("SELECT count(*) FROM pg_class")  # takes the snapshot
+            async with pool.acquire() as conn:
+                assert await queries.server_oldest_snapshot(conn) is not None
+                claimer = Claimer(["default"], worker_id="w", lease_seconds=30)
+                claimer.lanes.held_after = 0.0
+                await claimer.lanes.check(conn)
+                assert not claimer.lanes.active
+                async with held_snapshot(pool):  # one here does turn them on
+                    await claimer.lanes.check(conn)
+                    assert claimer.lanes.active
+    finally:
+        await elsewhere.close()
 
 
 async def test_positions_stay_on_after_the_snapshot_while_the_check_is_slow(pool: Pool) -> None:
