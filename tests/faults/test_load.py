@@ -157,8 +157,11 @@ async def test_prune_cycles_ci_sized(db: Db, procs: Processes, figures: Figures)
     # so cycle 2 settles ~1.2-1.35x above cycle 1 and then stays flat. Checked: the plateau.
     # That recycling lag is some pages per index whatever the table's size: on a busy machine
     # it reached ~400 kB here (1.6 -> 2.0 MB), a quarter of a table this small. Hence the
-    # slack; the 100k run (`make soak`) holds the bare 1.2x.
-    await _prune_cycles(db, procs, figures, 10_000, baseline=1, slack=512 * 1024)
+    # slack; the 100k run (`make soak`) holds the bare 1.2x. With the indexes of issues 13-17
+    # (13 on jobs) the lag is per index: in full `make test` runs (the other xdist worker
+    # busy) cycle 3 came 0.6-1.7 MB above 1.2x cycle 2, alone 0.1-0.3 MB. 2 MiB still fails a
+    # table that does not reuse what pruning freed: that grows a whole cycle (~2.7 MB) a time.
+    await _prune_cycles(db, procs, figures, 10_000, baseline=1, slack=2 * 1024 * 1024)
 
 
 @pytest.mark.slow
