@@ -34,7 +34,7 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from jobrunner.errors import JobrunnerError
-from jobrunner.progress import ProgressReport, checked
+from jobrunner.progress import ProgressReport, RawReport, checked
 
 log = structlog.get_logger("jobrunner.job")
 
@@ -53,12 +53,10 @@ class JobContext:
     attempt: int  # 1 on the first run
     max_attempts: int
     queue: str
-    # Where reports go: the worker's ProgressBoard; None in a handler's own tests, which can
-    # read `last_progress` instead.
-    report_to: Callable[[ProgressReport], None] | None = field(
-        default=None, repr=False, compare=False
-    )
-    last_progress: ProgressReport | None = field(default=None, init=False, compare=False)
+    # Called with this context at its first progress report: the worker's ProgressBoard
+    # `join`; None in a handler's own tests, which can read `last_progress` instead.
+    report_to: Callable[[JobContext], None] | None = field(default=None, repr=False, compare=False)
+    raw_progress: RawReport | None = field(default=None, init=False, repr=False, compare=False)
     _log: FilteringBoundLogger | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -75,10 +73,17 @@ class JobContext:
         """Say how far this attempt got: `fraction` from 0 to 1, a short message, a small
         JSON object. Raises InvalidProgress on anything out of bounds. Costs no I/O: the
         worker writes the latest report about once a second (jobrunner.progress)."""
-        report = checked(self.id, self.attempt, fraction, message, data)
-        self.last_progress = report
-        if self.report_to is not None:
-            self.report_to(report)
+        report = checked(fraction, message, data)
+        first = self.raw_progress is None
+        self.raw_progress = report  # one reference replaced: whole for the writer's thread
+        if first and self.report_to is not None:
+            self.report_to(self)
+
+    @property
+    def last_progress(self) -> ProgressReport | None:
+        """This attempt's latest report, or None before its first."""
+        raw = self.raw_progress
+        return None if raw is None else ProgressReport(self.id, self.attempt, *raw)
 
     @property
     def is_last_attempt(self) -> bool:

@@ -79,7 +79,7 @@ class AttemptBook:
         progress: ProgressBoard | None = None,
     ) -> None:
         self._threads = threads
-        self._post_progress = progress.post if progress is not None else None
+        self._post_progress = progress.join if progress is not None else None
         self._concurrency = concurrency
         self._grace = settings.timeout_grace
         self._cap = settings.blocked_loop_renew_cap

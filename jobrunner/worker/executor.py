@@ -23,7 +23,6 @@ from jobrunner import dependencies
 from jobrunner.context import JobContext, enter
 from jobrunner.errors import Cancel, JobrunnerError, Retry, UnknownTask
 from jobrunner.models import ClaimedJob, Outcome, OutcomeKind
-from jobrunner.progress import ProgressReport
 from jobrunner.registry import get_task
 from jobrunner.tasks import Task
 
@@ -37,7 +36,7 @@ async def run_attempt(
     threads: Executor,
     *,
     unknown_task_delay: float,
-    report_progress: Callable[[ProgressReport], None] | None = None,
+    report_progress: Callable[[JobContext], None] | None = None,
 ) -> Outcome:
     """Run the handler once and turn what happened into an Outcome.
 
@@ -94,7 +93,7 @@ async def _call(
     task: Task[Any, Any],
     job: ClaimedJob,
     threads: Executor,
-    report_progress: Callable[[ProgressReport], None] | None,
+    report_progress: Callable[[JobContext], None] | None,
 ) -> Any:
     kwargs = task.call_kwargs(job.args)
     # This runs in the attempt's own asyncio task, so the context variable is the attempt's.

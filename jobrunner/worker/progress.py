@@ -1,11 +1,13 @@
 """The progress writer: what handlers report reaches the database about once a second.
 
-Handlers post reports on the worker's ProgressBoard (jobrunner.progress), each replacing the
-attempt's previous one. Every `interval` this writer takes the board whole and writes it in
-one statement (progress_write_many), fenced like a lease renewal: only rows the reporting
-attempt still holds. A row locked at that moment (the heartbeat renewing it) is skipped and
-its report put back for the next round, unless a newer one came meanwhile. A worker whose
-handlers never report writes nothing: the board is empty and the round costs a wake-up.
+A handler's report replaces the attempt's previous one on its JobContext; its first puts the
+attempt on the worker's ProgressBoard (jobrunner.progress). Every `interval` this writer
+takes from the board the reports not written yet and writes them in one statement
+(progress_write_many), fenced like a lease renewal: only rows the reporting attempt still
+holds. A row locked at that moment (the heartbeat renewing it) is skipped and its report
+put back for the next round, unless a newer one came meanwhile; an attempt whose row its
+worker no longer holds leaves the board. A worker whose handlers never report writes
+nothing: the board is empty and the round costs a wake-up.
 
 An attempt's last report must land before its outcome, which ends the fence. The outcome
 writer calls `write_before_outcomes` first; the lock makes it wait for a round in flight,
@@ -54,7 +56,7 @@ class ProgressWriter:
             if not self.board:
                 continue
             assert self.pool is not None
-            try:  # a connection for a moment a second, not held: most rounds write nothing
+            try:  # a connection for a moment a second, not held
                 async with self.pool.acquire() as conn:
                     await self.write_round(conn)
             except DB_ERRORS as exc:
@@ -63,7 +65,9 @@ class ProgressWriter:
     async def write_round(self, conn: Conn) -> None:
         """Write every waiting report; those skipped (locked) wait for the next round."""
         async with self._lock:
-            await self._write(conn, self.board.take(), retry_skipped=True)
+            reports = self.board.take()
+            if reports:  # attempts on the board may have reported nothing new
+                await self._write(conn, reports, retry_skipped=True)
 
     def busy(self) -> bool:
         """Reports wait, attempts were shown, or a round is being written: outcomes must
@@ -76,11 +80,13 @@ class ProgressWriter:
         """Write the waiting reports of these attempts (shown ones only), on the outcome
         writer's connection."""
         async with self._lock:
-            taken = self.board.take([job_id for job_id, _ in attempts])
+            job_ids = [job_id for job_id, _ in attempts]
+            taken = self.board.take(job_ids)
             reports = [r for r in taken if (r.job_id, r.attempt) in self._shown]
-            self._shown.difference_update(attempts)
-            if reports:
+            if reports:  # a transient error raises here: the outcome batch is tried again
                 await self._write(conn, reports, retry_skipped=False)
+            self._shown.difference_update(attempts)
+            self.board.leave(job_ids)
 
     async def _write(
         self, conn: Conn, reports: list[ProgressReport], *, retry_skipped: bool
@@ -99,3 +105,6 @@ class ProgressWriter:
             skipped = [r for r in reports if answer.get(r.job_id) is False]
             if skipped:
                 self.board.put_back(skipped)
+            gone = [r.job_id for r in reports if r.job_id not in answer]
+            if gone:  # lease lost, or ended without an outcome of this worker's
+                self.board.leave(gone)

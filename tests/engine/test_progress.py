@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from uuid import UUID, uuid4
 
 from jobrunner import client
+from jobrunner.context import JobContext
 from jobrunner.db import queries
 from jobrunner.db.pool import Pool
 from jobrunner.models import Job, JobState
@@ -125,15 +126,38 @@ async def test_a_row_locked_elsewhere_is_skipped_and_its_report_put_back(pool: P
             conn, queues=["default"], worker_id=WORKER, limit=1, lease_seconds=30
         )
         writer = ProgressWriter(ProgressBoard(), worker_id=WORKER)
-        writer.board.post(_report(claimed.id, claimed.attempt, 0.3))
+        job = JobContext(
+            claimed.id,
+            claimed.task,
+            claimed.attempt,
+            claimed.max_attempts,
+            claimed.queue,
+            report_to=writer.board.join,
+        )
+        job.progress(0.3, "at 0.3")
         async with other.transaction():  # as the heartbeat renewing it would
             await other.execute("SELECT 1 FROM jobrunner.jobs WHERE id = $1 FOR UPDATE", claimed.id)
-            await writer.write_before_outcomes(
-                conn, [(claimed.id, claimed.attempt)]
-            )  # dropped: its last chance
-            writer.board.post(_report(claimed.id, claimed.attempt, 0.4))
             await writer.write_round(conn)
-        assert [r.fraction for r in writer.board.take()] == [0.4]  # kept for the next round
+        assert writer.writes == 1 and (await client.get_job(claimed.id, conn=conn)).progress is None
+        job.progress(0.4, "at 0.4")  # newer than the one put back: only it is taken
+        assert [r.fraction for r in writer.board.take()] == [0.4]
+        writer.board.put_back([_report(claimed.id, claimed.attempt, 0.4)])
+        await writer.write_round(conn)  # unlocked now
+        progress = (await client.get_job(claimed.id, conn=conn)).progress
+        assert progress is not None and progress.fraction == 0.4
+        await writer.write_before_outcomes(conn, [(claimed.id, claimed.attempt)])
+        assert writer.writes == 2 and not writer.board  # nothing new to write; it left
+        assert not writer.busy()
+
+
+async def test_an_attempt_whose_row_is_gone_leaves_the_board(pool: Pool) -> None:
+    async with pool.acquire() as conn:
+        made = await client.enqueue("test.add", {"a": 1, "b": 2}, conn=conn)
+        board = ProgressBoard()
+        job = JobContext(made.id, "test.add", 1, 3, "default", report_to=board.join)
+        job.progress(0.5)  # never claimed by this worker: its row is not held
+        await ProgressWriter(board, worker_id=WORKER).write_round(conn)
+        assert not board
 
 
 async def _ended(read: ReadJob, job_id: UUID) -> Job | None:

@@ -49,29 +49,42 @@ def test_a_bad_report_is_refused_at_the_call(
 
 
 def test_a_good_report_is_kept_and_handed_on() -> None:
-    posted = ProgressBoard()
-    job = JobContext(uuid4(), "t", attempt=2, max_attempts=3, queue="q", report_to=posted.post)
+    board = ProgressBoard()
+    job = JobContext(uuid4(), "t", attempt=2, max_attempts=3, queue="q", report_to=board.join)
     job.progress(1, "done", data={"rows": 3, "name": "é"})
     assert job.last_progress is not None
     assert (job.last_progress.fraction, job.last_progress.attempt) == (1.0, 2)
     assert job.last_progress.data_json == '{"rows":3,"name":"é"}'
-    assert posted.take() == [job.last_progress]
+    assert board.take() == [job.last_progress]
+    assert board.take() == []  # sent: not taken twice
 
 
-def test_the_board_keeps_each_attempts_latest_and_a_newer_report_beats_a_put_back() -> None:
+@pytest.mark.parametrize(
+    ("fraction", "message"),
+    [(0.25, "plain"), (0.25, None), (1, "an int"), (0.5, "naïve"), (0.5, "")],
+)
+def test_the_quick_check_and_the_full_one_agree(fraction: float, message: str | None) -> None:
+    job = _context()
+    job.progress(fraction, message)
+    assert job.raw_progress == (float(fraction), message, None)
+    assert type(job.raw_progress[0]) is float
+
+
+def test_the_board_takes_each_attempts_latest_once_until_put_back() -> None:
     board = ProgressBoard()
-    one, two = _context(), _context()
+    one = JobContext(uuid4(), "t", attempt=1, max_attempts=3, queue="q", report_to=board.join)
+    two = JobContext(uuid4(), "t", attempt=1, max_attempts=3, queue="q", report_to=board.join)
     for step in range(100):
         one.progress(step / 100)
-        board.post(_last(one))
     two.progress(0.1)
-    board.post(_last(two))
     taken = board.take([one.id])
-    assert [r.fraction for r in taken] == [0.99] and board  # two's stays
+    assert [r.fraction for r in taken] == [0.99] and board.take([one.id]) == []
+    board.put_back(taken)  # not written: taken again
+    assert [r.fraction for r in board.take([one.id])] == [0.99]
     one.progress(1.0)
-    board.post(_last(one))
-    board.put_back(taken)  # the older report, not written, does not replace the newer
+    board.put_back(taken)  # the newer report is the one taken
     assert sorted(r.fraction for r in board.take()) == [0.1, 1.0]
+    board.leave([one.id, two.id])
     assert not board
 
 
@@ -79,8 +92,3 @@ def test_progress_reads_as_a_percentage_with_its_words() -> None:
     at = datetime(2026, 1, 1, 12, 0, 1, tzinfo=UTC)
     shown = progress_text(Progress(0.427, "resized 42 of 100", {"last": "a.png"}, at))
     assert shown.startswith('42%  resized 42 of 100  {"last": "a.png"}  (at ')
-
-
-def _last(job: JobContext) -> Any:
-    assert job.last_progress is not None
-    return job.last_progress
