@@ -80,13 +80,14 @@ class ProgressWriter:
         """Write the waiting reports of these attempts (shown ones only), on the outcome
         writer's connection."""
         async with self._lock:
-            job_ids = [job_id for job_id, _ in attempts]
-            taken = self.board.take(job_ids)
-            reports = [r for r in taken if (r.job_id, r.attempt) in self._shown]
-            if reports:  # a transient error raises here: the outcome batch is tried again
-                await self._write(conn, reports, retry_skipped=False)
-            self._shown.difference_update(attempts)
-            self.board.leave(job_ids)
+            shown = [a for a in attempts if a in self._shown] if self._shown else []
+            if shown:  # most attempts never were: no report of theirs is even built
+                taken = self.board.take([job_id for job_id, _ in shown])
+                reports = [r for r in taken if (r.job_id, r.attempt) in self._shown]
+                if reports:  # a transient error raises here: the outcome batch is tried again
+                    await self._write(conn, reports, retry_skipped=False)
+                self._shown.difference_update(shown)
+            self.board.leave([job_id for job_id, _ in attempts])
 
     async def _write(
         self, conn: Conn, reports: list[ProgressReport], *, retry_skipped: bool
