@@ -109,7 +109,10 @@ async def submit_job(
         await ctx.unfinished.admit(ctx.pool, me.username, cap=cap)
         if job.parents:
             return await _submit_alone(ctx, me, job), False
-        return await ctx.batcher.submit(me.session_id, job), False
+        return (
+            await ctx.batcher.submit(me.session_id, job, session_checked=me.session_checked),
+            False,
+        )
     async with ctx.pool.acquire() as conn:
         if not me.session_checked:
             await accounts.live_session(conn, username=me.username, session_id=me.session_id)

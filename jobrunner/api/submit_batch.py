@@ -2,9 +2,11 @@
 
 A submission without an Idempotency-Key cost two round trips of its own (check the session,
 insert the job) and a commit. Here, submissions that arrive while a write is in flight wait
-for the next write, and that one checks all their sessions in one statement
-(queries.session_live_many) and inserts all their jobs in another (job_rows.insert_each, the
-insert core's batch form): two round trips and one commit for the lot. Nothing
+for the next write, and that one inserts all their jobs in one statement (job_rows.insert_each,
+the insert core's batch form), after one statement that checks the sessions not checked on
+the way (queries.session_live_many: those that spent a token taken ahead; with the default
+limits every submission takes its own token, and with it a check of its session, so the batch
+is one round trip and one commit). Nothing
 waits on a timer: a lone submission is written at once, and batches grow only while the
 database is busy, so a quiet API answers as fast as before and a busy one does less work per
 job.
@@ -39,6 +41,7 @@ class _Waiting:
     session_id: UUID
     job: JobRows
     done: asyncio.Future[Job]
+    session_checked: bool  # found live on the way here, a moment ago
 
 
 class SubmitBatcher:
@@ -54,13 +57,14 @@ class SubmitBatcher:
         self._writers: set[asyncio.Task[None]] = set()
         self._waiting: list[_Waiting] = []
 
-    async def submit(self, session_id: UUID, job: JobRows) -> Job:
-        """Insert `job` if session `session_id` of the job's owner is live, with whatever
-        else is waiting. Raises InvalidToken when the session has ended."""
+    async def submit(self, session_id: UUID, job: JobRows, *, session_checked: bool = False) -> Job:
+        """Insert `job` if session `session_id` of the job's owner is live (`session_checked`:
+        the caller found it so just now), with whatever else is waiting. Raises InvalidToken
+        when the session has ended."""
         if job.dedup_key is not None:  # the batch statement has no conflict to arbitrate
             raise ValueError("a job with a dedup key is inserted on its own (insert_one)")
         done: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiting(session_id, job, done))
+        self._waiting.append(_Waiting(session_id, job, done, session_checked))
         if len(self._writers) < self._max_writers:
             writer = asyncio.create_task(self._write_waiting(), name="jobrunner-submit-writer")
             self._writers.add(writer)
@@ -136,10 +140,14 @@ class SubmitBatcher:
 async def _insert_live(conn: Conn, batch: list[_Waiting], *, ring: bool) -> list[Job | None]:
     """Insert the jobs whose session is live: the jobs in the batch's order, None where the
     session had ended. `ring`: in the insert's own statement; else the batcher rings after."""
-    live = await queries.session_live_many(conn, [(w.session_id, w.job.owner or "") for w in batch])
-    inserted = iter(
-        await insert_each(conn, [w.job for w, ok in zip(batch, live, strict=True) if ok], ring=ring)
-    )
+    live = [True] * len(batch)
+    unchecked = [i for i, w in enumerate(batch) if not w.session_checked]
+    if unchecked:
+        pairs = [(batch[i].session_id, batch[i].job.owner or "") for i in unchecked]
+        for i, ok in zip(unchecked, await queries.session_live_many(conn, pairs), strict=True):
+            live[i] = ok
+    jobs = [w.job for w, ok in zip(batch, live, strict=True) if ok]
+    inserted = iter(await insert_each(conn, jobs, ring=ring))
     return [next(inserted) if ok else None for ok in live]
 
 

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from jobrunner.api.submit_batch import SubmitBatcher
 from jobrunner.auth import InvalidToken
+from jobrunner.db import queries
 from jobrunner.db.pool import Pool
 from jobrunner.doorbell import Doorbell
 from jobrunner.job_rows import JobRows, make_rows
@@ -87,6 +88,40 @@ async def test_a_submission_whose_session_ended_fails_alone(
     assert isinstance(answers[1], InvalidToken) and isinstance(answers[2], InvalidToken)
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM jobrunner.jobs") == 1
+
+
+async def test_only_sessions_not_checked_on_the_way_are_checked_with_the_batch(
+    app: FastAPI,
+    alice: Account,
+    login: Login,
+    one_writer: SubmitBatcher,
+    http: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[int] = []
+    session_live_many = queries.session_live_many
+
+    async def counted(conn: Any, pairs: list[tuple[UUID, str]]) -> list[bool]:
+        asked.append(len(pairs))
+        return await session_live_many(conn, pairs)
+
+    monkeypatch.setattr(queries, "session_live_many", counted)
+    session = _session_of(app, alice)
+    checked = await asyncio.gather(
+        *(one_writer.submit(session, _job("alice", n), session_checked=True) for n in range(5))
+    )
+    assert len(checked) == 5 and asked == []  # no statement but the insert
+    bob = await login("bob")
+    assert (await http.post("/auth/logout", headers=bob.headers)).status_code == 204
+    answers = await asyncio.gather(
+        one_writer.submit(session, _job("alice", "checked"), session_checked=True),
+        one_writer.submit(_session_of(app, bob), _job("bob", "ended")),
+        one_writer.submit(session, _job("alice", "unchecked")),
+        return_exceptions=True,
+    )
+    assert isinstance(answers[0], Job) and isinstance(answers[2], Job)
+    assert isinstance(answers[1], InvalidToken)
+    assert sum(asked) == 2  # the two unchecked ones, whatever the batches
 
 
 async def test_a_row_the_database_refuses_fails_only_its_own_submission(
