@@ -23,6 +23,10 @@ COMMENT ON TABLE jobrunner.job_history IS
     'past retention. Never written but by the archiver, retention, and a retry or a new child '
     'moving a row back to jobs. Read finished and live jobs together in jobrunner.all_jobs.';
 
+COMMENT ON TABLE jobrunner.jobs IS
+    'Live jobs, and those finished within JOBRUNNER_ARCHIVE_AFTER (then moved to '
+    'jobrunner.job_history). errors holds every failed attempt, oldest first.';
+
 -- Rows whose finished_at no partition covers (jobs finished before the first partition, met
 -- when the archiver moves the jobs an upgrade left behind): retention deletes them in
 -- batches. Created ahead, partitions leave it empty in steady state.

@@ -1969,16 +1969,16 @@ WHERE s.name = f.name;
 
 -- name: schedule_list
 -- Every schedule by name, with the state of the job its last tick enqueued (one probe of
--- the jobs' primary key each; NULL once that job was pruned).
+-- the jobs' primary key each, live or archived; NULL once that job was pruned).
 SELECT s.*, j.state AS last_job_state, j.finished_at AS last_job_finished_at
 FROM jobrunner.schedules AS s
-LEFT JOIN jobrunner.jobs AS j ON j.id = s.last_job_id
+LEFT JOIN jobrunner.all_jobs AS j ON j.id = s.last_job_id
 ORDER BY s.name;
 
 -- name: schedule_get
 SELECT s.*, j.state AS last_job_state, j.finished_at AS last_job_finished_at
 FROM jobrunner.schedules AS s
-LEFT JOIN jobrunner.jobs AS j ON j.id = s.last_job_id
+LEFT JOIN jobrunner.all_jobs AS j ON j.id = s.last_job_id
 WHERE s.name = $1;
 
 -- name: schedule_add
