@@ -3,17 +3,21 @@
 
 The rows are written with COPY, as the archiver would have left them: one a job, finished
 uniformly over the last 6.5 days, oldest first, each in its day's partition; then VACUUM
-ANALYZE, the state autovacuum brings a partition to once its day is over.
+ANALYZE, the state autovacuum brings a partition to once its day is over, and a
+checkpoint once autovacuum is done with them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from jobrunner.bench import queries as bench_queries
+from jobrunner.bench.rounds import BenchError
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn
 from jobrunner.db.queries import CopyTarget
@@ -22,6 +26,7 @@ _COPY = CopyTarget.parse(bench_queries.QUERIES["bench_history_copy"])
 CHUNK = 250_000  # rows per COPY (each its own transaction)
 SPAN = timedelta(days=6.5)
 DAY = 86400.0
+SETTLE_TIMEOUT = 1800.0  # seconds autovacuum may go on with the filled archive
 
 
 def _uuid7(ms: int) -> UUID:
@@ -55,4 +60,17 @@ async def fill_history(conn: Conn, rows: int) -> tuple[int, int, int]:
             records=_rows(start, first, min(CHUNK, rows - first), rows),
         )
     await bench_queries.bench_history_vacuum(conn)
+    await _settled(conn)
     return await bench_queries.bench_history_size(conn)
+
+
+async def _settled(conn: Conn, timeout: float = SETTLE_TIMEOUT) -> None:
+    """Wait for autovacuum to leave the archive alone, then checkpoint: the fill's own
+    aftermath (gigabytes of dirty pages, vacuums of whole partitions) is not the steady state
+    the run measures."""
+    deadline = time.monotonic() + timeout
+    while await bench_queries.bench_history_autovacuum_busy(conn):
+        if time.monotonic() > deadline:
+            raise BenchError(f"autovacuum still on job_history after {timeout:.0f} s")
+        await asyncio.sleep(5)
+    await bench_queries.bench_checkpoint(conn)

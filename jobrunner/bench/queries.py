@@ -160,3 +160,11 @@ async def bench_history_size(conn: Conn) -> tuple[int, int, int]:
     row = await conn.fetchrow(QUERIES["bench_history_size"])
     assert row is not None
     return int(row["jobs"]), int(row["jobs_bytes"]), int(row["history_bytes"] or 0)
+
+
+async def bench_checkpoint(conn: Conn) -> None:
+    await conn.execute(QUERIES["bench_checkpoint"])
+
+
+async def bench_history_autovacuum_busy(conn: Conn) -> bool:
+    return bool(await conn.fetchval(QUERIES["bench_history_autovacuum_busy"]))

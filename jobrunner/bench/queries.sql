@@ -26,6 +26,16 @@ FROM STDIN (FORMAT binary);
 -- name: bench_history_vacuum
 VACUUM ANALYZE jobrunner.job_history;
 
+-- name: bench_checkpoint
+-- After the fill: its dirty pages written now, not by a checkpoint during the measured run.
+CHECKPOINT;
+
+-- name: bench_history_autovacuum_busy
+-- Whether autovacuum is still working on the archive's partitions (the fill's inserts set it
+-- off): the measured run starts once it is done.
+SELECT EXISTS (SELECT FROM pg_stat_activity
+               WHERE backend_type = 'autovacuum worker' AND query LIKE '%job_history%');
+
 -- name: bench_history_size
 SELECT count(*) AS jobs, pg_total_relation_size('jobrunner.jobs') AS jobs_bytes,
        (SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits
