@@ -148,6 +148,12 @@ async def _batch(
     """One batch in its own transaction; jobs cancelled at once that have children settle
     them in it, as a single cancel does."""
     async with conn.transaction():
+        if action == "retry":
+            # Archived jobs of the batch come back to jobs first. Twice: a job the archiver
+            # moved while the first call waited for its row is found in job_history by the
+            # second (a new snapshot), and the first holds every other one where it is.
+            for _ in range(2):
+                await queries.job_bulk_restore(conn, scope, after=after, limit=size)
         batch = await queries.job_bulk_act(conn, action, scope, after=after, limit=size)
         ended = [s.id for s in batch.changed if s.state is JobState.CANCELLED and s.has_children]
         if ended:

@@ -157,11 +157,27 @@ async def retry_job(
     async with _connection(conn) as c:
         job = await queries.job_retry(c, job_id, user=user, admin=admin)
         if job is None:
+            job = await _retry_archived(c, job_id, user=user, admin=admin)
+        if job is None:
             current = await get_job(job_id, conn=c, user=user, admin=admin)
             raise JobStateConflict(
                 f"job {job_id} is {current.state}; only failed or cancelled jobs can be retried"
             )
     return job
+
+
+async def _retry_archived(c: Conn, job_id: UUID, *, user: str | None, admin: bool) -> Job | None:
+    """Retry a job already archived: back to jobs, then retried, in one transaction. Tried
+    after the retry in jobs found nothing, so a job the archiver was moving meanwhile (its
+    row locked, then gone) is found here in job_history."""
+    async with c.transaction():
+        states = (JobState.FAILED, JobState.CANCELLED)
+        restored = await queries.job_history_restore(
+            c, [job_id], user=user, admin=admin, states=states
+        )
+        if not restored:
+            return None
+        return await queries.job_retry(c, job_id, user=user, admin=admin)
 
 
 # ----- reads for the API and the dashboard ---------------------------------------------

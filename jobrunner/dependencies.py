@@ -39,6 +39,7 @@ from jobrunner.db.pool import Conn
 from jobrunner.errors import JobrunnerError, UnknownParent
 from jobrunner.models import (
     PARENTS_KEY,
+    TERMINAL_STATES,
     ClaimedJob,
     Job,
     JobDependent,
@@ -132,13 +133,27 @@ async def link(conn: Conn, children: Sequence[tuple[UUID, JobRows]]) -> dict[UUI
     for owner, edges in by_owner.items():
         if not edges:
             continue
-        linked, found = await queries.job_dependencies_add(conn, edges, owner=owner)
         wanted = sorted({parent for _, parent, _ in edges})
+        await _hold_parents(conn, wanted, owner)
+        linked, found = await queries.job_dependencies_add(conn, edges, owner=owner)
         if found < len(wanted):
             seen = await queries.job_parents_list(conn, wanted, user=owner, admin=owner is None)
             raise UnknownParent([p.id for p in seen if p.state is None])
         stand |= linked
     return stand
+
+
+async def _hold_parents(conn: Conn, parents: list[UUID], owner: str | None) -> None:
+    """Archived parents come back to jobs, where job_dependencies_add marks them (a parent
+    is archived again once its children have finished), and every parent is held there
+    until the transaction ends. Twice at most: a parent the archiver was moving while we
+    waited for its row is in job_history for the second look."""
+    for _ in range(2):
+        await queries.job_history_restore(
+            conn, parents, user=owner, admin=owner is None, states=TERMINAL_STATES
+        )
+        if await queries.job_lock_many(conn, parents) == len(parents):
+            return
 
 
 def _as_linked(job: Job, stand: JobDependent | None) -> Job:

@@ -67,6 +67,17 @@ class Settings(BaseSettings):
     retention_failed: Seconds = 7 * 86400.0
     retention_cancelled: Seconds = 7 * 86400.0
     prune_batch: int = Field(default=5000, ge=1)
+    # Finished jobs leave the live table this long after they finish, moved in batches of
+    # archive_batch to jobrunner.job_history (README "Retention"), which keeps them for the
+    # retentions above in partitions history_partition_hours wide, made
+    # history_partitions_ahead ahead and dropped whole once past the longest retention.
+    archive_after: Seconds = 60.0
+    archive_batch: int = Field(default=5000, ge=1)
+    history_partition_hours: int = Field(default=24, ge=1, le=24 * 31)
+    history_partitions_ahead: int = Field(default=3, ge=1, le=100)
+    # How often partitions are made and dropped (each time waiting at most a second for
+    # the locks a long read of the history may hold).
+    history_partition_interval: Seconds = 600.0
 
     # The worker registry (jobrunner.workers): a worker records itself at start and every
     # worker_seen_interval, and counts as live (doctor, the dashboard, GET /workers) while

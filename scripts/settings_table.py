@@ -57,6 +57,14 @@ DESCRIPTIONS = {
     "retention_failed": "Seconds a failed job is kept.",
     "retention_cancelled": "Seconds a cancelled job is kept.",
     "prune_batch": "Rows deleted per pruning statement.",
+    "archive_after": "Seconds after it finished that a job moves from `jobrunner.jobs` to the "
+    "archive, `jobrunner.job_history` (README: Retention).",
+    "archive_batch": "Jobs moved per archiving statement.",
+    "history_partition_hours": "Width of the archive's partitions (one a day): a partition is "
+    "dropped whole once every job in it is past the longest retention.",
+    "history_partitions_ahead": "Partitions made ahead of the current one.",
+    "history_partition_interval": "Seconds between maintenance's making and dropping of "
+    "partitions.",
     "worker_seen_interval": "Seconds between a worker's updates of its row in the worker "
     "registry (`jobrunner.workers`).",
     "worker_seen_timeout": "A worker not stopped and seen within this many seconds is live "

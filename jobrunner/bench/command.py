@@ -51,6 +51,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--horizon-after", type=float, help="seconds the producer goes on after (60)")
     p.add_argument("--horizon-window", type=float, help="seconds per reported window (30)")
     p.add_argument(
+        "--history-rows",
+        type=int,
+        help="finished jobs written to jobrunner.job_history (COPY) before each horizon run",
+    )
+    p.add_argument(
         "--horizon-no-baseline",
         dest="horizon_baseline",
         action="store_false",

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from jobrunner import client
 from jobrunner.bench import queries as bench_queries
 from jobrunner.bench.e2e import READY
+from jobrunner.bench.history import fill_history
 from jobrunner.bench.rounds import QUEUE, BenchError, Figure, Options, Workers
 from jobrunner.bench.tasks import HORIZON
 from jobrunner.db.pool import Conn, connect
@@ -127,6 +128,10 @@ async def _run(bench: Bench, consumer: Consumer) -> list[dict[str, Any]]:
     o, conn = bench.opts, bench.conn
     await bench_queries.bench_jobs_truncate(conn)
     await bench_queries.bench_jobs_vacuum(conn)
+    if o.history_rows:
+        kept, jobs_bytes, history_bytes = await fill_history(conn, o.history_rows)
+        print(f"history: {kept:,} archived jobs, {history_bytes / 2**30:.2f} GiB "
+              f"(jobs: {jobs_bytes / 2**20:.1f} MiB)", file=sys.stderr)  # fmt: skip
     stats = await bench_queries.bench_horizon_stat_statements(conn)
     baseline = consumer is _baseline_consumer
     stop = await consumer(bench)

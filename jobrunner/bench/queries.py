@@ -150,3 +150,21 @@ async def bench_horizon_finished(
 ) -> dict[int, int]:
     rows = await conn.fetch(QUERIES["bench_horizon_finished"], start, window, task)
     return {r["window"]: r["jobs"] for r in rows}
+
+
+async def bench_history_vacuum(conn: Conn) -> None:
+    await conn.execute(QUERIES["bench_history_vacuum"])
+
+
+async def bench_history_size(conn: Conn) -> tuple[int, int, int]:
+    row = await conn.fetchrow(QUERIES["bench_history_size"])
+    assert row is not None
+    return int(row["jobs"]), int(row["jobs_bytes"]), int(row["history_bytes"] or 0)
+
+
+async def bench_checkpoint(conn: Conn) -> None:
+    await conn.execute(QUERIES["bench_checkpoint"])
+
+
+async def bench_history_autovacuum_busy(conn: Conn) -> bool:
+    return bool(await conn.fetchval(QUERIES["bench_history_autovacuum_busy"]))

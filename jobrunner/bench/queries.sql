@@ -14,7 +14,33 @@ DROP DATABASE IF EXISTS jobrunner_bench WITH (FORCE);
 CREATE DATABASE jobrunner_bench;
 
 -- name: bench_jobs_truncate
-TRUNCATE jobrunner.jobs, jobrunner.throughput, jobrunner.job_dependencies;
+TRUNCATE jobrunner.jobs, jobrunner.job_history, jobrunner.throughput, jobrunner.job_dependencies;
+
+-- name: bench_history_copy
+-- The horizon run's archive of finished jobs (--history-rows), written as the archiver
+-- would leave them: each row routed to its day's partition.
+COPY jobrunner.job_history (id, queue, task, state, attempt, run_at, created_at, started_at,
+                            finished_at)
+FROM STDIN (FORMAT binary);
+
+-- name: bench_history_vacuum
+VACUUM ANALYZE jobrunner.job_history;
+
+-- name: bench_checkpoint
+-- After the fill: its dirty pages written now, not by a checkpoint during the measured run.
+CHECKPOINT;
+
+-- name: bench_history_autovacuum_busy
+-- Whether autovacuum is still working on the archive's partitions (the fill's inserts set it
+-- off): the measured run starts once it is done.
+SELECT EXISTS (SELECT FROM pg_stat_activity
+               WHERE backend_type = 'autovacuum worker' AND query LIKE '%job_history%');
+
+-- name: bench_history_size
+SELECT count(*) AS jobs, pg_total_relation_size('jobrunner.jobs') AS jobs_bytes,
+       (SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits
+        WHERE inhparent = 'jobrunner.job_history'::regclass) AS history_bytes
+FROM jobrunner.job_history;
 
 -- name: bench_jobs_vacuum
 VACUUM ANALYZE jobrunner.jobs;
@@ -38,27 +64,27 @@ SELECT (SELECT id FROM jobrunner.jobs WHERE queue = $1 AND state = 'queued'
 SELECT count(*) FILTER (WHERE state = 'succeeded') AS succeeded,
        count(*) AS finished,
        extract(epoch FROM max(finished_at) - min(started_at))::float8 AS seconds
-FROM jobrunner.jobs
+FROM jobrunner.all_jobs
 WHERE state IN ('succeeded', 'failed', 'cancelled') AND queue = $1;
 
 -- name: bench_jobs_run_once
 -- Jobs of queue $1 that succeeded at their first attempt, none before it lost or deferred.
-SELECT count(*) FROM jobrunner.jobs
+SELECT count(*) FROM jobrunner.all_jobs
 WHERE state IN ('succeeded', 'failed', 'cancelled') AND queue = $1
   AND state = 'succeeded' AND attempt = 1 AND errors = '[]';
 
 -- name: bench_fan_in_wait
 -- Seconds from the end of the last parent of job $1 to its start (database time).
 SELECT extract(epoch FROM c.started_at - max(p.finished_at))::float8
-FROM jobrunner.jobs AS c
+FROM jobrunner.all_jobs AS c
 JOIN jobrunner.job_dependencies AS d ON d.child_id = c.id
-JOIN jobrunner.jobs AS p ON p.id = d.parent_id
+JOIN jobrunner.all_jobs AS p ON p.id = d.parent_id
 WHERE c.id = $1
 GROUP BY c.started_at;
 
 -- name: bench_jobs_results
 -- The result of every succeeded job of task $1.
-SELECT id, result FROM jobrunner.jobs
+SELECT id, result FROM jobrunner.all_jobs
 WHERE state IN ('succeeded', 'failed', 'cancelled') AND state = 'succeeded' AND task = $1;
 
 -- name: bench_connections_count
@@ -74,7 +100,7 @@ SELECT current_setting('server_version');
 -- seconds (database time): the span the queue's controls count as running.
 SELECT extract(epoch FROM started_at)::float8 AS started,
        extract(epoch FROM finished_at)::float8 AS finished
-FROM jobrunner.jobs
+FROM jobrunner.all_jobs
 WHERE state IN ('succeeded', 'failed', 'cancelled') AND queue = $1
 ORDER BY started_at;
 
@@ -171,7 +197,7 @@ WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
 SELECT floor((j.result::float8 - $2) / $3)::int AS window, count(*) AS jobs,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY j.result::float8 - c.at) * 1000 AS p50,
        percentile_cont(0.99) WITHIN GROUP (ORDER BY j.result::float8 - c.at) * 1000 AS p99
-FROM jobrunner.jobs AS j
+FROM jobrunner.all_jobs AS j
 JOIN unnest($1::float8[]) WITH ORDINALITY AS c(at, batch) ON c.batch = (j.args ->> 'batch')::int
 WHERE j.state IN ('succeeded', 'failed', 'cancelled') AND j.state = 'succeeded' AND j.task = $4
 GROUP BY 1 ORDER BY 1;
@@ -179,6 +205,6 @@ GROUP BY 1 ORDER BY 1;
 -- name: bench_horizon_finished
 -- Per window of $2 seconds from $1 (wall clock): jobs of task $3 finished in it.
 SELECT floor((extract(epoch FROM finished_at) - $1) / $2)::int AS window, count(*) AS jobs
-FROM jobrunner.jobs
+FROM jobrunner.all_jobs
 WHERE state IN ('succeeded', 'failed', 'cancelled') AND task = $3
 GROUP BY 1 ORDER BY 1;

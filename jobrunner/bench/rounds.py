@@ -67,6 +67,7 @@ class Options:
     horizon_after: float = 60.0
     horizon_window: float = 30.0
     horizon_baseline: bool = True
+    history_rows: int = 0  # archived jobs the horizon run works beside (bench/history.py)
     groups: tuple[str, ...] = GROUPS
 
 

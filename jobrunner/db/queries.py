@@ -7,7 +7,7 @@ asyncpg's exceptions; `jobrunner.db.errors` says which of them are worth a retry
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources
@@ -461,6 +461,70 @@ async def job_rescue_expired(conn: Conn, *, limit: int, delivery: JobRows) -> li
 async def job_prune(conn: Conn, *, state: JobState, older_than: float, limit: int) -> int:
     pruned: int = await conn.fetchval(QUERIES["job_prune"], state.value, older_than, limit)
     return pruned
+
+
+# ----- the archive (job_history) -----------------------------------------------------------
+
+
+async def job_archive(conn: Conn, *, older_than: float, limit: int) -> int:
+    archived: int = await conn.fetchval(QUERIES["job_archive"], older_than, limit)
+    return archived
+
+
+async def job_history_restore(
+    conn: Conn,
+    ids: Sequence[UUID],
+    *,
+    user: str | None,
+    admin: bool,
+    states: Iterable[JobState],
+) -> list[UUID]:
+    rows = await conn.fetch(
+        QUERIES["job_history_restore"], list(ids), user, admin, [s.value for s in states]
+    )
+    return [r["id"] for r in rows]
+
+
+async def job_lock_many(conn: Conn, ids: Sequence[UUID]) -> int:
+    held: int = await conn.fetchval(QUERIES["job_lock_many"], list(ids))
+    return held
+
+
+async def job_history_prune(
+    conn: Conn, *, state: JobState, older_than: float, limit: int, default_only: bool
+) -> int:
+    name: LiteralString = "job_history_default_prune" if default_only else "job_history_prune"
+    pruned: int = await conn.fetchval(QUERIES[name], state.value, older_than, limit)
+    return pruned
+
+
+async def job_history_partitions_make(
+    conn: Conn,
+    *,
+    behind: float,
+    ahead: float,
+    width: float,
+    wait: float,
+    now: datetime | None = None,
+) -> int:
+    made: int = await conn.fetchval(
+        QUERIES["job_history_partitions_make"], behind, ahead, width, wait, now
+    )
+    return made
+
+
+async def job_history_partitions_drop(
+    conn: Conn, *, older_than: float, wait: float, now: datetime | None = None
+) -> int:
+    dropped: int = await conn.fetchval(
+        QUERIES["job_history_partitions_drop"], older_than, wait, now
+    )
+    return dropped
+
+
+async def job_history_partitions_list(conn: Conn) -> list[tuple[str, str]]:
+    rows = await conn.fetch(QUERIES["job_history_partitions_list"])
+    return [(r["name"], r["bounds"]) for r in rows]
 
 
 # ----- dependencies ---------------------------------------------------------------------
@@ -1289,6 +1353,16 @@ async def job_bulk_count(conn: Conn, scope: BulkScope) -> int:
     statement = await fresh_statement(conn, QUERIES["job_bulk_count"])
     count: int = await statement.fetchval(*scope.params())
     return count
+
+
+async def job_bulk_restore(conn: Conn, scope: BulkScope, *, after: UUID | None, limit: int) -> int:
+    """Bring the archived jobs of a retry's batch back to jobs and hold the others there
+    (job_bulk_restore), in the batch's transaction, before job_bulk_act retries them."""
+    statement = await fresh_statement(conn, QUERIES["job_bulk_restore"])
+    row = await statement.fetchrow(*scope.params(), after, limit)
+    assert row is not None
+    restored: int = row["restored"]
+    return restored
 
 
 async def job_bulk_act(

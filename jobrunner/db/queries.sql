@@ -744,12 +744,12 @@ SELECT released.id, pg_notify('jobrunner_jobs', released.queue) FROM released;
 
 -- name: job_get_visible
 -- A job as user $2 may see it: admins ($3) see all, others only their own.
-SELECT * FROM jobrunner.jobs WHERE id = $1 AND ($3::bool OR owner = $2);
+SELECT * FROM jobrunner.all_jobs WHERE id = $1 AND ($3::bool OR owner = $2);
 
 -- name: job_list_id_range
 -- Jobs whose id lies between $1 and $2 (an id prefix, such as the dashboard's short ids, as
 -- a range of the primary key) that user $3 may see (admins, $4, see all); at most $5.
-SELECT * FROM jobrunner.jobs
+SELECT * FROM jobrunner.all_jobs
 WHERE id BETWEEN $1 AND $2 AND ($4::bool OR owner = $3)
 ORDER BY id DESC
 LIMIT $5;
@@ -885,6 +885,127 @@ WITH pruned AS (
 )
 SELECT count(*) FROM pruned;
 
+-- ===== The archive: finished jobs leave jobs for job_history (migration 0020) =====
+
+-- name: job_archive
+-- Move up to $2 jobs finished more than $1 seconds ago, oldest first, from jobs to
+-- job_history, in one statement: any snapshot sees each in exactly one table. Rows another
+-- transaction holds (a retry, a new child, a bulk action) are skipped, and the finished test
+-- is made again on the row as it is when deleted. A parent stays while a child of it is
+-- unfinished (a child reads its parents' results each time it runs) and for $1 seconds after
+-- it last gained a child (job_dependencies_add marks it), as job_prune keeps one.
+WITH moved AS (
+    DELETE FROM jobrunner.jobs
+    WHERE id = ANY(ARRAY(  -- a key lookup in any plan, as in job_claim
+        SELECT j.id FROM jobrunner.jobs AS j
+        WHERE j.state IN ('succeeded', 'failed', 'cancelled')
+          AND j.finished_at < now() - make_interval(secs => $1::float8)
+          AND (j.child_added_at IS NULL OR NOT EXISTS (
+              SELECT 1 FROM jobrunner.job_dependencies AS d
+              JOIN jobrunner.jobs AS c ON c.id = d.child_id
+              WHERE d.parent_id = j.id AND c.state NOT IN ('succeeded', 'failed', 'cancelled')))
+        ORDER BY j.finished_at
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    ))
+      AND state IN ('succeeded', 'failed', 'cancelled')
+      AND (child_added_at IS NULL OR child_added_at < now() - make_interval(secs => $1::float8))
+    RETURNING *
+), archived AS (
+    INSERT INTO jobrunner.job_history SELECT * FROM moved RETURNING 1
+)
+SELECT count(*) FROM archived;
+
+-- name: job_history_restore
+-- Move the archived jobs $1 in states $4 that user $2 may touch (admins, $3: all) back to
+-- jobs, unchanged, in one statement: before a write to a finished job (a retry, a new
+-- child), which then runs on jobs in the same transaction. Answers the ids moved.
+WITH restored AS (
+    DELETE FROM jobrunner.job_history AS h
+    WHERE h.id = ANY($1::uuid[]) AND ($3::bool OR h.owner = $2)
+      AND h.state = ANY($4::jobrunner.job_state[])
+    RETURNING h.*
+), moved AS (
+    INSERT INTO jobrunner.jobs SELECT * FROM restored RETURNING id
+)
+SELECT id FROM moved;
+
+-- name: job_lock_many
+-- Lock the jobs $1 still in jobs (as job_dependencies_add will), waiting for a transaction
+-- that holds one (the archiver moving it: it is then gone, and found in job_history by a
+-- job_history_restore after). Answers how many are held.
+SELECT count(*) FROM (
+    SELECT id FROM jobrunner.jobs WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE
+) AS held;
+
+-- name: job_history_prune
+-- Delete up to $3 archived jobs finished in state $1 more than $2 seconds ago, oldest first
+-- (job_history_state_idx), and their rows in job_dependencies: for the states kept shorter
+-- than the longest retention, whose partitions live on for the others.
+WITH pruned AS (
+    DELETE FROM jobrunner.job_history
+    WHERE (id, finished_at) IN (
+        SELECT id, finished_at FROM jobrunner.job_history
+        WHERE state = $1::jobrunner.job_state
+          AND finished_at < now() - make_interval(secs => $2::float8)
+        ORDER BY finished_at
+        LIMIT $3
+    )
+    RETURNING id, pending_parents IS NOT NULL AS has_parents,
+              child_added_at IS NOT NULL AS has_children
+), unlinked AS (
+    DELETE FROM jobrunner.job_dependencies AS d
+    USING pruned
+    WHERE (d.child_id = pruned.id AND pruned.has_parents)
+       OR (d.parent_id = pruned.id AND pruned.has_children)
+)
+SELECT count(*) FROM pruned;
+
+-- name: job_history_default_prune
+-- As job_history_prune, in the default partition only (jobs finished where no partition
+-- was, such as those an upgrade left in jobs): partitions cover the rest, dropped whole.
+WITH pruned AS (
+    DELETE FROM jobrunner.job_history_default
+    WHERE (id, finished_at) IN (
+        SELECT id, finished_at FROM jobrunner.job_history_default
+        WHERE state = $1::jobrunner.job_state
+          AND finished_at < now() - make_interval(secs => $2::float8)
+        ORDER BY finished_at
+        LIMIT $3
+    )
+    RETURNING id, pending_parents IS NOT NULL AS has_parents,
+              child_added_at IS NOT NULL AS has_children
+), unlinked AS (
+    DELETE FROM jobrunner.job_dependencies AS d
+    USING pruned
+    WHERE (d.child_id = pruned.id AND pruned.has_parents)
+       OR (d.parent_id = pruned.id AND pruned.has_children)
+)
+SELECT count(*) FROM pruned;
+
+-- name: job_history_partitions_make
+-- Partitions of job_history from $1 seconds before now to $2 seconds after (or around $5,
+-- a test's clock), $3 seconds wide, those missing made; waits $4 seconds at most for locks.
+SELECT jobrunner.job_history_partitions_make(
+    coalesce($5::timestamptz, now()) - make_interval(secs => $1::float8),
+    coalesce($5::timestamptz, now()) + make_interval(secs => $2::float8),
+    make_interval(secs => $3::float8), make_interval(secs => $4::float8));
+
+-- name: job_history_partitions_drop
+-- Drop the partitions of job_history whose jobs all finished more than $1 seconds ago (or
+-- before $3 less $1, a test's clock), with their links; waits $2 seconds at most for locks.
+SELECT jobrunner.job_history_partitions_drop(
+    coalesce($3::timestamptz, now()) - make_interval(secs => $1::float8),
+    make_interval(secs => $2::float8));
+
+-- name: job_history_partitions_list
+-- The partitions of job_history, oldest first, with their bounds (doctor, tests, psql).
+SELECT c.relname AS name,
+       pg_get_expr(c.relpartbound, c.oid) AS bounds
+FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'jobrunner.job_history'::regclass
+ORDER BY c.relname;
+
 -- name: job_tasks_unknown
 -- Tasks with jobs waiting because a worker did not know them (their last attempt was
 -- deferred: a deploy under way, or code never deployed), with how many. Read along
@@ -936,7 +1057,7 @@ SELECT id, queue, task, CASE WHEN $8::bool THEN args END AS args, priority, stat
        CASE WHEN $8::bool THEN octet_length(args::text) ELSE 0 END
        + CASE WHEN $9::bool THEN coalesce(octet_length(result::text), 0) ELSE 0 END
            AS payload_bytes
-FROM jobrunner.jobs
+FROM jobrunner.all_jobs
 WHERE id < coalesce($1::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
   AND ($2::jobrunner.job_state IS NULL OR state = $2)
   AND ($3::text IS NULL OR task = $3)
@@ -961,7 +1082,7 @@ SELECT id, queue, task, CASE WHEN $8::bool THEN args END AS args, priority, stat
        CASE WHEN $8::bool THEN octet_length(args::text) ELSE 0 END
        + CASE WHEN $9::bool THEN coalesce(octet_length(result::text), 0) ELSE 0 END
            AS payload_bytes
-FROM jobrunner.jobs
+FROM jobrunner.all_jobs
 WHERE owner = $10
   AND id < coalesce($1::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
   AND ($2::jobrunner.job_state IS NULL OR state = $2)
@@ -978,7 +1099,7 @@ LIMIT $7;
 
 -- name: job_get_many
 -- Several whole jobs in one round trip (args and result included: not for polling).
-SELECT * FROM jobrunner.jobs WHERE id = ANY($1::uuid[]);
+SELECT * FROM jobrunner.all_jobs WHERE id = ANY($1::uuid[]);
 
 -- name: job_motion_many
 -- Where the jobs $1 that SSE streams watch stand, read each poll: only what moves as a job
@@ -986,7 +1107,7 @@ SELECT * FROM jobrunner.jobs WHERE id = ANY($1::uuid[]);
 -- whose motion is unchanged has no new entry, and job_progress_many (which reads the
 -- errors column, however many attempts and tracebacks it holds) runs for the moved only.
 SELECT id, state, attempt, started_at, finished_at, progress_at
-FROM jobrunner.jobs
+FROM jobrunner.all_jobs
 WHERE id = ANY($1::uuid[]);
 
 -- name: job_progress_many
@@ -1004,19 +1125,38 @@ SELECT j.id, j.state, j.attempt, j.run_at, j.created_at, j.started_at, j.finishe
                       'error', left(e ->> 'error', $2)) ORDER BY n)
            FROM jsonb_array_elements(j.errors) WITH ORDINALITY AS entries(e, n)
        ), '[]'::jsonb) AS errors
-FROM jobrunner.jobs AS j
+FROM jobrunner.all_jobs AS j
 WHERE j.id = ANY($1::uuid[]);
 
 -- name: job_count_by_state
 -- Jobs per state and queue; each state's count stops at $1 (one index per state bounds it).
-SELECT states.state, counted.queue, counted.jobs
-FROM unnest(enum_range(NULL::jobrunner.job_state)) AS states(state)
-CROSS JOIN LATERAL (
-    SELECT capped.queue, count(*) AS jobs
-    FROM (SELECT queue FROM jobrunner.jobs WHERE state = states.state LIMIT $1) AS capped
-    GROUP BY capped.queue
+-- Unfinished jobs are only in jobs; finished ones are in both tables, each state counted in
+-- a branch of its own with its name spelled out, so each is planned for how common it is
+-- (job_history_state_idx for a rare one: never a walk of the archive to find none).
+SELECT counted.state, counted.queue, counted.jobs
+FROM (
+    SELECT states.state, live.queue, live.jobs
+    FROM unnest(enum_range(NULL::jobrunner.job_state)) AS states(state)
+    CROSS JOIN LATERAL (
+        SELECT capped.queue, count(*) AS jobs
+        FROM (SELECT queue FROM jobrunner.jobs WHERE state = states.state LIMIT $1) AS capped
+        GROUP BY capped.queue
+    ) AS live
+    WHERE states.state NOT IN ('succeeded', 'failed', 'cancelled')
+    UNION ALL
+    SELECT 'succeeded', queue, count(*)
+    FROM (SELECT queue FROM jobrunner.all_jobs WHERE state = 'succeeded' LIMIT $1) AS capped
+    GROUP BY queue
+    UNION ALL
+    SELECT 'failed', queue, count(*)
+    FROM (SELECT queue FROM jobrunner.all_jobs WHERE state = 'failed' LIMIT $1) AS capped
+    GROUP BY queue
+    UNION ALL
+    SELECT 'cancelled', queue, count(*)
+    FROM (SELECT queue FROM jobrunner.all_jobs WHERE state = 'cancelled' LIMIT $1) AS capped
+    GROUP BY queue
 ) AS counted
-ORDER BY counted.queue, states.state;
+ORDER BY counted.queue, counted.state;
 
 -- name: job_count_live_by_queue
 -- Unfinished jobs per queue and state (GET /queues), each state's count stopping at $1. One
@@ -1059,7 +1199,7 @@ GROUP BY mine.state, mine.queue;
 -- as the index's predicate is, so the planner can use the index in any plan.
 SELECT state, attempt, max_attempts, run_at, created_at, finished_at,
        errors -> -1 ->> 'error' AS last_error
-FROM jobrunner.jobs
+FROM jobrunner.all_jobs
 WHERE task = 'jobrunner.deliver_webhook' AND args ->> 'job_id' = $1::uuid::text
 ORDER BY id DESC
 LIMIT 1;
@@ -1111,7 +1251,7 @@ SELECT date_trunc('minute', recent.finished_at) AS minute,
        count(*) AS jobs
 FROM (
     SELECT finished_at, extract(epoch FROM started_at - run_at)::float8 AS pickup_seconds
-    FROM jobrunner.jobs
+    FROM jobrunner.all_jobs
     WHERE state IN ('succeeded', 'failed', 'cancelled') AND started_at IS NOT NULL
       AND finished_at > now() - make_interval(mins => $1::int)
     ORDER BY finished_at DESC
@@ -1156,7 +1296,7 @@ ORDER BY waiting.queue;
 
 -- name: job_bulk_count
 -- How many jobs the filter matches (a dry run's answer).
-SELECT count(*) FROM jobrunner.jobs
+SELECT count(*) FROM jobrunner.all_jobs
 WHERE ($2::bool OR owner = $1)
   AND state = ANY($3::jobrunner.job_state[])
   AND ($4::text IS NULL OR task = $4)
@@ -1206,11 +1346,45 @@ LEFT JOIN LATERAL (
     SELECT pg_notify('jobrunner_cancel', cancelled.id::text) WHERE cancelled.state = 'running'
 ) AS bell ON true;
 
+-- name: job_bulk_restore
+-- Before job_bulk_retry's batch (same parameters, same transaction): its archived jobs come
+-- back to jobs (job_history_restore), and its jobs still in jobs are held, so the archiver
+-- moves none of them away before the retry writes it. Answers how many were restored.
+WITH batch AS MATERIALIZED (
+    SELECT id, child_added_at FROM jobrunner.all_jobs
+    WHERE ($2::bool OR owner = $1)
+      AND state = ANY($3::jobrunner.job_state[])
+      AND ($4::text IS NULL OR task = $4)
+      AND ($5::text IS NULL OR queue = $5)
+      AND ($6::timestamptz IS NULL OR created_at >= $6)
+      AND ($7::timestamptz IS NULL OR created_at < $7)
+      AND ($8::text[] IS NULL OR tags @> $8)
+      AND ($8 IS NULL OR cardinality($8) = 0 OR tags <> '{}')
+      AND ($9::jsonb IS NULL OR args @> $9)
+      AND ($9 IS NULL OR $9 = '{}' OR args <> '{}')
+      AND id > coalesce($10::uuid, '00000000-0000-0000-0000-000000000000')
+    ORDER BY id
+    LIMIT $11
+), held AS (
+    SELECT id FROM jobrunner.jobs WHERE id = ANY(ARRAY(SELECT id FROM batch))
+    ORDER BY id
+    FOR NO KEY UPDATE
+), restored AS (
+    DELETE FROM jobrunner.job_history AS h
+    WHERE h.id = ANY(ARRAY(SELECT id FROM batch)) AND ($2::bool OR h.owner = $1)
+      AND h.state IN ('failed', 'cancelled')
+    RETURNING h.*
+), moved AS (
+    INSERT INTO jobrunner.jobs SELECT * FROM restored RETURNING id
+)
+SELECT (SELECT count(*) FROM moved) AS restored, (SELECT count(*) FROM held) AS held;
+
 -- name: job_bulk_retry
 -- Put a batch of failed or cancelled jobs back in their queues as job_retry does each, and
--- ring each queue once.
+-- ring each queue once. The batch is read from both tables; job_bulk_restore, run just
+-- before in the same transaction with the same parameters, brought its archived jobs back.
 WITH batch AS MATERIALIZED (
-    SELECT id, child_added_at FROM jobrunner.jobs
+    SELECT id, child_added_at FROM jobrunner.all_jobs
     WHERE ($2::bool OR owner = $1)
       AND state = ANY($3::jobrunner.job_state[])
       AND ($4::text IS NULL OR task = $4)
@@ -1242,12 +1416,12 @@ FROM scanned CROSS JOIN rung
 LEFT JOIN retried ON true;
 
 -- name: job_bulk_delete
--- Delete a batch of finished jobs and their rows in job_dependencies, keeping (as job_prune
+-- Delete a batch of finished jobs, live or archived, and their rows in job_dependencies, keeping (as job_prune
 -- does) a parent while a child of it is unfinished. A child added after this statement's
 -- snapshot changes its parent's child_added_at, and the row is then kept: the test is made
 -- again on the row as it is when deleted.
 WITH batch AS MATERIALIZED (
-    SELECT id, child_added_at FROM jobrunner.jobs
+    SELECT id, child_added_at FROM jobrunner.all_jobs
     WHERE ($2::bool OR owner = $1)
       AND state = ANY($3::jobrunner.job_state[])
       AND ($4::text IS NULL OR task = $4)
@@ -1276,15 +1450,25 @@ WITH batch AS MATERIALIZED (
           WHERE d.parent_id = j.id AND c.state NOT IN ('succeeded', 'failed', 'cancelled')))
     RETURNING j.id, j.state, j.pending_parents IS NOT NULL AS has_parents,
               j.child_added_at IS NOT NULL AS has_children
+), archived AS (
+    -- The batch's archived jobs: no child can be added to one (it would first come back to
+    -- jobs), and one with an unfinished child was never archived.
+    DELETE FROM jobrunner.job_history AS h
+    WHERE h.id = ANY(ARRAY(SELECT id FROM batch))
+      AND ($2::bool OR h.owner = $1)
+    RETURNING h.id, h.state, h.pending_parents IS NOT NULL AS has_parents,
+              h.child_added_at IS NOT NULL AS has_children
+), gone AS (
+    SELECT * FROM deleted UNION ALL SELECT * FROM archived
 ), unlinked AS (
     DELETE FROM jobrunner.job_dependencies AS d
-    USING deleted
-    WHERE (d.child_id = deleted.id AND deleted.has_parents)
-       OR (d.parent_id = deleted.id AND deleted.has_children)
+    USING gone
+    WHERE (d.child_id = gone.id AND gone.has_parents)
+       OR (d.parent_id = gone.id AND gone.has_children)
 )
-SELECT deleted.id, deleted.state, false AS has_children, scanned.last_id, scanned.scanned
+SELECT gone.id, gone.state, false AS has_children, scanned.last_id, scanned.scanned
 FROM scanned
-LEFT JOIN deleted ON true;
+LEFT JOIN gone ON true;
 
 -- name: bulk_action_insert
 -- The audit row of a bulk action: who ($1), what ($2), a dry run or not ($3), the filter
@@ -1443,7 +1627,7 @@ LEFT JOIN LATERAL (
 -- How the jobs $1 ended, for the children a worker just claimed (one read per claim): the
 -- result of each that succeeded, the last error of each that did not.
 SELECT id, task, state, result, errors -> -1 ->> 'error' AS error
-FROM jobrunner.jobs
+FROM jobrunner.all_jobs
 WHERE id = ANY($1::uuid[]);
 
 -- name: job_parents_list
@@ -1452,7 +1636,7 @@ WHERE id = ANY($1::uuid[]);
 SELECT given.id, j.task, j.state
 FROM unnest($1::uuid[]) WITH ORDINALITY AS given(id, n)
 LEFT JOIN (
-    SELECT id, task, state FROM jobrunner.jobs
+    SELECT id, task, state FROM jobrunner.all_jobs
     WHERE id = ANY($1::uuid[]) AND ($3::bool OR owner = $2)
 ) AS j ON j.id = given.id
 ORDER BY given.n;
@@ -1464,7 +1648,7 @@ ORDER BY given.n;
 SELECT c.id, c.task, c.state,
        (SELECT count(*) FROM (SELECT 1 FROM jobrunner.job_dependencies
                               WHERE parent_id = $1 LIMIT 10000) AS capped) AS total
-FROM jobrunner.jobs AS c
+FROM jobrunner.all_jobs AS c
 WHERE c.id = ANY(ARRAY(
     SELECT d.child_id FROM jobrunner.job_dependencies AS d
     WHERE d.parent_id = $1
@@ -1785,16 +1969,16 @@ WHERE s.name = f.name;
 
 -- name: schedule_list
 -- Every schedule by name, with the state of the job its last tick enqueued (one probe of
--- the jobs' primary key each; NULL once that job was pruned).
+-- the jobs' primary key each, live or archived; NULL once that job was pruned).
 SELECT s.*, j.state AS last_job_state, j.finished_at AS last_job_finished_at
 FROM jobrunner.schedules AS s
-LEFT JOIN jobrunner.jobs AS j ON j.id = s.last_job_id
+LEFT JOIN jobrunner.all_jobs AS j ON j.id = s.last_job_id
 ORDER BY s.name;
 
 -- name: schedule_get
 SELECT s.*, j.state AS last_job_state, j.finished_at AS last_job_finished_at
 FROM jobrunner.schedules AS s
-LEFT JOIN jobrunner.jobs AS j ON j.id = s.last_job_id
+LEFT JOIN jobrunner.all_jobs AS j ON j.id = s.last_job_id
 WHERE s.name = $1;
 
 -- name: schedule_add
@@ -1969,11 +2153,11 @@ RETURNING username, role, created_at, webhook_secret, disabled_at, max_priority;
 -- Delete user $1 unless they own jobs (their sessions and idempotency keys go with them):
 -- the row, or none. Jobs keep an owner that must still name an account.
 DELETE FROM jobrunner.users AS u
-WHERE u.username = $1 AND NOT EXISTS (SELECT 1 FROM jobrunner.jobs WHERE owner = u.username)
+WHERE u.username = $1 AND NOT EXISTS (SELECT 1 FROM jobrunner.all_jobs WHERE owner = u.username)
 RETURNING username;
 
 -- name: user_owns_jobs
-SELECT EXISTS (SELECT 1 FROM jobrunner.jobs WHERE owner = $1);
+SELECT EXISTS (SELECT 1 FROM jobrunner.all_jobs WHERE owner = $1);
 
 -- name: user_set_webhook_secret
 -- A new webhook signing secret for user $1.

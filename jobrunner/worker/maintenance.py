@@ -1,7 +1,9 @@
 """Housekeeping, done each tick by whichever worker holds the maintenance lock.
 
-Due scheduled/retrying jobs become queued, expired leases are rescued, old finished jobs are
-deleted in batches, so are the registry's rows of workers long gone, and due schedules
+Due scheduled/retrying jobs become queued, expired leases are rescued, finished jobs are
+archived (moved from jobs to the partitioned job_history, JOBRUNNER_ARCHIVE_AFTER after they
+finish) and dropped a partition at a time once past retention, the registry's rows of workers
+long gone are deleted in batches, and due schedules
 (code and runtime: jobrunner.worker.periodic) get their job for each tick. Every step is a
 statement in queries.sql driven by the database's clock.
 """
@@ -11,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import structlog
 
@@ -29,6 +33,7 @@ from jobrunner.worker.periodic import FIRE_BATCH, fire_due_schedules
 log = structlog.get_logger("jobrunner.maintenance")
 
 THROUGHPUT_RETENTION_SECONDS = 2 * 86400.0
+PARTITION_LOCK_WAIT = 1.0  # seconds: a partition's DDL waits no longer for a long read
 
 
 @dataclass
@@ -38,9 +43,13 @@ class MaintenanceResult:
     pruned: int = 0
     periodic: int = 0
     workers_pruned: int = 0
+    archived: int = 0
+    history_pruned: int = 0
+    partitions_made: int = 0
+    partitions_dropped: int = 0
 
     def touched_anything(self) -> bool:
-        return any((self.promoted, self.rescued, self.pruned, self.periodic, self.workers_pruned))
+        return any(vars(self).values())
 
 
 @dataclass
@@ -51,6 +60,7 @@ class Maintenance:
     max_batches_per_step: int = 20
     retention: dict[JobState, float] = field(init=False)
     _delivery: JobRows = field(init=False, repr=False, default_factory=delivery_rows)
+    _partitions_due: float = field(init=False, repr=False, default=0.0)  # time.monotonic()
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.max_batches_per_step < 1:
@@ -86,6 +96,18 @@ class Maintenance:
                 limit=self.settings.prune_batch,
             )
             result.pruned += await self._repeat(prune, batch=self.settings.prune_batch)
+        if time.monotonic() >= self._partitions_due:
+            # Before the first archive: the rows it moves find their day's partition.
+            made, dropped = await self.keep_partitions(conn)
+            result.partitions_made, result.partitions_dropped = made, dropped
+            self._partitions_due = time.monotonic() + self.settings.history_partition_interval
+        result.archived = await self._repeat(
+            lambda: queries.job_archive(
+                conn, older_than=self.settings.archive_after, limit=self.settings.archive_batch
+            ),
+            batch=self.settings.archive_batch,
+        )
+        result.history_pruned = await self._prune_history(conn)
         await queries.throughput_prune(conn, older_than=THROUGHPUT_RETENTION_SECONDS)
         result.workers_pruned = await queries.worker_prune(
             conn, older_than=self.settings.worker_retention
@@ -105,6 +127,42 @@ class Maintenance:
             if touched < size:
                 break
         return total
+
+    async def keep_partitions(self, conn: Conn, now: datetime | None = None) -> tuple[int, int]:
+        """Make job_history's partitions from the longest retention back to
+        history_partitions_ahead ahead, and drop those past it; (made, dropped). `now`: a
+        test's clock (the database's otherwise)."""
+        longest = max(self.retention.values())
+        width = self.settings.history_partition_hours * 3600.0
+        made = await queries.job_history_partitions_make(
+            conn,
+            behind=longest,
+            ahead=width * self.settings.history_partitions_ahead,
+            width=width,
+            wait=PARTITION_LOCK_WAIT,
+            now=now,
+        )
+        dropped = await queries.job_history_partitions_drop(
+            conn, older_than=longest, wait=PARTITION_LOCK_WAIT, now=now
+        )
+        return made, dropped
+
+    async def _prune_history(self, conn: Conn) -> int:
+        """A state kept as long as the longest retention goes with its partitions; one kept
+        shorter is deleted in batches, as are rows of the default partition."""
+        longest = max(self.retention.values())
+        pruned = 0
+        for state, older_than in self.retention.items():
+            prune = functools.partial(
+                queries.job_history_prune,
+                conn,
+                state=state,
+                older_than=older_than,
+                limit=self.settings.prune_batch,
+                default_only=older_than >= longest,
+            )
+            pruned += await self._repeat(prune, batch=self.settings.prune_batch)
+        return pruned
 
     async def _rescue(self, conn: Conn) -> int:
         # A rescue that ends a job with children settles them in the same transaction.

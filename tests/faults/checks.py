@@ -75,7 +75,7 @@ class Db:
 
     async def count(self, ids: Sequence[UUID], *states: str) -> int:
         value: int = await self.fetchval(
-            "SELECT count(*) FROM jobrunner.jobs WHERE id = any($1::uuid[])"
+            "SELECT count(*) FROM jobrunner.all_jobs WHERE id = any($1::uuid[])"
             " AND state::text = any($2::text[])",
             list(ids), list(states),
         )  # fmt: skip
@@ -114,7 +114,7 @@ class Db:
 
     async def jobs(self, ids: Sequence[UUID]) -> dict[UUID, asyncpg.Record]:
         rows = await self.fetch(
-            "SELECT * FROM jobrunner.jobs WHERE id = any($1::uuid[])", list(ids)
+            "SELECT * FROM jobrunner.all_jobs WHERE id = any($1::uuid[])", list(ids)
         )
         return {r["id"]: r for r in rows}
 

@@ -154,7 +154,7 @@ async def test_pruning_never_strands_a_waiting_child(db: Db, procs: Processes) -
 async def _kept_past(db: Db, job_id: UUID, seconds: float) -> bool:
     return bool(
         await db.fetchval(
-            "SELECT count(*) = 1 FROM jobrunner.jobs WHERE id = $1"
+            "SELECT count(*) = 1 FROM jobrunner.all_jobs WHERE id = $1"
             " AND finished_at < now() - make_interval(secs => $2)",
             job_id,
             seconds,
@@ -164,12 +164,14 @@ async def _kept_past(db: Db, job_id: UUID, seconds: float) -> bool:
 
 async def _result(db: Db, job_id: UUID) -> dict[str, object] | None:
     result: dict[str, object] | None = await db.fetchval(
-        "SELECT result FROM jobrunner.jobs WHERE id = $1", job_id
+        "SELECT result FROM jobrunner.all_jobs WHERE id = $1", job_id
     )
     return result
 
 
 async def _gone(db: Db, ids: list[UUID]) -> bool:
     return bool(
-        await db.fetchval("SELECT count(*) = 0 FROM jobrunner.jobs WHERE id = ANY($1::uuid[])", ids)
+        await db.fetchval(
+            "SELECT count(*) = 0 FROM jobrunner.all_jobs WHERE id = ANY($1::uuid[])", ids
+        )
     )

@@ -30,7 +30,9 @@ async def _enqueue_records(db: Db, start: int, count: int) -> None:
 
 
 async def _succeeded(db: Db, count: int) -> bool:
-    done: int = await db.fetchval("SELECT count(*) FROM jobrunner.jobs WHERE state = 'succeeded'")
+    done: int = await db.fetchval(
+        "SELECT count(*) FROM jobrunner.all_jobs WHERE state = 'succeeded'"
+    )
     return done == count
 
 
@@ -42,11 +44,11 @@ async def _run_load(db: Db, procs: Processes, figures: Figures, jobs: int) -> No
     took = time.monotonic() - started
 
     assert all(w.alive() for w in workers)
-    rows = await db.fetch("SELECT state::text, count(*) FROM jobrunner.jobs GROUP BY 1")
+    rows = await db.fetch("SELECT state::text, count(*) FROM jobrunner.all_jobs GROUP BY 1")
     states = {r[0]: r[1] for r in rows}
     assert states == {"succeeded": jobs}, states  # none lost, none stuck, none failed
     # Each job ran exactly once: one attempt each, one row each, no second write refused.
-    assert await db.fetchval("SELECT max(attempt) FROM jobrunner.jobs") == 1
+    assert await db.fetchval("SELECT max(attempt) FROM jobrunner.all_jobs") == 1
     assert await db.fetchval("SELECT count(DISTINCT n) FROM fault_effects") == jobs
     assert await db.fetchval("SELECT count(*) FROM fault_violations") == 0
     per_worker = [r[0] for r in await db.fetch("SELECT count(*) FROM fault_effects GROUP BY pid")]

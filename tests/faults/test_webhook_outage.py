@@ -101,7 +101,7 @@ async def receiver() -> AsyncIterator[Receiver]:
 async def _deliveries(db: Db) -> dict[str, Any]:
     """The delivery jobs, by the id of the job they report on; fails once one gave up."""
     rows = await db.fetch(
-        "SELECT args->>'job_id' AS about, state::text, attempt, errors FROM jobrunner.jobs"
+        "SELECT args->>'job_id' AS about, state::text, attempt, errors FROM jobrunner.all_jobs"
         " WHERE task = 'jobrunner.deliver_webhook'"
     )
     gave_up = {r["about"]: (r["state"], r["errors"][-1:]) for r in rows if r["state"] in GAVE_UP}
