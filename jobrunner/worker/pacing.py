@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import structlog
-
-from jobrunner.models import ClaimedJob
 
 log = structlog.get_logger("jobrunner.worker")
 
@@ -41,24 +39,6 @@ class Wakeup:
         """The listener (re)connected: a notice may have been missed meanwhile."""
         self.more_waiting = True
         self._event.set()
-
-    def after_claim(self, claimed: Sequence[ClaimedJob], asked: int) -> None:
-        """Whether to claim again at once. A full batch may have left more. So may a short
-        one that took from several lanes: each lane gets a share, and one running dry
-        leaves the others' extra jobs for the next claim. A short batch from a single lane
-        says that lane ran dry and no other had anything this worker could lock: the queues
-        have nothing more for it now (a trickle's claim of its one job is not followed by
-        an empty claim). Under limits a freed slot rings anyway (Worker._on_slot_freed)."""
-        if len(claimed) >= asked:
-            self.more_waiting = True
-        elif not claimed:
-            self.more_waiting = False
-        else:
-            first = claimed[0]
-            lane = (first.queue, first.priority, first.fairness_key)
-            self.more_waiting = any(
-                (job.queue, job.priority, job.fairness_key) != lane for job in claimed
-            )
 
     async def wait(self, interval: float) -> None:
         try:

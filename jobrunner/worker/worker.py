@@ -286,7 +286,10 @@ class Worker:
         assert self._claim_conn is not None
         conn = await self._claim_conn.get()
         claimed = await dependencies.with_parents(conn, await self._claimer.claim(conn, limit))
-        self._wakeup.after_claim(claimed, limit)
+        # A claim that took anything may have left more: a batch comes back short when one
+        # owner's lane runs dry while others still hold jobs (each lane gets its share), or
+        # a limit cut it. Only an empty claim says the queues have nothing for us now.
+        self._wakeup.more_waiting = bool(claimed)
         self.stats.claimed += len(claimed)
         metrics.started(claimed)  # grouped by series: a few counter bumps a batch
         self._book.add(claimed)
