@@ -104,16 +104,19 @@ _STATUS: list[tuple[type[BaseException], int]] = [
 
 
 # Values PostgreSQL refused. Its own message quotes the value and names tables and columns:
-# the answer names only the field, taken from the constraint's name (<table>_<field>_check).
+# the answer names only the field, taken from the constraint's name: <table>_<field>_check
+# for a table's, <field>_check for a column type's (the domains of migration 0021, whose
+# errors name no table).
 REFUSED_VALUES = (asyncpg.CheckViolationError, asyncpg.DataError, asyncpg.NotNullViolationError)
 
 
 def _refused(exc: Exception) -> list[dict[str, Any]]:
     column = getattr(exc, "column_name", None)
     constraint = getattr(exc, "constraint_name", None) or ""
-    table = getattr(exc, "table_name", None) or ""
-    if not column and constraint.endswith("_check") and constraint.startswith(f"{table}_"):
-        column = constraint.removeprefix(f"{table}_").removesuffix("_check")
+    table = getattr(exc, "table_name", None)
+    prefix = f"{table}_" if table else ""
+    if not column and constraint.endswith("_check") and constraint.startswith(prefix):
+        column = constraint.removeprefix(prefix).removesuffix("_check")
     loc = ["body", column] if column else ["body"]
     return [{"loc": loc, "msg": "value refused by the database", "type": "value_error"}]
 

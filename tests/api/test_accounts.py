@@ -207,6 +207,9 @@ async def test_database_messages_never_reach_the_answer() -> None:
     text = bytes(answer.body).decode()
     assert "violates" not in text and "x7" not in text
     assert '"loc":["body","queue"]' in text
+    # A column type's check (a domain, migration 0021) names no table.
+    typed = await problems.handle_error(request, _postgres_error("23514", n="priority_check"))
+    assert '"loc":["body","priority"]' in bytes(typed.body).decode()
     data = await problems.handle_error(request, _postgres_error("22P02"))
     assert data.status_code == 422 and "x7" not in bytes(data.body).decode()
     # A deadlock PostgreSQL broke (a child's insert beside an outcome write): try again.

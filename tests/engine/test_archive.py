@@ -27,7 +27,8 @@ LIVE = ("queued", "scheduled", "running", "retrying", "waiting")
 
 async def test_history_has_the_columns_of_jobs_in_the_same_order(pool: Pool) -> None:
     read = """
-        SELECT array_agg(column_name::text || ' ' || data_type ORDER BY ordinal_position)
+        SELECT array_agg(column_name::text || ' ' || data_type || coalesce(' ' || domain_name, '')
+                         ORDER BY ordinal_position)
         FROM information_schema.columns WHERE table_schema = 'jobrunner' AND table_name = $1"""
     async with pool.acquire() as conn:
         jobs = await conn.fetchval(read, "jobs")
