@@ -1,4 +1,4 @@
-"""Whether the archive keeps up (doctor's "archive" check): finished
+"""Whether the archive keeps up (doctor's "archive" check, /metrics' archive lag): finished
 jobs left in jobs past JOBRUNNER_ARCHIVE_AFTER and a margin, too few partitions made ahead,
 and rows in the default partition each warn; a fresh database and a healthy archive are ok;
 the reads walk an index end, whatever the size of jobs. Times are set in SQL, never waited."""
@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import asyncpg
 
+from jobrunner.api.job_metrics import read_figures
 from jobrunner.cli.doctor import ARCHIVE_COUNT_CAP, ArchivePace, check_archive
 from jobrunner.db import queries
 from jobrunner.db.pool import Pool
@@ -105,6 +106,14 @@ def test_one_boundary_passed_between_runs_is_allowed_for() -> None:
     assert ArchivePace(60, 3, hour, hour).partitions_needed == 1  # a run may come after two
     assert ArchivePace(60, 1, day, 600).partitions_needed == 0  # then only "covers now" counts
     assert ArchivePace(60, 3, day, 600).lag_warn == 660
+
+
+async def test_the_archive_lag_is_a_gauge_of_metrics(pool: Pool) -> None:
+    async with pool.acquire() as conn:
+        assert (await read_figures(conn, max_queues=20, snapshot_warn=120)).archive_lag_seconds == 0
+        await insert_finished_job(conn, finished_ago=7200)
+        figures = await read_figures(conn, max_queues=20, snapshot_warn=120)
+    assert 7200 <= figures.archive_lag_seconds < 7260
 
 
 async def test_the_backlog_is_read_along_the_finished_index(
