@@ -5,6 +5,9 @@
     jobrunner_queue_oldest_queued_seconds{queue}  the oldest queued job's wait since run_at
     jobrunner_oldest_snapshot_seconds             the oldest snapshot on the server
                                                   (jobrunner.horizon: it slows every claim)
+    jobrunner_archive_lag_seconds                 since the oldest finished job still in
+                                                  jobrunner.jobs finished (the archiver moves
+                                                  it JOBRUNNER_ARCHIVE_AFTER after; doctor)
 
 The counters and histograms of jobs (jobrunner.metrics) are counted where things happen, in
 the workers and the insert core; these are the figures only the database knows.
@@ -75,6 +78,7 @@ class Figures:
     depth: dict[tuple[str, str], int] = field(default_factory=dict)  # (queue, state) -> jobs
     oldest: dict[str, float] = field(default_factory=dict)  # queue -> seconds
     snapshot_seconds: float = 0.0
+    archive_lag_seconds: float = 0.0  # 0 when no finished job waits in jobs
 
 
 class JobMetrics(Collector):
@@ -115,7 +119,14 @@ class JobMetrics(Collector):
             "cleanup of dead rows and slows every claim; README 'Long transactions').",
             value=figures.snapshot_seconds,
         )
-        yield from (depth, oldest, snapshot)
+        archive = GaugeMetricFamily(
+            "jobrunner_archive_lag_seconds",
+            "Seconds since the oldest finished job still in jobrunner.jobs finished (parents "
+            "kept for an unfinished child aside). The archiver moves jobs "
+            "JOBRUNNER_ARCHIVE_AFTER after they finish: well past that, it is behind.",
+            value=figures.archive_lag_seconds,
+        )
+        yield from (depth, oldest, snapshot, archive)
 
 
 async def read_figures(conn: Conn, max_queues: int, snapshot_warn: float) -> Figures:
@@ -125,7 +136,9 @@ async def read_figures(conn: Conn, max_queues: int, snapshot_warn: float) -> Fig
     waiting = [c.queue for c in busiest if c.states.get("queued")]
     oldest = await queries.job_queue_oldest_queued(conn, waiting, max_lanes=OLDEST_MAX_LANES)
     held = await horizon.read(conn, warn_after=snapshot_warn)
-    return Figures(_depth(counts, kept), oldest, held.held_seconds)
+    # one probe at the low end of jobs_finished_idx: cheap beside the counts above
+    archive_lag = await queries.job_archive_oldest(conn) or 0.0
+    return Figures(_depth(counts, kept), oldest, held.held_seconds, archive_lag)
 
 
 def _depth(counts: list[QueueCounts], kept: set[str]) -> dict[tuple[str, str], int]:

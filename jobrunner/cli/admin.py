@@ -110,6 +110,7 @@ def _database_checks(settings: Settings, where: Location) -> list[doctor.Check]:
             for check in doctor.run_database_checks(
                 db.dsn,
                 seen_timeout=settings.worker_seen_timeout,
+                archive=doctor.ArchivePace.of(settings),
                 snapshot_warn=settings.snapshot_warn_seconds,
             ):
                 _show(check)

@@ -8,6 +8,7 @@ exits non-zero when any failed. The database checks run in order and stop at the
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import time
 from collections.abc import Awaitable
@@ -21,6 +22,7 @@ from jobrunner.cli.locate import Location, locate, redact
 from jobrunner.db import migrate as migrations
 from jobrunner.db import queries
 from jobrunner.db.pool import Conn, connect
+from jobrunner.db.queries import DefaultRows, HistoryPartitions
 from jobrunner.errors import ConfigError
 from jobrunner.models import WorkerInfo
 from jobrunner.registry import registered_tasks
@@ -30,6 +32,15 @@ from jobrunner.task_modules import load_task_modules
 Status = Literal["ok", "warn", "fail"]
 MIN_SERVER_VERSION = 130000  # gen_random_uuid() is built in from PostgreSQL 13
 NOTIFY_TIMEOUT = 5.0
+# How long past JOBRUNNER_ARCHIVE_AFTER a finished job may wait in jobs before doctor calls the
+# archiver behind. Healthy, it moves a job within a maintenance tick (1 s) of its time, up to
+# 100,000 a tick, so the oldest is ARCHIVE_AFTER and a second old; what delays it more is
+# absolute, not a multiple of ARCHIVE_AFTER: no worker running during a deploy, a tick
+# waiting on a lock, an upgrade's backlog moved over its first ticks. Ten minutes outlasts
+# those and still warns the same day (a multiple would be seconds for a small ARCHIVE_AFTER
+# and days for a large one).
+ARCHIVE_GRACE = 600.0
+ARCHIVE_COUNT_CAP = 10_000  # finished jobs waiting, and rows of the default partition
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +134,49 @@ def check_settings(settings: Settings) -> list[Check]:
 # ----- database -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class ArchivePace:
+    """What the archive's settings promise (README "Retention"), for check_archive."""
+
+    after: float  # JOBRUNNER_ARCHIVE_AFTER
+    partitions_ahead: int  # JOBRUNNER_HISTORY_PARTITIONS_AHEAD
+    partition_seconds: float  # JOBRUNNER_HISTORY_PARTITION_HOURS, in seconds
+    partition_interval: float  # JOBRUNNER_HISTORY_PARTITION_INTERVAL
+
+    @classmethod
+    def of(cls, settings: Settings) -> ArchivePace:
+        return cls(
+            after=settings.archive_after,
+            partitions_ahead=settings.history_partitions_ahead,
+            partition_seconds=settings.history_partition_hours * 3600.0,
+            partition_interval=settings.history_partition_interval,
+        )
+
+    @property
+    def lag_warn(self) -> float:
+        """Seconds since the oldest finished job in jobs finished past which it is late."""
+        return self.after + ARCHIVE_GRACE
+
+    @property
+    def partitions_needed(self) -> int:
+        """Partitions starting after now that must exist at any moment. Maintenance tops
+        them up to `partitions_ahead` every `partition_interval`; a partition boundary
+        passed since (at most interval // width + 1 of them) leaves as many fewer until its
+        next run, and that is no fault."""
+        passed = math.floor(self.partition_interval / self.partition_seconds) + 1
+        return max(self.partitions_ahead - passed, 0)
+
+
 async def check_database(
-    dsn: str, *, seen_timeout: float, snapshot_warn: float = 120.0
+    dsn: str,
+    *,
+    seen_timeout: float,
+    archive: ArchivePace,
+    snapshot_warn: float = 120.0,
 ) -> list[Check]:
     """Reachable, recent enough, migrated, and delivering notifications; stops at a failure.
-    Then what the worker registry says (workers seen within `seen_timeout` are live)."""
+    Then what the worker registry says (workers seen within `seen_timeout` are live), the
+    oldest snapshot, and whether the archive keeps up (`archive`)."""
     started = time.perf_counter()
     try:
         conn = await connect(dsn, role="doctor")
@@ -168,6 +217,7 @@ async def check_database(
             await check_workers(conn, workers),
             await check_unknown_tasks(conn, workers),
             await check_horizon(conn, snapshot_warn),
+            await check_archive(conn, archive),
         ]
     finally:
         await conn.close()
@@ -243,6 +293,88 @@ async def check_horizon(conn: Conn, warn_after: float) -> Check:
     )
 
 
+async def check_archive(conn: Conn, pace: ArchivePace) -> Check:
+    """Finished jobs leave jobs for job_history ARCHIVE_AFTER after they finish, into
+    partitions made ahead of them (README "Retention"). Warns when the archiver is behind
+    (the live table, which every claim walks, keeps growing), when fewer partitions are made
+    ahead than settings ask, or when rows sit in the default partition: there they are
+    deleted row by row, and they keep their range's partition from being made. Reads index
+    ends and the catalog, never counting more than ARCHIVE_COUNT_CAP rows."""
+    oldest = await queries.job_archive_oldest(conn)
+    due = await queries.job_archive_due(conn, older_than=pace.after, cap=ARCHIVE_COUNT_CAP)
+    partitions = await queries.job_history_partitions_ahead(conn)
+    default = await queries.job_history_default_rows(conn, cap=ARCHIVE_COUNT_CAP)
+    stray = _default_rows(default)
+    found = [_archive_late(oldest, due, pace), _partitions_short(partitions, pace), stray]
+    problems = [p for p in found if p is not None]
+    if not problems:
+        return Check("archive", "ok", _archive_summary(oldest, due, partitions, pace))
+    fix = (
+        "the archiver and the partitions are maintenance's, done by whichever worker holds "
+        "its lock: start a worker if none runs, and look in the workers' logs for "
+        "'maintenance tick failed'"
+    )
+    if stray is not None:
+        fix += "; rows in job_history_default are deleted once past retention"
+    return Check("archive", "warn", "; ".join(problems), fix)
+
+
+def _archive_late(oldest: float | None, due: int, pace: ArchivePace) -> str | None:
+    if oldest is None or oldest <= pace.lag_warn:
+        return None
+    return (
+        f"{_jobs(due)} finished jobs wait in jobrunner.jobs to be archived, the oldest "
+        f"finished {horizon.duration(oldest)} ago (JOBRUNNER_ARCHIVE_AFTER is "
+        f"{horizon.duration(pace.after)})"
+    )
+
+
+def _partitions_short(found: HistoryPartitions, pace: ArchivePace) -> str | None:
+    # None made yet: a fresh install; maintenance makes them before it first archives.
+    if found.made == 0 or (found.covers_now and found.ahead >= pace.partitions_needed):
+        return None
+    asked = f"JOBRUNNER_HISTORY_PARTITIONS_AHEAD is {pace.partitions_ahead}"
+    if not found.covers_now:
+        return (
+            f"no partition of job_history covers now ({found.ahead} ahead; {asked}): jobs "
+            "archived now go to job_history_default"
+        )
+    return (
+        f"only {found.ahead} partitions of job_history ahead of now ({asked}): once they "
+        "are passed, jobs archived go to job_history_default"
+    )
+
+
+def _default_rows(found: DefaultRows) -> str | None:
+    if not found.held or found.oldest is None or found.newest is None:
+        return None
+    span = f"{found.oldest:%Y-%m-%d %H:%M} to {found.newest:%Y-%m-%d %H:%M} UTC"
+    return (
+        f"{_jobs(found.held)} jobs in job_history_default (finished {span}): no partition "
+        "was there for them, and none can be made for their time while they stay"
+    )
+
+
+def _archive_summary(
+    oldest: float | None, due: int, partitions: HistoryPartitions, pace: ArchivePace
+) -> str:
+    if oldest is None:
+        jobs = "no finished job waits in jobrunner.jobs"
+    else:
+        jobs = (
+            f"{_jobs(due)} finished jobs past JOBRUNNER_ARCHIVE_AFTER in jobrunner.jobs, the "
+            f"oldest finished {horizon.duration(oldest)} ago"
+        )
+    if partitions.made == 0:
+        return jobs + "; no partition made yet (maintenance makes them before it archives)"
+    return f"{jobs}; {partitions.ahead} partitions ahead ({pace.partitions_ahead} asked)"
+
+
+def _jobs(count: int) -> str:
+    """A count read up to ARCHIVE_COUNT_CAP, as an operator should read it."""
+    return f"{count:,}+" if count >= ARCHIVE_COUNT_CAP else f"{count:,}"
+
+
 async def check_notify(sender: Conn, dsn: str) -> Check:
     """LISTEN on a dedicated connection, NOTIFY from another, and time the delivery."""
     channel = f"jobrunner_doctor_{secrets.token_hex(4)}"
@@ -281,6 +413,8 @@ async def _within(awaitable: Awaitable[str], timeout: float) -> str | None:
 
 
 def run_database_checks(
-    dsn: str, *, seen_timeout: float, snapshot_warn: float = 120.0
+    dsn: str, *, seen_timeout: float, archive: ArchivePace, snapshot_warn: float = 120.0
 ) -> list[Check]:
-    return asyncio.run(check_database(dsn, seen_timeout=seen_timeout, snapshot_warn=snapshot_warn))
+    return asyncio.run(
+        check_database(dsn, seen_timeout=seen_timeout, archive=archive, snapshot_warn=snapshot_warn)
+    )

@@ -527,6 +527,48 @@ async def job_history_partitions_list(conn: Conn) -> list[tuple[str, str]]:
     return [(r["name"], r["bounds"]) for r in rows]
 
 
+async def job_archive_oldest(conn: Conn) -> float | None:
+    """Seconds since the oldest finished job still in jobs finished; None when none is."""
+    seconds: float | None = await conn.fetchval(QUERIES["job_archive_oldest"])
+    return seconds
+
+
+async def job_archive_due(conn: Conn, *, older_than: float, cap: int) -> int:
+    due: int = await conn.fetchval(QUERIES["job_archive_due"], older_than, cap)
+    return due
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPartitions:
+    """job_history's partitions but the default one: how many, how many start after now,
+    and whether one covers now."""
+
+    made: int
+    ahead: int
+    covers_now: bool
+
+
+async def job_history_partitions_ahead(conn: Conn) -> HistoryPartitions:
+    row = await conn.fetchrow(QUERIES["job_history_partitions_ahead"])
+    assert row is not None  # an aggregate: always one row
+    return HistoryPartitions(row["made"], row["ahead"], row["covers_now"])
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultRows:
+    """The rows of job_history_default (counted up to a cap) and when they finished."""
+
+    held: int
+    oldest: datetime | None
+    newest: datetime | None
+
+
+async def job_history_default_rows(conn: Conn, *, cap: int) -> DefaultRows:
+    row = await conn.fetchrow(QUERIES["job_history_default_rows"], cap)
+    assert row is not None  # scalar subqueries: always one row
+    return DefaultRows(row["held"], row["oldest"], row["newest"])
+
+
 # ----- dependencies ---------------------------------------------------------------------
 
 

@@ -1006,6 +1006,56 @@ FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid
 WHERE i.inhparent = 'jobrunner.job_history'::regclass
 ORDER BY c.relname;
 
+-- name: job_archive_oldest
+-- Seconds since the oldest finished job still in jobs finished (NULL: none), for doctor and
+-- /metrics: the archiver moves each one JOBRUNNER_ARCHIVE_AFTER after it finishes, so an
+-- age well past that says it has fallen behind. min() is read from the low end of
+-- jobs_finished_idx, stepping over the parents that gained a child: the archiver keeps
+-- those while a child is unfinished, however long that is, and they say nothing of its pace.
+SELECT extract(epoch FROM now() - min(finished_at))::float8 AS seconds
+FROM jobrunner.jobs
+WHERE state IN ('succeeded', 'failed', 'cancelled') AND child_added_at IS NULL;
+
+-- name: job_archive_due
+-- The finished jobs in jobs the archiver could have moved (finished more than $1 seconds
+-- ago, parents that gained a child aside, as in job_archive_oldest), counted up to $2:
+-- along jobs_finished_idx from its low end, so a backlog of millions costs $2 rows.
+SELECT count(*) AS due FROM (
+    SELECT 1 FROM jobrunner.jobs
+    WHERE state IN ('succeeded', 'failed', 'cancelled')
+      AND finished_at < now() - make_interval(secs => $1::float8)
+      AND child_added_at IS NULL
+    ORDER BY finished_at  -- the index's order: a seq scan could read the whole table first
+    LIMIT $2
+) AS due;
+
+-- name: job_history_partitions_ahead
+-- job_history's partitions by the catalog alone (the default partition aside): how many
+-- there are, how many start after now, and whether one covers now. What doctor compares
+-- with JOBRUNNER_HISTORY_PARTITIONS_AHEAD; bounds read as job_history_partitions_drop reads them.
+WITH bounds AS (
+    SELECT substring(pg_get_expr(c.relpartbound, c.oid) FROM 'FROM \(''([^'']+)''\)')
+               ::timestamptz AS low,
+           substring(pg_get_expr(c.relpartbound, c.oid) FROM 'TO \(''([^'']+)''\)')
+               ::timestamptz AS high
+    FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid
+    WHERE i.inhparent = 'jobrunner.job_history'::regclass
+      AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'
+)
+SELECT count(*) AS made,
+       count(*) FILTER (WHERE low > now()) AS ahead,
+       coalesce(bool_or(low <= now() AND now() < high), false) AS covers_now
+FROM bounds;
+
+-- name: job_history_default_rows
+-- Rows in job_history's default partition, counted up to $1, and the finished_at range
+-- they span (its copy of job_history_finished_idx, one probe at each end). Empty while
+-- partitions are made ahead of the jobs archived into them.
+SELECT (SELECT count(*) FROM (SELECT 1 FROM jobrunner.job_history_default LIMIT $1) AS d)
+           AS held,
+       (SELECT min(finished_at) FROM jobrunner.job_history_default) AS oldest,
+       (SELECT max(finished_at) FROM jobrunner.job_history_default) AS newest;
+
 -- name: job_tasks_unknown
 -- Tasks with jobs waiting because a worker did not know them (their last attempt was
 -- deferred: a deploy under way, or code never deployed), with how many. Read along

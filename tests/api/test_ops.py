@@ -49,6 +49,7 @@ async def test_metrics_expose_jobs_outcomes_and_request_latency(
     assert grew("jobrunner_job_run_seconds_count", **echo) == 3
     assert grew("jobrunner_job_pickup_seconds_bucket", **echo, le="+Inf") == 3
     assert scrape.value(after, "jobrunner_oldest_snapshot_seconds") >= 0
+    assert scrape.value(after, "jobrunner_archive_lag_seconds") >= 0  # drained: just finished
     request = {"method": "POST", "route": "/jobs", "status": "2xx"}
     assert scrape.value(after, "jobrunner_api_request_duration_seconds_count", **request) == 4
 

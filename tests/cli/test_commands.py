@@ -13,6 +13,7 @@ from jobrunner.cli import main
 from jobrunner.db.pool import Pool
 from jobrunner.models import JobState
 from jobrunner.testing import drain
+from tests.support.archive import insert_finished_job, insert_history_row
 from tests.support.cli import Cli
 from tests.support.rows import insert_deferred_job, insert_worker
 from tests.support.snapshots import held_snapshot
@@ -179,6 +180,7 @@ def test_doctor_passes_on_a_healthy_setup(cli: Cli) -> None:
         "workers",
         "unknown tasks",
         "long transactions",
+        "archive",
     ):
         assert f"OK    {name}:" in result.out
     assert "FAIL" not in result.out
@@ -193,6 +195,19 @@ async def test_doctor_warns_of_a_snapshot_holding_back_cleanup(
     assert result.code == 0, result.out + result.err  # a warning, not a failure
     assert f"WARN  long transactions: session pid {pid}" in result.out
     assert f"pg_terminate_backend({pid})" in result.out
+
+
+async def test_doctor_warns_of_finished_jobs_the_archiver_left_behind(cli: Cli, pool: Pool) -> None:
+    async with pool.acquire() as conn:
+        await insert_finished_job(conn, finished_ago=3 * 3600)  # past ARCHIVE_AFTER + 10 min
+        await insert_history_row(conn, finished_ago=3600)  # no partition made: the default
+    result = cli.run("doctor")
+    assert result.code == 0, result.out + result.err  # a warning, not a failure
+    assert (
+        "WARN  archive: 1 finished jobs wait in jobrunner.jobs to be archived, the oldest "
+        "finished 3h00m ago (JOBRUNNER_ARCHIVE_AFTER is 1m00s); 1 jobs in job_history_default"
+    ) in result.out
+    assert "fix: the archiver and the partitions are maintenance's" in result.out
 
 
 async def test_doctor_warns_of_jobs_whose_task_no_worker_knew(cli: Cli, pool: Pool) -> None:

@@ -32,3 +32,44 @@ async def where(conn: Conn, job_id: UUID) -> list[str]:
 async def archived_count(conn: Conn) -> int:
     count: int = await conn.fetchval("SELECT count(*) FROM jobrunner.job_history")
     return count
+
+
+async def insert_finished_job(
+    conn: Conn, *, finished_ago: float, parent_of_unfinished: bool = False
+) -> UUID:
+    """A job in jobs that succeeded `finished_ago` seconds ago and was never archived (no
+    maintenance ran), its times set directly. `parent_of_unfinished`: it gained a child,
+    queued still, so the archiver keeps it."""
+    job_id: UUID = await conn.fetchval(
+        "INSERT INTO jobrunner.jobs (queue, task, state, attempt, run_at, finished_at,"
+        "                            child_added_at)"
+        " VALUES ('default', 'noop', 'succeeded', 1, now() - make_interval(secs => $1::float8),"
+        "         now() - make_interval(secs => $1::float8),"
+        "         CASE WHEN $2::bool THEN now() - make_interval(secs => $1::float8) END)"
+        " RETURNING id",
+        finished_ago,
+        parent_of_unfinished,
+    )
+    if parent_of_unfinished:
+        child: UUID = await conn.fetchval(
+            "INSERT INTO jobrunner.jobs (queue, task, state, run_at) "
+            "VALUES ('default', 'noop', 'queued', now()) RETURNING id"
+        )
+        await conn.execute(
+            "INSERT INTO jobrunner.job_dependencies (parent_id, child_id, resolved_at)"
+            " VALUES ($1, $2, now())",
+            job_id,
+            child,
+        )
+    return job_id
+
+
+async def insert_history_row(conn: Conn, *, finished_ago: float) -> None:
+    """An archived job finished `finished_ago` seconds ago, written to job_history directly:
+    to job_history_default when no partition covers that time."""
+    await conn.execute(
+        "INSERT INTO jobrunner.job_history (task, state, attempt, finished_at, created_at)"
+        " VALUES ('noop', 'succeeded', 1, now() - make_interval(secs => $1::float8),"
+        "         now() - make_interval(secs => $1::float8 + 1))",
+        finished_ago,
+    )
