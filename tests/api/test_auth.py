@@ -70,11 +70,17 @@ async def test_login_attempts_are_throttled_per_account(
     http: httpx.AsyncClient, login: Login, api_settings: Settings
 ) -> None:
     await login("dave")  # a right password: the account's bucket is not charged
-    statuses = []
-    for _ in range(api_settings.login_attempts_per_minute + 1):
+    per_minute = api_settings.login_attempts_per_minute
+    started = time.monotonic()
+    statuses: list[int] = []
+    while not statuses or statuses[-1] != 429:
         answer = await http.post("/auth/token", json={"username": "dave", "password": "wrong!"})
         statuses.append(answer.status_code)
-    assert statuses[-1] == 429
+        # The bucket refills per_minute a minute: on a loaded machine, where each argon2
+        # check takes a while, the attempts so far may have earned one or two more.
+        earned = int((time.monotonic() - started) * per_minute / 60)
+        assert len(statuses) <= per_minute + 1 + earned, statuses
+    assert len(statuses) >= per_minute + 1, statuses  # refused only once the bucket is spent
     assert set(statuses[:-1]) == {401}
     assert int(answer.headers["Retry-After"]) >= 1
     # Wrong passwords empty only the account's bucket: the right one still logs in.
