@@ -4,7 +4,10 @@ A real `python -m jobrunner api` process serves the scratch database; the bench 
 user, logs in once and submits no-op jobs from concurrent keep-alive connections. The
 per-user submit limits are raised for the run: the figure measures the API, not its limiter.
 Each connection first sends WARMUP_SUBMITS untimed, so the figure is the API's steady state,
-not its first second (opening pool connections, preparing statements).
+not its first second (opening pool connections, preparing statements). In the same round the
+same client drives the hand-written service of jobrunner.bench.baseline_api (a bare ASGI
+app inserting one row a request), so the figure is also a share of that floor on the machine
+of the moment.
 """
 
 from __future__ import annotations
@@ -123,21 +126,29 @@ async def _submit(conn: _KeepAliveConnection, request: bytes, count: int) -> lis
     return latencies
 
 
-def _start_api(dsn: str, port: int) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "jobrunner", "api"]
+def _start_api(dsn: str, port: int, *, baseline: bool) -> subprocess.Popen[bytes]:
+    if baseline:
+        argv = [sys.executable, "-m", "jobrunner.bench.baseline_api", dsn, str(port)]
+        argv.append(str(SUBMITTERS))
+    else:
+        argv = [sys.executable, "-m", "jobrunner", "api"]
     return subprocess.Popen(  # noqa: S603 - our own argv
         argv, env=_api_env(dsn, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
 
 
-async def http_round(dsn: str, submits: int) -> tuple[float, list[float]]:
-    """(submits per second, latencies in ms) of `submits` POST /jobs from 32 connections."""
+async def http_round(
+    dsn: str, submits: int, *, baseline: bool = False
+) -> tuple[float, list[float]]:
+    """(submits per second, latencies in ms) of `submits` POST /jobs from 32 connections, to
+    jobrunner's API or (`baseline`) to the hand-written service."""
     port = _free_port()
-    proc = _start_api(dsn, port)
+    proc = _start_api(dsn, port, baseline=baseline)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
             await _wait_healthy(http, proc)
-            request = _submit_request(port, await _login(http))
+            headers = {} if baseline else await _login(http)
+            request = _submit_request(port, headers)
         per = max(1, submits // SUBMITTERS)
         conns = await asyncio.gather(*(_KeepAliveConnection.open(port) for _ in range(SUBMITTERS)))
         try:

@@ -225,6 +225,9 @@ class Bench:
             Figure("HTTP POST /jobs (32 connections)", "jobs/s", 2000),
             Figure("HTTP POST /jobs p50", "ms"),
             Figure("HTTP POST /jobs p99", "ms", 50),
+            Figure("  baseline: bare ASGI app, one INSERT a request", "jobs/s"),
+            Figure("  baseline p99", "ms"),
+            Figure("  POST /jobs as share of the baseline", "%"),
         ]
         await self.measure(figures, self._http)
 
@@ -237,7 +240,16 @@ class Bench:
         stand_in = queries.WorkerRow("bench:http", "bench", os.getpid(), ["default"], ["noop"], 1)
         await queries.worker_register(self.conn, stand_in)
         rate, latencies = await http_round(self.dsn, self.opts.http)
-        return [rate, percentile(latencies, 50), percentile(latencies, 99)]
+        await bench_queries.bench_jobs_truncate(self.conn)
+        floor, floor_latencies = await http_round(self.dsn, self.opts.http, baseline=True)
+        return [
+            rate,
+            percentile(latencies, 50),
+            percentile(latencies, 99),
+            floor,
+            percentile(floor_latencies, 99),
+            rate / floor * 100,
+        ]
 
 
 async def _one(value: Awaitable[float]) -> list[float]:

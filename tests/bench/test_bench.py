@@ -55,6 +55,8 @@ def test_quick_bench_reports_every_figure(db_dsn: str) -> None:
         "graph of",
         "  fan-in started after its last parent",
         "HTTP POST /jobs",
+        "  baseline: bare ASGI app",
+        "  POST /jobs as share of the baseline",
         "  baseline: hand-written INSERT, 1 caller",
         "  1 caller as share of the baseline",
         "enqueue_many (1,000 per call)",
