@@ -466,9 +466,13 @@ async def job_prune(conn: Conn, *, state: JobState, older_than: float, limit: in
 # ----- the archive (job_history) -----------------------------------------------------------
 
 
-async def job_archive(conn: Conn, *, older_than: float, limit: int) -> int:
-    archived: int = await conn.fetchval(QUERIES["job_archive"], older_than, limit)
-    return archived
+async def job_archive(
+    conn: Conn, *, older_than: float, limit: int, since: datetime | None = None
+) -> tuple[int, datetime | None]:
+    """(jobs moved, the newest finished_at among them); `since`: finished_at to start at."""
+    row = await conn.fetchrow(QUERIES["job_archive"], older_than, limit, since)
+    assert row is not None
+    return row["moved"], row["newest"]
 
 
 async def job_history_restore(

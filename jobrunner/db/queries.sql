@@ -894,12 +894,18 @@ SELECT count(*) FROM pruned;
 -- is made again on the row as it is when deleted. A parent stays while a child of it is
 -- unfinished (a child reads its parents' results each time it runs) and for $1 seconds after
 -- it last gained a child (job_dependencies_add marks it), as job_prune keeps one.
+-- $3: where to start along jobs_finished_idx (NULL: its start). Behind a long transaction
+-- elsewhere, the entries of the jobs moved already stay in that index, dead but not yet
+-- removable, and a walk from its start steps over every one of them at each tick
+-- (jobrunner.worker.maintenance remembers how far the last move reached). Answers how many
+-- moved and the newest finished_at among them.
 WITH moved AS (
     DELETE FROM jobrunner.jobs
     WHERE id = ANY(ARRAY(  -- a key lookup in any plan, as in job_claim
         SELECT j.id FROM jobrunner.jobs AS j
         WHERE j.state IN ('succeeded', 'failed', 'cancelled')
           AND j.finished_at < now() - make_interval(secs => $1::float8)
+          AND j.finished_at >= coalesce($3::timestamptz, '-infinity')
           AND (j.child_added_at IS NULL OR NOT EXISTS (
               SELECT 1 FROM jobrunner.job_dependencies AS d
               JOIN jobrunner.jobs AS c ON c.id = d.child_id
@@ -908,13 +914,18 @@ WITH moved AS (
         LIMIT $2
         FOR UPDATE SKIP LOCKED
     ))
-      AND state IN ('succeeded', 'failed', 'cancelled')
+      -- finished, as the row is now (the table's finished_exactly_when_terminal: the same
+      -- test as the state's). Said by finished_at, not by state, so that jobs_finished_idx,
+      -- whose predicate is the state's, cannot serve this scan: the planner read every
+      -- entry of it here (filtering on the ids) where it misjudged how many there are, dead
+      -- ones behind a long transaction included. The primary key is the only way in.
+      AND finished_at IS NOT NULL
       AND (child_added_at IS NULL OR child_added_at < now() - make_interval(secs => $1::float8))
     RETURNING *
 ), archived AS (
-    INSERT INTO jobrunner.job_history SELECT * FROM moved RETURNING 1
+    INSERT INTO jobrunner.job_history SELECT * FROM moved RETURNING finished_at
 )
-SELECT count(*) FROM archived;
+SELECT count(*) AS moved, max(finished_at) AS newest FROM archived;
 
 -- name: job_history_restore
 -- Move the archived jobs $1 in states $4 that user $2 may touch (admins, $3: all) back to

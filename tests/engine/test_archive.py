@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, timedelta
+import re
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from jobrunner import client
 from jobrunner.db import queries
-from jobrunner.db.pool import Pool
+from jobrunner.db.pool import Conn, Pool
 from jobrunner.db.queries import QUERIES
 from jobrunner.models import JobState
 from jobrunner.settings import Settings
 from jobrunner.worker.maintenance import Maintenance
 from tests.engine.test_dependencies import ReadJob, _ended
-from tests.support.archive import archive_now, archived_count, where
+from tests.support.archive import archive_now, archived_count, insert_finished_job, where
+from tests.support.waiting import wait_for
 from tests.support.workers import StartWorker
 
 LIVE = ("queued", "scheduled", "running", "retrying", "waiting")
@@ -268,3 +270,56 @@ async def test_the_claim_never_reads_the_archive_and_a_read_by_id_probes_each_pa
         assert len(kinds) > 5 and pages <= 8, kinds
         found = await client.get_job(job_id, conn=conn)
         assert found.state is JobState.SUCCEEDED
+
+
+async def test_the_archiver_walks_on_from_where_it_reached_behind_a_held_snapshot(
+    pool: Pool, settings: Settings
+) -> None:
+    """Behind a snapshot held elsewhere, the index entries of moved jobs stay in
+    jobs_finished_idx; a tick walks on from where the last move reached (less
+    ARCHIVE_SLACK), not over all of them again, and a full pass (a fresh instance, or every
+    ARCHIVE_FULL_PASS seconds) still finds a job finished before that point."""
+    ticks = Maintenance(pool, settings.model_copy(update={"archive_after": 0.001}))
+    async with pool.acquire() as holder, pool.acquire() as conn:
+        await holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        await holder.fetchval("SELECT count(*) FROM jobrunner.jobs")  # the snapshot is taken
+        try:
+            # 5,000 jobs finished over 50 s, ten minutes ago
+            await conn.execute("""
+                INSERT INTO jobrunner.jobs (task, state, attempt, run_at, finished_at)
+                SELECT 'noop', 'succeeded', 1, now() - interval '1 hour',
+                       now() - interval '10 minutes' + g * interval '10 ms'
+                FROM generate_series(1, 5000) AS g""")
+            assert (await wait_for(ticks.run_once, what="the lock")).archived == 5000
+            straggler = await insert_finished_job(conn, finished_ago=3600)  # before the point
+            fresh = await insert_finished_job(conn, finished_ago=1)
+            positioned = await _archive_buffers(conn, since=ticks._archive_from)
+            whole = await _archive_buffers(conn, since=None)
+            assert positioned * 3 < whole, (positioned, whole)
+            assert (await wait_for(ticks.run_once, what="the lock")).archived == 1
+            assert await where(conn, fresh) == ["job_history"]
+            assert await where(conn, straggler) == ["jobs"]
+        finally:
+            await holder.execute("ROLLBACK")
+    assert await archive_now(pool, settings) == 1  # a full pass
+    async with pool.acquire() as conn:
+        assert await where(conn, straggler) == ["job_history"]
+
+
+async def _archive_buffers(conn: Conn, *, since: datetime | None) -> int:
+    """Buffers the archiver statement's delete from jobs reads, planned as on a worker's
+    connections (jobrunner.db.pool: no bitmap scans); the statement is rolled back."""
+    explain = "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + QUERIES["job_archive"]
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        await conn.execute("SET LOCAL enable_bitmapscan = off")
+        plan = [row[0] for row in await conn.fetch(explain, 0.001, 5000, since)]
+    finally:
+        await transaction.rollback()
+    deleting = next(i for i, line in enumerate(plan) if "Delete on jobs" in line)
+    assert "jobs_pkey on jobs " in "\n".join(plan[deleting:]), plan  # found by key only
+    # The delete's own (its walk and key lookups; the insert into job_history's first use in
+    # a session reads the catalog, and is no part of the walk)
+    buffers = next(line for line in plan[deleting:] if "Buffers:" in line)
+    return sum(int(n) for n in re.findall(r"(?:hit|read)=(\d+)", buffers))
